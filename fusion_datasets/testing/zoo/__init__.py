@@ -1,0 +1,70 @@
+"""A zoo of tiny random-weight models, built offline and saved like Hub checkpoints.
+
+Each entry is a folder that the code under test loads by path with the same ``from_pretrained``
+call it uses for the real Hub model, so tests exercise the real loading and inference code.
+
+Example:
+    >>> paths = build_tiny_zoo("/tmp/zoo", names=["ast-audioset"])  # doctest: +SKIP
+    >>> ASTForAudioClassification.from_pretrained(paths["ast-audioset"])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+# name -> "module:function"; builders are imported lazily so that importing the zoo stays cheap.
+_BUILDERS: dict[str, str] = {
+    "whisper": "speech:build_tiny_whisper",
+    "ast-audioset": "tagging:build_tiny_ast",
+    "clap": "clap:build_tiny_clap",
+    "htdemucs": "separation:build_tiny_htdemucs",
+    "chat-lm": "chat:build_tiny_chat_lm",
+    "qwen2-audio": "audio_lm:build_tiny_qwen2_audio",
+    "qwen2.5-vl": "vision:build_tiny_qwen2_5_vl",
+}
+TINY_MODEL_NAMES: tuple[str, ...] = tuple(_BUILDERS)
+_COMPLETE_MARKER = ".tiny-zoo-complete"
+
+
+def _builder(name: str) -> Callable[[Path], None]:
+    if name not in _BUILDERS:
+        raise ValueError(f"unknown tiny model {name!r}; available: {', '.join(TINY_MODEL_NAMES)}")
+    module_name, function_name = _BUILDERS[name].split(":")
+    module = importlib.import_module(f"{__name__}.{module_name}")
+    return getattr(module, function_name)
+
+
+def build_tiny_model(name: str, root: str | Path, overwrite: bool = False) -> Path:
+    """Build one tiny model into ``root/name`` (atomically) and return its path.
+
+    A model already built there is reused unless ``overwrite`` is set.
+    """
+    target = Path(root) / name
+    if (target / _COMPLETE_MARKER).exists() and not overwrite:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
+    try:
+        logger.info("building tiny %s into %s", name, target)
+        _builder(name)(staging)
+        (staging / _COMPLETE_MARKER).touch()
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def build_tiny_zoo(
+    root: str | Path, names: Iterable[str] | None = None, overwrite: bool = False
+) -> dict[str, Path]:
+    """Build the tiny models ``names`` (all by default) under ``root``; returns name -> path."""
+    return {name: build_tiny_model(name, root, overwrite) for name in (names or TINY_MODEL_NAMES)}

@@ -1,0 +1,56 @@
+"""A tiny random-weight CLAP (HTSAT audio, RoBERTa text), shaped like ``laion/clap-htsat-unfused``.
+
+The audio encoder keeps the real input geometry (48 kHz, 64 mel bins, 10 s, a 256x256 spectrogram image in
+4x4 patches through 4 Swin stages with 8x8 windows) so the real ``ClapFeatureExtractor`` feeds it; only the
+widths and depths shrink. The model is unfused, so the feature extractor is saved with
+``truncation="rand_trunc"``: its default, ``"fusion"``, makes 4-channel input that crashes an unfused model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ._bpe import train_byte_level_bpe, vocab_with_special_tokens
+
+_PROJECTION_DIM = 32
+# The audio width doubles at each of the 4 Swin stages: 16, 32, 64, 128.
+_AUDIO_PATCH_WIDTH = 16
+_AUDIO_STAGES = 4
+
+
+def build_tiny_clap(path: Path) -> None:
+    """Save a tiny unfused ``ClapModel`` and its ``ClapProcessor`` into ``path``."""
+    import torch
+    from transformers import ClapConfig, ClapFeatureExtractor, ClapModel, ClapProcessor, RobertaTokenizer
+
+    vocab, merges = train_byte_level_bpe(vocab_size=400)
+    # RoBERTa's layout: <s> 0, <pad> 1, </s> 2, <unk> 3, ..., <mask> last (the text encoder's position
+    # ids are counted from the padding id, so it must stay 1).
+    vocab = vocab_with_special_tokens(vocab, before=["<s>", "<pad>", "</s>", "<unk>"], after=["<mask>"])
+    tokenizer = RobertaTokenizer(vocab=vocab, merges=merges, model_max_length=512)
+
+    text_config = {
+        "vocab_size": len(tokenizer),
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "intermediate_size": 64,
+        "max_position_embeddings": 514,
+        "pad_token_id": tokenizer.pad_token_id,
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "projection_dim": _PROJECTION_DIM,
+    }
+    audio_config = {
+        "enable_fusion": False,
+        "patch_embeds_hidden_size": _AUDIO_PATCH_WIDTH,
+        "hidden_size": _AUDIO_PATCH_WIDTH * 2 ** (_AUDIO_STAGES - 1),
+        "depths": [1] * _AUDIO_STAGES,
+        "num_attention_heads": [1, 2, 4, 8],
+        "projection_dim": _PROJECTION_DIM,
+    }
+    config = ClapConfig(text_config=text_config, audio_config=audio_config, projection_dim=_PROJECTION_DIM)
+    torch.manual_seed(0)
+    ClapModel(config).eval().save_pretrained(path)
+    feature_extractor = ClapFeatureExtractor(truncation="rand_trunc")
+    ClapProcessor(feature_extractor=feature_extractor, tokenizer=tokenizer).save_pretrained(path)
