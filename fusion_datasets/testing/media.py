@@ -202,3 +202,29 @@ def write_video(
         command += ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-t", str(duration), str(path)]
         subprocess.run(command, check=True, capture_output=True)
     return path
+
+
+def write_bad_audio_files(folder: str | Path, long_seconds: float = 65.0) -> dict[str, str]:
+    """Write the awkward inputs a pipeline must survive; returns kind -> path.
+
+    Kinds: ``corrupt`` (random bytes named .wav), ``truncated`` (a wav cut after its header),
+    ``empty`` (zero frames), ``nan`` (NaN samples), ``surround`` (6 channels at 48 kHz), ``long``
+    (``long_seconds`` of speech over noise), ``missing`` (a path that does not exist).
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    (folder / "corrupt.wav").write_bytes(rng.bytes(4096))
+    full = write_audio(folder / "full.wav", speech(1.0, 16000), 16000).read_bytes()
+    (folder / "truncated.wav").write_bytes(full[:100])
+    (folder / "full.wav").unlink()
+    write_audio(folder / "empty.wav", np.zeros((1, 0), dtype=np.float32), 16000)
+    import soundfile
+
+    soundfile.write(folder / "nan.wav", np.full((8000, 1), np.nan, dtype=np.float32), 16000, subtype="FLOAT")
+    write_audio(folder / "surround.wav", mix(noise(2.0, 48000, 6), music(2.0, 48000, 6)), 48000)
+    long_clip = mix(speech(long_seconds, 16000), noise(long_seconds, 16000), gains=[1.0, 0.2])
+    write_audio(folder / "long.flac", long_clip, 16000)
+    kinds = ("corrupt", "truncated", "empty", "nan", "surround")
+    paths = {kind: str(folder / f"{kind}.wav") for kind in kinds}
+    return {**paths, "long": str(folder / "long.flac"), "missing": str(folder / "missing.wav")}

@@ -1,0 +1,147 @@
+"""The expert protocol: a frozen config, the columns it writes, and a batched ``__call__``.
+
+An expert is a picklable callable over a ``datasets`` batch dict, usable as
+``ds.map(expert, batched=True, with_rank=True)``. It holds only its config: models are loaded lazily
+into the per-process cache of :mod:`fusion_datasets.runtime`, so ``datasets`` fingerprints an expert
+by its config and the package version, and a rerun of the same map hits the cache.
+
+Every failure becomes an entry of the row's ``errors`` list (``{"stage", "message"}``) and ``None``
+in the columns the expert could not fill; no row is ever dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar, Generic, TypeVar
+
+from fusion_datasets import __version__, runtime
+from fusion_datasets.media import MediaBatch
+
+logger = logging.getLogger(__name__)
+
+ERRORS = "errors"
+R = TypeVar("R")
+ConfigT = TypeVar("ConfigT", bound="ExpertConfig")
+
+
+@dataclass(frozen=True)
+class ExpertConfig:
+    """What every model-backed expert shares. ``device=None`` picks the device from the worker's rank."""
+
+    model: str
+    revision: str | None = None
+    device: str | None = None
+    dtype: str = "auto"
+    trust_remote_code: bool = False
+
+
+def errors_feature() -> Any:
+    """The ``datasets`` type of the ``errors`` column: a list of ``{stage, message}``."""
+    from datasets import List, Value
+
+    return List({"stage": Value("string"), "message": Value("string")})
+
+
+def merge_features(input_features: Any, produced: dict[str, Any]) -> Any:
+    """``input_features`` updated with the ``produced`` columns and ``errors``: pass it to ``map(features=...)``.
+
+    Declaring the output types matters: a first batch without any error would otherwise fix ``errors``
+    as a list of nulls, and the next batch's errors could not be written.
+    """
+    from datasets import Features
+
+    return Features({**input_features, **produced, ERRORS: errors_feature()})
+
+
+class Expert(ABC, Generic[ConfigT]):
+    """Base class of the experts. Subclasses set ``stage``, ``config_class``, ``features`` and ``process``."""
+
+    stage: ClassVar[str]
+    config_class: ClassVar[type[ExpertConfig]]
+
+    @abstractmethod
+    def features(self) -> dict[str, Any]:
+        """The ``datasets`` feature of each column this expert writes (``errors`` aside)."""
+
+    def columns(self) -> tuple[str, ...]:
+        return tuple(self.features())
+
+    def output_features(self, input_features: Any) -> Any:
+        """The features of ``ds.map(self, ...)`` over a dataset with ``input_features``."""
+        return merge_features(input_features, self.features())
+
+    def __init__(self, config: ConfigT | None = None, **overrides: Any) -> None:
+        if config is None:
+            config = self.config_class(**overrides)
+        elif overrides:
+            config = replace(config, **overrides)
+        if not isinstance(config, self.config_class):
+            raise TypeError(f"{type(self).__name__} takes a {self.config_class.__name__}, got {type(config).__name__}")
+        self.config: ConfigT = config
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.config!r})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        # what datasets hashes: the config and the package version, nothing loaded
+        return {"config": self.config, "version": __version__}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.config = state["config"]
+
+    def __call__(self, batch: Mapping[str, Sequence[Any]], rank: int | None = None) -> dict[str, list]:
+        media = MediaBatch(batch)
+        outputs = self.process(media, rank)
+        outputs[ERRORS] = media.errors
+        return outputs
+
+    @abstractmethod
+    def process(self, media: MediaBatch, rank: int | None = None) -> dict[str, list]:
+        """Fill this expert's columns for every row of ``media`` (``None`` where it failed)."""
+
+    def device(self, rank: int | None) -> str:
+        return runtime.resolve_device(self.config.device, rank)
+
+    def load(self, rank: int | None, loader: Callable[[str, Any], R]) -> R:
+        """The model for this worker, loaded once per process by ``loader(device, dtype)``."""
+        device = self.device(rank)
+        dtype = runtime.resolve_dtype(self.config.dtype, device)
+        # keyed by the loader, so experts that share one (sound and music captions) share the model
+        key = (loader.__qualname__, self.config.model, self.config.revision, device, str(dtype))
+        return runtime.cached_model(key, lambda: loader(device, dtype))
+
+    def pretrained_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of every ``from_pretrained`` call of this expert."""
+        return {"revision": self.config.revision, "trust_remote_code": self.config.trust_remote_code}
+
+    def check_architecture(self, supported: Sequence[str]) -> None:
+        """Fail with a clear message when the configured model is not one of the ``supported`` model types."""
+        from transformers import AutoConfig
+
+        model_type = AutoConfig.from_pretrained(self.config.model, **self.pretrained_kwargs()).model_type
+        if model_type not in supported:
+            raise ValueError(
+                f"{type(self).__name__} cannot run {self.config.model!r} (model_type {model_type!r}); "
+                f"supported model types: {', '.join(supported)}"
+            )
+
+    def run_guarded(self, media: MediaBatch, rows: list[int], infer: Callable[[list[int]], list[R]]) -> dict[int, R]:
+        """``infer`` on ``rows`` in one call; if it raises, row by row, recording each failing row's error."""
+        if not rows:
+            return {}
+        try:
+            results = infer(rows)
+        except Exception as error:  # noqa: BLE001 - a bad row must become a recorded error, not a crash
+            if len(rows) == 1:
+                logger.debug("%s failed on row %d", self.stage, rows[0], exc_info=True)
+                media.add_error(rows[0], self.stage, f"{type(error).__name__}: {error}")
+                return {}
+            logger.warning("%s failed on a batch of %d (%s); retrying row by row", self.stage, len(rows), error)
+            return {row: value for one in rows for row, value in self.run_guarded(media, [one], infer).items()}
+        return dict(zip(rows, results))
+
+    def empty_outputs(self, size: int) -> dict[str, list]:
+        return {column: [None] * size for column in self.columns()}

@@ -1,0 +1,175 @@
+"""Audio decoding for the experts: each clip is decoded once and resampled once per rate.
+
+A :class:`MediaBatch` wraps one ``datasets`` batch. Experts ask it for audio at their model's rate
+(``media.audio(16000)``); it decodes every clip the first time, keeps the native samples, and caches
+each resampled version, so experts chained over the same batch share the work. Rows that cannot be
+decoded get ``None`` audio and one recorded error; they never stop the batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+MIX = "mix"
+_SOURCE_LOCATION = re.compile(r"^\w+, \S+\.cpp:\d+, ")
+_EMPTY = "audio is empty (no samples in the clip's range)"
+
+
+class MediaError(ValueError):
+    """A clip whose media cannot be used; the message is recorded as the row's error."""
+
+
+@dataclass(frozen=True)
+class Waveform:
+    samples: np.ndarray  # (channels, frames), float32
+    sampling_rate: int
+
+    @property
+    def duration(self) -> float:
+        return self.samples.shape[1] / self.sampling_rate
+
+
+def _source(value: Any) -> Any:
+    """The thing a decoder reads: a path or bytes, from the forms a ``datasets`` audio cell takes."""
+    if isinstance(value, Mapping):
+        if value.get("bytes"):
+            return value["bytes"]
+        if value.get("path"):
+            return value["path"]
+        raise MediaError("audio cell has neither bytes, path nor array")
+    return value
+
+
+def decode_audio(value: Any, start: float | None = None, end: float | None = None) -> Waveform:
+    """Decode one ``audio`` cell: a path, ``{"bytes", "path"}``, ``{"array", "sampling_rate"}`` or an AudioDecoder.
+
+    Raises :class:`MediaError` for missing, corrupt, empty or non-finite audio.
+    """
+    if value is None:
+        raise MediaError("no audio")
+    if isinstance(value, Mapping) and value.get("array") is not None:
+        samples = np.asarray(value["array"], dtype=np.float32)
+        waveform = Waveform(np.atleast_2d(samples), int(value["sampling_rate"]))
+    else:
+        from torchcodec.decoders import AudioDecoder
+
+        try:
+            decoder = value if isinstance(value, AudioDecoder) else AudioDecoder(_source(value))
+            decoded = decoder.get_samples_played_in_range(start or 0.0, end)
+        except (RuntimeError, ValueError, OSError) as error:
+            if "No audio frames were decoded" in str(error):
+                raise MediaError(_EMPTY) from error
+            raise MediaError(f"cannot decode audio: {_first_line(error)}") from error
+        waveform = Waveform(decoded.data.numpy().astype(np.float32, copy=False), int(decoded.sample_rate))
+    if waveform.samples.shape[1] == 0:
+        raise MediaError(_EMPTY)
+    if not np.isfinite(waveform.samples).all():
+        raise MediaError("audio contains NaN or infinite samples")
+    return waveform
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    # torchcodec prefixes its messages with "<function>, <source file>.cpp:<line>, "
+    line = _SOURCE_LOCATION.sub("", text.splitlines()[0]) if text else ""
+    return line or type(error).__name__
+
+
+def resample(waveform: Waveform, sampling_rate: int, channels: int | None = 1) -> np.ndarray:
+    """``waveform`` at ``sampling_rate`` with ``channels`` channels (1: mean downmix; None: unchanged)."""
+    samples = waveform.samples
+    if channels == 1:
+        samples = samples.mean(axis=0, keepdims=True)
+    elif channels is not None and samples.shape[0] != channels:
+        # mono to stereo duplicates; more channels are averaged down first
+        samples = np.repeat(samples.mean(axis=0, keepdims=True), channels, axis=0)
+    if waveform.sampling_rate != sampling_rate:
+        import torch
+        import torchaudio
+
+        tensor = torch.from_numpy(np.ascontiguousarray(samples))
+        samples = torchaudio.functional.resample(tensor, waveform.sampling_rate, sampling_rate).numpy()
+    return samples
+
+
+def windows(samples: np.ndarray, size: int, min_size: int = 0) -> list[np.ndarray]:
+    """Cut a 1-D signal into consecutive windows of ``size`` samples, zero-padding any shorter than ``min_size``."""
+    pieces = [samples[start : start + size] for start in range(0, max(len(samples), 1), size)]
+    return [np.pad(piece, (0, max(0, min_size - len(piece)))) for piece in pieces]
+
+
+class MediaBatch:
+    """One batch of clips with lazily decoded audio, tracks from separation, and per-row errors."""
+
+    def __init__(self, batch: Mapping[str, Sequence[Any]], audio_column: str = "audio") -> None:
+        self.batch = batch
+        self.audio_column = audio_column
+        self.size = len(next(iter(batch.values()))) if batch else 0
+        self.errors: list[list[dict[str, str]]] = [list(row or []) for row in batch.get("errors", [None] * self.size)]
+        self._tracks: dict[str, list[Waveform | None]] = {}
+        self._resampled: dict[tuple[str, int, int | None], list[np.ndarray | None]] = {}
+
+    def column(self, name: str, default: Any = None) -> list[Any]:
+        """A column of the batch, or ``default`` for every row when the batch lacks it."""
+        return list(self.batch[name]) if name in self.batch else [default] * self.size
+
+    def add_error(self, row: int, stage: str, message: str) -> None:
+        """Record an error of ``row``; the same error met again (an earlier step's decode) is kept once."""
+        error = {"stage": stage, "message": message}
+        if error not in self.errors[row]:
+            self.errors[row].append(error)
+
+    def _mix(self) -> list[Waveform | None]:
+        if MIX not in self._tracks:
+            starts, ends = self.column("start"), self.column("end")
+            waveforms: list[Waveform | None] = []
+            for row, value in enumerate(self.column(self.audio_column)):
+                try:
+                    waveforms.append(decode_audio(value, starts[row], ends[row]))
+                except MediaError as error:
+                    self.add_error(row, "decode", str(error))
+                    waveforms.append(None)
+            self._tracks[MIX] = waveforms
+        return self._tracks[MIX]
+
+    def waveforms(self, track: str = MIX) -> list[Waveform | None]:
+        """Native-rate waveforms of ``track``; rows without that track (separation off or failed) fall back to the mix."""
+        mix = self._mix()
+        if track == MIX:
+            return mix
+        if track not in self._tracks and track in self.batch:
+            self._tracks[track] = [_decode_track(value) for value in self.batch[track]]
+        separated = self._tracks.get(track, [None] * self.size)
+        return [own if own is not None else fallback for own, fallback in zip(separated, mix)]
+
+    def set_track(self, name: str, waveforms: list[Waveform | None]) -> None:
+        """Store a separated track (for example ``vocals``) for the experts that follow."""
+        if len(waveforms) != self.size:
+            raise ValueError(f"track {name!r} has {len(waveforms)} rows, the batch has {self.size}")
+        self._tracks[name] = waveforms
+        self._resampled = {key: value for key, value in self._resampled.items() if key[0] != name}
+
+    def audio(self, sampling_rate: int, track: str = MIX, channels: int | None = 1) -> list[np.ndarray | None]:
+        """Each row's ``(channels, frames)`` samples at ``sampling_rate``, or ``None`` where decoding failed."""
+        key = (track, sampling_rate, channels)
+        if key not in self._resampled:
+            self._resampled[key] = [
+                None if waveform is None else resample(waveform, sampling_rate, channels)
+                for waveform in self.waveforms(track)
+            ]
+        return self._resampled[key]
+
+
+def _decode_track(value: Any) -> Waveform | None:
+    try:
+        return decode_audio(value)
+    except MediaError:
+        return None
