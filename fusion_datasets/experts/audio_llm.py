@@ -1,0 +1,183 @@
+"""Sound and music descriptions from an audio LLM (Qwen2-Audio by default).
+
+The paper describes every clip with GAMA ("sound") and, where an AudioSet tagger hears music, describes
+the music with OpenMu ("music"). Neither is a transformers model, so both experts here run one audio LLM,
+``Qwen/Qwen2-Audio-7B-Instruct`` by default, with the paper's prompts (versioned files under
+``fusion_datasets/prompts/``). They share one implementation and differ in prompt, gate and columns.
+
+Qwen2-Audio's processor pads or truncates every clip to its 30 s window, so ``max_seconds`` above 30
+changes nothing; below it, clips are cut before the processor sees them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from fusion_datasets.experts.base import ConfigT, Expert, ExpertConfig
+from fusion_datasets.media import MIX, MediaBatch
+from fusion_datasets.prompts import read_prompt
+
+logger = logging.getLogger(__name__)
+
+SUPPORTED_MODEL_TYPES = ("qwen2_audio",)
+MUSIC_SCORE = "music_score"
+
+
+@dataclass(frozen=True)
+class AudioLLMConfig(ExpertConfig):
+    """Generation options shared by the audio-LLM experts; ``prompt`` is part of the fingerprint."""
+
+    model: str = "Qwen/Qwen2-Audio-7B-Instruct"
+    prompt: str = ""
+    max_new_tokens: int = 256
+    track: str = MIX  # "accompaniment" describes the clip without its vocals (needs separation first)
+    max_seconds: float = 30.0  # the processor pads/truncates to 30 s anyway
+
+    def __post_init__(self) -> None:
+        if not self.prompt.strip():
+            raise ValueError(f"prompt must be a non-empty instruction, got {self.prompt!r}")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.max_seconds <= 0:
+            raise ValueError(f"max_seconds must be > 0, got {self.max_seconds}")
+
+
+@dataclass(frozen=True)
+class SoundConfig(AudioLLMConfig):
+    prompt: str = read_prompt("sound_v1")
+
+
+@dataclass(frozen=True)
+class MusicConfig(AudioLLMConfig):
+    prompt: str = read_prompt("music_v1")
+    music_threshold: float = 0.5  # a clip has music when its tagger music_score is at least this
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0.0 <= self.music_threshold <= 1.0:
+            raise ValueError(f"music_threshold must be between 0 and 1, got {self.music_threshold}")
+
+
+@dataclass
+class _AudioLM:
+    model: Any
+    processor: Any
+    device: str
+    dtype: Any
+
+
+class AudioLLMExpert(Expert[ConfigT]):
+    """The shared part: the audio LLM answers ``config.prompt`` for chosen rows, one generate per batch."""
+
+    config_class: ClassVar[type[AudioLLMConfig]]
+
+    def _load(self, device: str, dtype: Any) -> _AudioLM:
+        from transformers import AutoModelForMultimodalLM, AutoProcessor
+
+        self.check_architecture(SUPPORTED_MODEL_TYPES)
+        kwargs = self.pretrained_kwargs()
+        processor = AutoProcessor.from_pretrained(self.config.model, **kwargs)
+        # generate() continues every row from its last position, so pads must come first
+        processor.tokenizer.padding_side = "left"
+        extractor = processor.feature_extractor
+        window = extractor.n_samples / extractor.sampling_rate
+        if self.config.max_seconds > window:
+            logger.warning("max_seconds=%s: %s truncates every clip to %s s", self.config.max_seconds,
+                           self.config.model, window)
+        model = AutoModelForMultimodalLM.from_pretrained(self.config.model, dtype=dtype, **kwargs)
+        return _AudioLM(model.to(device).eval(), processor, device, dtype)
+
+    def _generate(self, lm: _AudioLM, clips: list[np.ndarray]) -> list[str]:
+        """Greedy answers to ``config.prompt`` for 1-D ``clips`` at the processor's rate, one batch."""
+        import torch
+
+        processor = lm.processor
+        conversation = [{"role": "user", "content": [
+            {"type": "audio", "audio_url": "clip"},  # the template only needs to see an audio item
+            {"type": "text", "text": self.config.prompt},
+        ]}]
+        text = processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
+        rate = processor.feature_extractor.sampling_rate
+        # `audio=`: transformers 5 silently ignores the old `audios=` keyword
+        inputs = processor(text=[text] * len(clips), audio=clips, sampling_rate=rate, return_tensors="pt",
+                           padding=True)
+        inputs = inputs.to(lm.device, lm.dtype)  # casts only the floating inputs (features), not the ids
+        with torch.inference_mode():
+            output = lm.model.generate(**inputs, max_new_tokens=self.config.max_new_tokens, do_sample=False)
+        new_tokens = output[:, inputs["input_ids"].shape[1]:]
+        return [answer.strip() for answer in processor.batch_decode(new_tokens, skip_special_tokens=True)]
+
+    def describe(self, media: MediaBatch, rank: int | None, rows: Sequence[int]) -> list[str | None]:
+        """A description for each of ``rows`` (``None`` elsewhere or where it failed); no rows: no load."""
+        descriptions: list[str | None] = [None] * media.size
+        if not rows:
+            return descriptions
+        lm = self.load(rank, self._load)
+        rate = lm.processor.feature_extractor.sampling_rate
+        clips = media.audio(rate, track=self.config.track)
+        limit = int(self.config.max_seconds * rate)
+        decoded = [row for row in rows if clips[row] is not None]
+        results = self.run_guarded(
+            media, decoded, lambda subset: self._generate(lm, [clips[row][0, :limit] for row in subset])
+        )
+        for row, description in results.items():
+            descriptions[row] = description
+        return descriptions
+
+
+class AudioLLMSoundDescriber(AudioLLMExpert[SoundConfig]):
+    """Writes ``sound_caption``: a description of everything heard in the clip (the paper's GAMA step).
+
+    Example:
+        >>> ds = ds.map(AudioLLMSoundDescriber(), batched=True, with_rank=True)  # doctest: +SKIP
+    """
+
+    stage = "sound"
+    config_class = SoundConfig
+
+    def features(self) -> dict[str, Any]:
+        from datasets import Value
+
+        return {"sound_caption": Value("string")}
+
+    def process(self, media: MediaBatch, rank: int | None = None) -> dict[str, list]:
+        return {"sound_caption": self.describe(media, rank, range(media.size))}
+
+
+class AudioLLMMusicCaptioner(AudioLLMExpert[MusicConfig]):
+    """Writes ``has_music`` and, only where it is true, ``music_caption`` (the paper's OpenMu step).
+
+    Reads ``music_score`` from the tagging expert (:class:`~fusion_datasets.experts.tagging.ASTAudioTagger`),
+    run before it in the same :class:`~fusion_datasets.experts.chain.ExpertChain` or an earlier map.
+    ``has_music`` is ``None`` where ``music_score`` is; clips without music never reach the model.
+
+    Example:
+        >>> chain = ExpertChain([ASTAudioTagger(), AudioLLMMusicCaptioner()])  # doctest: +SKIP
+        >>> ds = ds.map(chain, batched=True, with_rank=True, batch_size=8)  # doctest: +SKIP
+    """
+
+    stage = "music"
+    config_class = MusicConfig
+
+    def features(self) -> dict[str, Any]:
+        from datasets import Value
+
+        return {"has_music": Value("bool"), "music_caption": Value("string")}
+
+    def process(self, media: MediaBatch, rank: int | None = None) -> dict[str, list]:
+        if MUSIC_SCORE not in media.batch:
+            raise ValueError(
+                f"{type(self).__name__} gates on the {MUSIC_SCORE!r} column, which this batch lacks: "
+                "run the tagging expert (ASTAudioTagger) first, earlier in the same ExpertChain "
+                "or in an earlier map"
+            )
+        threshold = self.config.music_threshold
+        scores = media.column(MUSIC_SCORE)
+        has_music = [None if score is None else bool(score >= threshold) for score in scores]
+        rows = [row for row, music in enumerate(has_music) if music]
+        return {"has_music": has_music, "music_caption": self.describe(media, rank, rows)}

@@ -1,0 +1,110 @@
+"""AudioSet tags with confidences, and the music score that gates the music captioner.
+
+The paper tags clips with an AudioSet classifier (and gates music with YamNet); the default here is
+``MIT/ast-finetuned-audioset-10-10-0.4593``. Clips longer than the model's window are cut into
+windows whose scores are max-pooled, as AudioSet taggers are evaluated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from fusion_datasets.experts.base import Expert, ExpertConfig
+from fusion_datasets.media import MediaBatch, windows
+
+
+@dataclass(frozen=True)
+class TaggerConfig(ExpertConfig):
+    model: str = "MIT/ast-finetuned-audioset-10-10-0.4593"
+    top_k: int = 10
+    min_score: float = 0.05
+    window_seconds: float = 10.0
+    activation: str = "sigmoid"  # AudioSet is multi-label; "softmax" for single-label classifiers
+    music_label: str = "Music"
+    keep_source_tags: bool = True
+
+    def __post_init__(self) -> None:
+        if self.activation not in ("sigmoid", "softmax"):
+            raise ValueError(f"activation must be 'sigmoid' or 'softmax', got {self.activation!r}")
+
+
+@dataclass
+class _Tagger:
+    model: Any
+    feature_extractor: Any
+    labels: list[str]
+    device: str
+    dtype: Any
+
+
+class ASTAudioTagger(Expert[TaggerConfig]):
+    """Writes ``audio_tags`` (``[{"label", "score"}]``, best first) and ``music_score``.
+
+    Rows that already carry human labels in ``audio_tags`` (AudioSet) keep them (score 1.0 from the
+    builder); ``music_score`` always comes from the model.
+
+    Example:
+        >>> ds = ds.map(ASTAudioTagger(model="MIT/ast-finetuned-audioset-10-10-0.4593"), batched=True)  # doctest: +SKIP
+    """
+
+    stage = "tagging"
+    config_class = TaggerConfig
+
+    def features(self) -> dict[str, Any]:
+        from datasets import List, Value
+
+        return {"audio_tags": List({"label": Value("string"), "score": Value("float32")}), "music_score": Value("float32")}
+
+    def _load(self, device: str, dtype: Any) -> _Tagger:
+        from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
+        from transformers.models.auto.modeling_auto import MODEL_FOR_AUDIO_CLASSIFICATION_MAPPING_NAMES
+
+        self.check_architecture(tuple(MODEL_FOR_AUDIO_CLASSIFICATION_MAPPING_NAMES))
+        kwargs = self.pretrained_kwargs()
+        model = AutoModelForAudioClassification.from_pretrained(self.config.model, dtype=dtype, **kwargs)
+        labels = [model.config.id2label[index] for index in range(model.config.num_labels)]
+        extractor = AutoFeatureExtractor.from_pretrained(self.config.model, **kwargs)
+        return _Tagger(model.to(device).eval(), extractor, labels, device, dtype)
+
+    def _scores(self, tagger: _Tagger, clips: list[np.ndarray]) -> list[np.ndarray]:
+        import torch
+
+        rate = tagger.feature_extractor.sampling_rate
+        # the extractor's filterbank needs at least one 25 ms frame; it zero-pads to its window anyway
+        size = int(self.config.window_seconds * rate)
+        pieces = [windows(clip[0], size, min_size=rate // 10) for clip in clips]
+        flat = [piece for clip_pieces in pieces for piece in clip_pieces]
+        features = tagger.feature_extractor(flat, sampling_rate=rate, return_tensors="pt")
+        with torch.inference_mode():
+            inputs = {name: value.to(tagger.device, tagger.dtype) for name, value in features.items()}
+            logits = tagger.model(**inputs).logits.float()
+        probabilities = logits.sigmoid() if self.config.activation == "sigmoid" else logits.softmax(-1)
+        per_window = probabilities.cpu().numpy()
+        bounds = np.cumsum([0] + [len(clip_pieces) for clip_pieces in pieces])
+        return [per_window[start:end].max(axis=0) for start, end in zip(bounds[:-1], bounds[1:])]
+
+    def process(self, media: MediaBatch, rank: int | None = None) -> dict[str, list]:
+        outputs = self.empty_outputs(media.size)
+        tagger = self.load(rank, self._load)
+        if self.config.music_label not in tagger.labels:
+            raise ValueError(f"{self.config.model!r} has no {self.config.music_label!r} label to gate music with")
+        clips = media.audio(tagger.feature_extractor.sampling_rate)
+        rows = [row for row, clip in enumerate(clips) if clip is not None]
+        scores = self.run_guarded(media, rows, lambda subset: self._scores(tagger, [clips[row] for row in subset]))
+        music = tagger.labels.index(self.config.music_label)
+        source_tags = media.column("audio_tags")
+        for row, clip_scores in scores.items():
+            outputs["music_score"][row] = float(clip_scores[music])
+            if self.config.keep_source_tags and source_tags[row]:
+                outputs["audio_tags"][row] = list(source_tags[row])
+                continue
+            best = np.argsort(-clip_scores)[: self.config.top_k]
+            outputs["audio_tags"][row] = [
+                {"label": tagger.labels[index], "score": float(clip_scores[index])}
+                for index in best
+                if clip_scores[index] >= self.config.min_score
+            ]
+        return outputs
