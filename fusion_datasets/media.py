@@ -67,6 +67,8 @@ def decode_audio(value: Any, start: float | None = None, end: float | None = Non
         except (RuntimeError, ValueError, OSError) as error:
             if "No audio frames were decoded" in str(error):
                 raise MediaError(_EMPTY) from error
+            if "best audio stream is unknown" in str(error):
+                raise MediaError("the file has no audio track") from error
             raise MediaError(f"cannot decode audio: {_first_line(error)}") from error
         waveform = Waveform(decoded.data.numpy().astype(np.float32, copy=False), int(decoded.sample_rate))
     if waveform.samples.shape[1] == 0:

@@ -18,3 +18,16 @@ def test_sample_clips_are_deterministic_and_cover_the_modalities(tmp_path):
 def test_demo_with_real_models_asks_for_tiny_models_until_the_runner_exists(tmp_path):
     with pytest.raises(NotImplementedError, match="--tiny-models"):
         run_demo(tmp_path, tiny_models=False)
+
+
+def test_demo_runs_the_experts_on_the_tiny_zoo(tmp_path):
+    import datasets
+
+    summary = run_demo(tmp_path, tiny_models=True)
+    cues = datasets.load_dataset("parquet", data_files=str(tmp_path / "data/cues/demo.parquet"))["train"]
+    assert "4 clips through 6 experts (0 with errors)" in summary
+    rows = {row["id"]: row for row in cues}
+    assert rows["silence"]["has_speech"] is False and rows["silence"]["asr_text"] == ""
+    assert rows["street"]["video_caption"] is not None
+    assert all(rows[name]["video_caption"] is None for name in ("speech", "music", "silence"))
+    assert all(isinstance(row["sound_caption"], str) and row["audio_tags"] for row in cues)

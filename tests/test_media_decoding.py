@@ -25,6 +25,11 @@ def test_decode_accepts_every_form_of_an_audio_cell(clip_path):
     assert array.samples.shape == (1, 44100)
 
 
+def test_decode_reads_the_audio_track_of_a_video(tmp_path):
+    path = media.write_video(tmp_path / "clip.mp4", duration=2.0, audio=media.speech(2.0, 16000))
+    assert decode_audio(str(path)).duration == pytest.approx(2.0, abs=0.1)
+
+
 def test_decode_honours_start_and_end(clip_path):
     assert decode_audio(clip_path, start=0.5, end=1.5).duration == pytest.approx(1.0, abs=0.01)
 
@@ -37,6 +42,7 @@ def test_decode_honours_start_and_end(clip_path):
         (lambda tmp: _write(tmp / "junk.wav", np.random.default_rng(0).bytes(4000)), "cannot decode"),
         (lambda tmp: _write_wav(tmp / "empty.wav", np.zeros((0, 1))), "empty"),
         (lambda tmp: _write_wav(tmp / "nan.wav", np.full((800, 1), np.nan)), "NaN"),
+        (lambda tmp: str(media.write_video(tmp / "mute.mp4", duration=1.0, fps=5)), "no audio track"),
     ],
 )
 def test_bad_audio_raises_media_error(tmp_path, make, message):
