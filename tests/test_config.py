@@ -1,0 +1,63 @@
+from dataclasses import dataclass, field
+
+import pytest
+
+from fusion_datasets.config import ConfigError, apply_overrides, from_mapping, to_mapping
+
+
+@dataclass(frozen=True)
+class Inner:
+    model: str = "m"
+    threshold: float = 0.5
+    urls: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if not 0 <= self.threshold <= 1:
+            raise ValueError(f"threshold must be between 0 and 1, got {self.threshold}")
+
+
+@dataclass(frozen=True)
+class Outer:
+    name: str = "x"
+    size: int | None = None
+    enabled: bool = True
+    inner: Inner = field(default_factory=Inner)
+
+
+def test_builds_nested_configs_and_converts_loose_yaml_numbers():
+    config = from_mapping(Outer, {"size": 3, "inner": {"threshold": 1, "urls": ["a", "b"]}})
+    assert config == Outer(size=3, inner=Inner(threshold=1.0, urls=("a", "b")))
+    assert isinstance(config.inner.threshold, float)
+    assert from_mapping(Outer, to_mapping(config)) == config
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"sise": 3}, "unknown key sise; allowed: enabled, inner, name, size"),
+        ({"inner": {"modle": "y"}}, "unknown key inner.modle; allowed: model, threshold, urls"),
+        ({"size": "many"}, "size: expected an integer, got 'many'"),
+        ({"enabled": "yes please"}, "enabled: expected true or false, got 'yes please'"),
+        ({"size": True}, "size: expected an integer, got True"),
+        ({"inner": {"urls": "a"}}, "inner.urls: expected a list, got 'a'"),
+        ({"inner": {"threshold": 2}}, "inner: threshold must be between 0 and 1, got 2.0"),
+        ({"inner": 5}, "inner: expected a mapping, got 5"),
+    ],
+)
+def test_errors_name_the_field_the_value_and_what_is_allowed(data, message):
+    with pytest.raises(ConfigError) as error:
+        from_mapping(Outer, data)
+    assert str(error.value) == message
+
+
+def test_overrides_parse_values_as_yaml():
+    data = {"inner": {"model": "a"}}
+    result = apply_overrides(data, ["inner.threshold=0.25", "size=4", "enabled=false", "inner.urls=[u1, u2]"])
+    assert from_mapping(Outer, result) == Outer(size=4, enabled=False, inner=Inner("a", 0.25, ("u1", "u2")))
+    assert data == {"inner": {"model": "a"}}  # the input is left alone
+
+
+@pytest.mark.parametrize(("override", "message"), [("size", "key=value"), ("name.x=1", "name is 'x', not a mapping")])
+def test_bad_overrides_are_explained(override, message):
+    with pytest.raises(ConfigError, match=message):
+        apply_overrides({"name": "x"}, [override])
