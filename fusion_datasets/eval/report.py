@@ -1,0 +1,108 @@
+"""The report every ``eval`` command writes: ``report.json`` and the same table as ``report.md``.
+
+``report.json`` is ``{"model": ..., "results": [{"benchmark", "task", "metric", "value", "n"}, ...]}``
+with one row per benchmark, task and metric, and a row of task ``overall`` per benchmark and metric.
+A row may carry ``ci95``, ``[low, high]``, a 95% confidence interval of its value.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+OVERALL = "overall"
+_FIELDS = ("benchmark", "task", "metric", "value", "n")
+
+
+def _checked(row: Mapping[str, Any]) -> dict[str, Any]:
+    missing = [field for field in _FIELDS if field not in row]
+    if missing:
+        raise ValueError(f"report row {dict(row)!r} lacks {', '.join(missing)}")
+    value, n = row["value"], row["n"]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"report row {dict(row)!r}: value must be a finite number")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"report row {dict(row)!r}: n must be a count (int >= 0)")
+    checked = {field: row[field] for field in _FIELDS}
+    checked["value"] = float(value)
+    if row.get("ci95") is not None:
+        checked["ci95"] = [float(bound) for bound in row["ci95"]]
+    return checked
+
+
+def with_overall(results: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """``results`` grouped by benchmark, each followed by its ``overall`` rows.
+
+    A benchmark and metric without an ``overall`` row from the caller get one: the mean of its tasks
+    weighted by ``n`` (the tasks split the benchmark's items), with ``n`` their sum. Callers whose tasks
+    do not split the items (retrieval's two directions) give their own ``overall`` rows.
+
+    Example:
+        >>> rows = [{"benchmark": "b", "task": t, "metric": "accuracy", "value": v, "n": n}
+        ...         for t, v, n in [("yes/no", 80.0, 30), ("open", 40.0, 10)]]
+        >>> with_overall(rows)[-1]["value"]
+        70.0
+    """
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in results:
+        checked = _checked(row)
+        groups.setdefault(checked["benchmark"], []).append(checked)
+    rows: list[dict[str, Any]] = []
+    for benchmark, group in groups.items():
+        rows += group
+        given = {row["metric"] for row in group if row["task"] == OVERALL}
+        for metric in dict.fromkeys(row["metric"] for row in group if row["metric"] not in given):
+            tasks = [row for row in group if row["metric"] == metric]
+            total = sum(row["n"] for row in tasks)
+            weights = [row["n"] for row in tasks] if total else [1] * len(tasks)
+            value = sum(weight * row["value"] for weight, row in zip(weights, tasks)) / sum(weights)
+            rows.append(
+                {"benchmark": benchmark, "task": OVERALL, "metric": metric, "value": value, "n": total}
+            )
+    return rows
+
+
+def _number(value: float) -> str:
+    return f"{value:.2f}"
+
+
+def report_markdown(report: Mapping[str, Any]) -> str:
+    """The report as a Markdown table (with a 95% CI column when any row has one)."""
+    rows = report["results"]
+    with_ci = any("ci95" in row for row in rows)
+    header = ["benchmark", "task", "metric", "value", "n"] + (["95% CI"] if with_ci else [])
+    lines = [
+        f"# Evaluation of `{report['model']}`",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(["---"] * 3 + ["---:"] * 2 + (["---"] if with_ci else [])) + "|",
+    ]
+    for row in rows:
+        cells = [
+            str(row["benchmark"]),
+            str(row["task"]),
+            str(row["metric"]),
+            _number(row["value"]),
+            str(row["n"]),
+        ]
+        if with_ci:
+            cells.append(f"[{_number(row['ci95'][0])}, {_number(row['ci95'][1])}]" if "ci95" in row else "")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(path_dir: str | Path, model: str, results: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Write ``report.json`` and ``report.md`` into ``path_dir``; returns the report.
+
+    Example:
+        >>> write_report("reports/clotho", "laion/clap-htsat-unfused", rows)  # doctest: +SKIP
+    """
+    report = {"model": str(model), "results": with_overall(results)}
+    folder = Path(path_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (folder / "report.md").write_text(report_markdown(report))
+    return report

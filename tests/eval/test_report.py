@@ -1,0 +1,55 @@
+import json
+
+import pytest
+
+from fusion_datasets.eval.report import report_markdown, with_overall, write_report
+
+
+def _row(task: str, metric: str, value: float, n: int, benchmark: str = "clotho-aqa", **extra) -> dict:
+    return {"benchmark": benchmark, "task": task, "metric": metric, "value": value, "n": n, **extra}
+
+
+def test_overall_is_the_n_weighted_mean_per_benchmark_and_metric():
+    rows = with_overall(
+        [
+            _row("yes/no", "accuracy", 80.0, 30),
+            _row("one-word", "accuracy", 40.0, 10),
+            _row("x", "accuracy", 50, 5, "other"),
+        ]
+    )
+    overall = {(row["benchmark"], row["metric"]): row for row in rows if row["task"] == "overall"}
+    assert overall["clotho-aqa", "accuracy"]["value"] == 70.0 and overall["clotho-aqa", "accuracy"]["n"] == 40
+    assert overall["other", "accuracy"]["value"] == 50.0
+    assert [row["benchmark"] for row in rows] == ["clotho-aqa"] * 3 + ["other"] * 2
+
+
+def test_an_overall_row_from_the_caller_is_kept():
+    rows = with_overall(
+        [_row("t2a", "R@1", 40.0, 50), _row("a2t", "R@1", 60.0, 10), _row("overall", "R@1", 50.0, 10)]
+    )
+    assert [row["task"] for row in rows] == ["t2a", "a2t", "overall"] and rows[-1]["value"] == 50.0
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ({"benchmark": "b", "task": "t", "metric": "m", "value": 1.0}, "lacks n"),
+        (_row("t", "m", float("nan"), 3), "finite number"),
+        (_row("t", "m", 1.0, -1), "n must be a count"),
+    ],
+)
+def test_bad_rows_are_refused(row, message):
+    with pytest.raises(ValueError, match=message):
+        with_overall([row])
+
+
+def test_write_report_json_and_markdown(tmp_path):
+    report = write_report(
+        tmp_path / "out", "my/model", [_row("yes/no", "accuracy", 81.234, 30, ci95=(78.0, 84.5))]
+    )
+    assert json.loads((tmp_path / "out" / "report.json").read_text()) == report
+    assert report["results"][0] == _row("yes/no", "accuracy", 81.234, 30, ci95=[78.0, 84.5])
+    markdown = (tmp_path / "out" / "report.md").read_text()
+    assert markdown == report_markdown(report)
+    assert "| clotho-aqa | yes/no | accuracy | 81.23 | 30 | [78.00, 84.50] |" in markdown
+    assert "| clotho-aqa | overall | accuracy | 81.23 | 30 |  |" in markdown
