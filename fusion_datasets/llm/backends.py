@@ -1,0 +1,308 @@
+"""The two chat backends: in-process transformers and any OpenAI-compatible / TGI server.
+
+A pipeline step holds only a :class:`BackendConfig` (frozen, hashable, picklable) and gets the live
+backend from :func:`make_backend`, which keeps one per process in :mod:`fusion_datasets.runtime`'s cache.
+
+Example:
+    >>> config = BackendConfig(kind="server", model="Qwen/QwQ-32B", base_urls=("http://127.0.0.1:8080",))
+    >>> backend = make_backend(config)
+    >>> backend.generate([[{"role": "user", "content": "Hi"}]], max_new_tokens=8)  # doctest: +SKIP
+    [Completion(text='Hello! How can I help?', error=None, prompt_tokens=9, completion_tokens=8, retries=0)]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import itertools
+import logging
+import os
+import random
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, fields
+from typing import Any, Literal
+
+from fusion_datasets import runtime
+from fusion_datasets.llm.base import ChatBackend, Completion, Conversation
+
+logger = logging.getLogger(__name__)
+
+KINDS = ("transformers", "server")
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    """Which model answers and how to reach it: what a pipeline YAML holds under ``backend:``.
+
+    ``batch_size`` is for ``transformers``; ``base_urls`` .. ``token_env`` are for ``server``. ``backoff`` is
+    the first retry's maximum wait in seconds, doubled at each retry (full jitter: a uniform draw below it).
+    """
+
+    kind: Literal["transformers", "server"] = "transformers"
+    model: str = "Qwen/QwQ-32B"
+    revision: str | None = None
+    device: str | None = None
+    dtype: str = "auto"
+    trust_remote_code: bool = False
+    batch_size: int = 8
+    base_urls: tuple[str, ...] = ()
+    max_concurrency: int = 16
+    timeout: float = 120.0
+    max_retries: int = 5
+    backoff: float = 1.0
+    token_env: str | None = "HF_TOKEN"
+
+    def __post_init__(self) -> None:
+        # YAML gives lists; a tuple keeps the config hashable (it is the backend's cache key)
+        object.__setattr__(self, "base_urls", tuple(self.base_urls))
+        checks = {
+            "kind": (self.kind in KINDS, f"one of {KINDS}"),
+            "model": (isinstance(self.model, str) and self.model.strip() != "", "a Hub model id or a folder"),
+            "dtype": (self.dtype in DTYPES, f"one of {DTYPES}"),
+            "batch_size": (self.batch_size >= 1, "an integer >= 1"),
+            "max_concurrency": (self.max_concurrency >= 1, "an integer >= 1"),
+            "timeout": (self.timeout > 0, "a number of seconds > 0"),
+            "max_retries": (self.max_retries >= 0, "an integer >= 0"),
+            "backoff": (self.backoff >= 0, "a number of seconds >= 0"),
+            "base_urls": (
+                all(url.startswith(("http://", "https://")) for url in self.base_urls)
+                and bool(self.base_urls) == (self.kind == "server"),
+                "one or more http(s):// URLs with kind='server', none with kind='transformers'",
+            ),
+        }
+        for name, (valid, allowed) in checks.items():
+            if not valid:
+                raise ValueError(f"backend {name}={getattr(self, name)!r} is invalid: expected {allowed}")
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """The ``**params`` of ``generate``: ``temperature=0`` is greedy decoding."""
+
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float | None = None
+    seed: int | None = None
+
+    @classmethod
+    def of(cls, params: dict[str, Any]) -> GenerationParams:
+        allowed = {field.name for field in fields(cls)}
+        unknown = sorted(set(params) - allowed)
+        if unknown:
+            raise TypeError(f"unknown generation parameters {unknown}; allowed: {sorted(allowed)}")
+        return cls(**params)
+
+
+def make_backend(config: BackendConfig, rank: int | None = None) -> ChatBackend:
+    """The backend for ``config`` in this process, built on first use (``rank`` picks the GPU)."""
+    if config.kind == "server":
+        return runtime.cached_model(("chat-backend", config), lambda: ServerChatBackend(config))
+    device = runtime.resolve_device(config.device, rank)
+    key = ("chat-backend", config, device)
+    return runtime.cached_model(key, lambda: TransformersChatBackend(config, device))
+
+
+class TransformersChatBackend:
+    """Generates in this process, ``batch_size`` conversations per ``generate`` call, left-padded."""
+
+    def __init__(self, config: BackendConfig, device: str | None = None) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.config = config
+        self.device = device or runtime.resolve_device(config.device)
+        kwargs = {"revision": config.revision, "trust_remote_code": config.trust_remote_code}
+        self.tokenizer = AutoTokenizer.from_pretrained(config.model, **kwargs)
+        # generate() continues every row from its last position, so pads must come first
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        dtype = runtime.resolve_dtype(config.dtype, self.device)
+        model = AutoModelForCausalLM.from_pretrained(config.model, dtype=dtype, **kwargs)
+        self.model = model.to(self.device).eval()
+        eos = self.model.generation_config.eos_token_id
+        self._eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
+
+    @property
+    def model_id(self) -> str:
+        return self.config.model
+
+    def generate(self, conversations: Sequence[Conversation], **params: Any) -> list[Completion]:
+        options = GenerationParams.of(params)
+        size = self.config.batch_size
+        completions: list[Completion] = []
+        for start in range(0, len(conversations), size):
+            chunk = conversations[start:start + size]
+            try:
+                completions.extend(self._generate_chunk(chunk, options))
+            except Exception as error:  # noqa: BLE001 - a failed chunk becomes its rows' errors, not a crash
+                logger.warning("generation failed on %d conversations: %s", len(chunk), error, exc_info=True)
+                completions.extend(Completion(None, error=f"{type(error).__name__}: {error}") for _ in chunk)
+        return completions
+
+    def _generate_chunk(self, conversations: Sequence[Conversation],
+                        options: GenerationParams) -> list[Completion]:
+        import torch
+
+        prompts = [self.tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False)
+                   for c in conversations]
+        # the template already wrote the special tokens (a second BOS would change the answer)
+        inputs = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        inputs = inputs.to(self.device)
+        sample = options.temperature > 0
+        kwargs: dict[str, Any] = {"max_new_tokens": options.max_new_tokens, "do_sample": sample,
+                                  "pad_token_id": self.tokenizer.pad_token_id}
+        if sample:
+            kwargs.update(temperature=options.temperature, top_p=options.top_p)
+            if options.seed is not None:
+                torch.manual_seed(options.seed)
+        with torch.inference_mode():
+            output = self.model.generate(**inputs, **kwargs)
+        new_tokens = output[:, inputs["input_ids"].shape[1]:].tolist()
+        texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        prompt_tokens = inputs["attention_mask"].sum(dim=1).tolist()
+        return [Completion(text.strip(), prompt_tokens=prompt, completion_tokens=self._answer_length(tokens))
+                for text, prompt, tokens in zip(texts, prompt_tokens, new_tokens)]
+
+    def _answer_length(self, tokens: list[int]) -> int:
+        """Generated tokens up to and including the first eos (the rest is padding of a finished row)."""
+        return next((index + 1 for index, token in enumerate(tokens) if token in self._eos_ids), len(tokens))
+
+
+class ServerChatBackend:
+    """Sends each conversation to an OpenAI-compatible ``/v1/chat/completions`` via ``AsyncInferenceClient``.
+
+    Requests run concurrently (at most ``max_concurrency`` in flight), each attempt goes to the next of
+    ``base_urls``, and 429, 5xx, connection errors and timeouts are retried up to ``max_retries`` times.
+    """
+
+    def __init__(self, config: BackendConfig) -> None:
+        self.config = config
+        self._turn = itertools.count()  # round-robin position, kept across generate() calls
+
+    @property
+    def model_id(self) -> str:
+        return self.config.model
+
+    def generate(self, conversations: Sequence[Conversation], **params: Any) -> list[Completion]:
+        """Blocks until every conversation has a Completion; callable from inside a running event loop too."""
+        work = self._generate_all(list(conversations), GenerationParams.of(params))
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(work)
+        # asyncio.run refuses to nest in a running loop (a notebook, an async app): use a thread of our own
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            return pool.submit(asyncio.run, work).result()
+
+    async def _generate_all(self, conversations: list[Conversation],
+                            options: GenerationParams) -> list[Completion]:
+        from huggingface_hub import AsyncInferenceClient
+
+        token = os.environ.get(self.config.token_env) if self.config.token_env else None
+        semaphore = asyncio.Semaphore(self.config.max_concurrency)
+        async with AsyncExitStack() as stack:
+            session = await stack.enter_async_context(_loopback_aware_session())
+            clients = []
+            for url in self.config.base_urls:
+                # huggingface_hub would send the machine's own HF token (file, OIDC) when given none: a
+                # placeholder key stops that lookup, and our header (None drops it) is what is sent
+                client = AsyncInferenceClient(base_url=url, api_key="unused", headers={
+                    "authorization": f"Bearer {token}" if token else None})
+                client._async_client = session  # the client's session slot, which it otherwise fills itself
+                clients.append(await stack.enter_async_context(client))
+            requests = (self._complete(clients, c, options, semaphore, token) for c in conversations)
+            return list(await asyncio.gather(*requests))
+
+    async def _complete(self, clients: list[Any], conversation: Conversation, options: GenerationParams,
+                        semaphore: asyncio.Semaphore, token: str | None) -> Completion:
+        retries = 0
+        while True:
+            client = clients[next(self._turn) % len(clients)]
+            try:
+                async with semaphore:
+                    output = await asyncio.wait_for(client.chat_completion(
+                        conversation, model=self.config.model, max_tokens=options.max_new_tokens,
+                        temperature=options.temperature, top_p=options.top_p, seed=options.seed,
+                    ), self.config.timeout)
+            except Exception as error:  # noqa: BLE001 - every failure is either retried or the row's error
+                message = _describe(error, token)
+                if not _retryable(error) or retries >= self.config.max_retries:
+                    logger.debug("request to %s failed after %d retries: %s", client.model, retries, message)
+                    return Completion(None, error=message, retries=retries)
+                delay = random.uniform(0, self.config.backoff * 2 ** retries)
+                logger.info("request to %s failed (%s); retry %d in %.2f s",
+                            client.model, message, retries + 1, delay)
+                retries += 1
+                await asyncio.sleep(delay)
+                continue
+            return _completion(output, retries)
+
+
+def _completion(output: Any, retries: int) -> Completion:
+    usage = output.usage
+    prompt, generated = (usage.prompt_tokens, usage.completion_tokens) if usage else (0, 0)
+    content = output.choices[0].message.content if output.choices else None
+    error = None if content is not None else "the server answered without any message content"
+    return Completion(content, error, prompt_tokens=prompt, completion_tokens=generated, retries=retries)
+
+
+def _retryable(error: Exception) -> bool:
+    """Rate limits, server errors, connection errors and timeouts may pass; other 4xx, bad bodies will not."""
+    import httpx2
+    from huggingface_hub.errors import HfHubHTTPError
+
+    if isinstance(error, HfHubHTTPError):
+        status = error.response.status_code
+        return status == 429 or status >= 500
+    # OfflineModeIsEnabled is a ConnectionError but a setting, not a fault: it is not among these
+    return isinstance(error, (httpx2.TransportError, TimeoutError))
+
+
+def _describe(error: Exception, token: str | None) -> str:
+    """One line for a row's error: the status and the server's own words for HTTP errors."""
+    import httpx2
+    from huggingface_hub.errors import HfHubHTTPError
+
+    message = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    if isinstance(error, HfHubHTTPError):
+        try:
+            body = error.response.text[:500]
+        except httpx2.ResponseNotRead:  # a large body huggingface_hub did not read
+            body = ""
+        message = f"HTTP {error.response.status_code} from {error.response.url}: {body}"
+    message = " ".join(message.split())
+    # a server may echo the request back in its error body: the token must not reach rows or logs
+    return message.replace(token, "***") if token else message
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _loopback_aware_session() -> Any:
+    """An HTTP session that reaches loopback servers even in huggingface_hub's offline mode.
+
+    ``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE`` make huggingface_hub's request hook refuse every URL,
+    a local server included. This session (from the public ``get_async_session()``, so that a user's
+    ``set_async_client_factory`` still applies) skips that hook for loopback hosts only: every other host
+    stays refused, and nothing process-wide changes.
+    """
+    from huggingface_hub import constants, get_async_session
+
+    session = get_async_session()
+    hub_hooks = list(session.event_hooks["request"])
+
+    async def request_hook(request: Any) -> None:
+        if constants.is_offline_mode() and _is_loopback(request.url.host):
+            return
+        for hook in hub_hooks:
+            await hook(request)
+
+    session.event_hooks = {**session.event_hooks, "request": [request_hook]}
+    return session
