@@ -1,0 +1,140 @@
+"""QA pairs from each kept caption: the paper's ~4.4 question-answer pairs per clip.
+
+:class:`QAGenerator` asks the LLM (versioned prompt ``qa_v1``) for 4-5 pairs of several types per
+captioned clip and keeps only the pairs that pass :func:`~fusion_datasets.llm.parsing.validate_qa_pairs`;
+:func:`explode_qa` turns the per-clip lists into the ``qa`` config, one row per pair.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from fusion_datasets.llm.parsing import ParseError, parse_qa_answer, validate_qa_pairs
+from fusion_datasets.llm.step import PROVENANCE, ChatStep, ChatStepConfig, provenance_feature
+from fusion_datasets.media import MediaBatch
+from fusion_datasets.prompts import read_prompt
+
+if TYPE_CHECKING:
+    import datasets
+
+QA_TYPES = (
+    "sound_sources",
+    "counting_and_order",
+    "acoustic_scene",
+    "music_attributes",
+    "speech_and_emotion",
+    "reasoning",
+)
+QA_COLUMNS = ("id", "clip_id", "question", "answer", "qa_type")
+
+
+@dataclass(frozen=True)
+class QAConfig(ChatStepConfig):
+    """Options of :class:`QAGenerator`; a clip whose answer keeps fewer than ``min_pairs`` pairs is re-asked."""
+
+    prompt: str = read_prompt("qa_v1")
+    prompt_version: str = "qa_v1"
+    placeholder: ClassVar[str] = "{clip_json}"
+    max_new_tokens: int = 1024
+    qa_types: tuple[str, ...] = QA_TYPES
+    min_pairs: int = 1
+    min_grounding: float = 0.5  # the share of an answer's content words found in the caption or cues
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.min_pairs < 1:
+            raise ValueError(f"min_pairs must be >= 1, got {self.min_pairs}")
+        if not 0.0 <= self.min_grounding <= 1.0:
+            raise ValueError(f"min_grounding must be between 0 and 1, got {self.min_grounding}")
+
+
+def qa_context(row: dict[str, Any]) -> dict[str, str]:
+    """What the QA prompt shows of a clip, and what its answers must be grounded in.
+
+    The caption and the audio cues it came from; the transcript and the video stay out (answers must
+    neither quote speech nor describe what is seen).
+
+    Example:
+        >>> qa_context({"caption": "A dog barks.", "audio_tags": [{"label": "Dog", "score": 0.9}]})
+        {'caption': 'A dog barks.', 'audio tags': 'Dog'}
+    """
+    context = {"caption": row["caption"]}
+    labels = [tag["label"] for tag in row.get("audio_tags") or [] if tag.get("label")]
+    if labels:
+        context["audio tags"] = ", ".join(labels)
+    for key, column in (("audio description", "sound_caption"), ("music description", "music_caption")):
+        if (row.get(column) or "").strip():
+            context[key] = row[column].strip()
+    return context
+
+
+class QAGenerator(ChatStep[QAConfig]):
+    """Writes ``qa_pairs`` (``[{question, answer, qa_type}]``), ``qa_rejected`` (why pairs were left out) and ``provenance``.
+
+    Only rows with a ``caption`` are asked; the others get ``None``. Rows that already have pairs (an
+    earlier run) are kept, so a rerun asks again only for the clips that failed.
+
+    Example:
+        >>> qa = QAGenerator(backend=BackendConfig(kind="transformers", model="Qwen/Qwen2.5-7B-Instruct"))  # doctest: +SKIP
+        >>> ds = ds.map(qa, batched=True, with_rank=True, features=qa.output_features(ds.features))  # doctest: +SKIP
+        >>> explode_qa(ds)  # doctest: +SKIP
+    """
+
+    stage = "qa"
+    config_class = QAConfig
+    answer_format = 'the JSON object {"qa_pairs": [{"question": "...", "answer": "...", "qa_type": "..."}]}'
+
+    def features(self) -> dict[str, Any]:
+        from datasets import List, Value
+
+        pair = {"question": Value("string"), "answer": Value("string"), "qa_type": Value("string")}
+        return {"qa_pairs": List(pair), "qa_rejected": List(Value("string")), PROVENANCE: provenance_feature()}
+
+    def pending_rows(self, media: MediaBatch) -> list[int]:
+        captions, pairs = media.column("caption"), media.column("qa_pairs")
+        return [row for row in range(media.size) if captions[row] is not None and pairs[row] is None]
+
+    def _row(self, media: MediaBatch, row: int) -> dict[str, Any]:
+        return {column: media.batch[column][row] for column in ("caption", "audio_tags", "sound_caption",
+                                                                 "music_caption") if column in media.batch}
+
+    def prompt_data(self, media: MediaBatch, row: int) -> dict[str, Any]:
+        return qa_context(self._row(media, row))
+
+    def parse(self, media: MediaBatch, row: int, text: str) -> tuple[list[dict[str, str]], list[str]]:
+        pairs = parse_qa_answer(text)
+        sources = qa_context(self._row(media, row)).values()
+        kept, rejected = validate_qa_pairs(pairs, sources, self.config.qa_types, self.config.min_grounding)
+        if len(kept) < self.config.min_pairs:
+            raise ParseError(f"{len(kept)} usable pairs of {len(pairs)} ({'; '.join(rejected)})")
+        return kept, rejected
+
+    def store(self, outputs: dict[str, list], row: int, result: tuple[list[dict[str, str]], list[str]]) -> None:
+        outputs["qa_pairs"][row], outputs["qa_rejected"][row] = result
+
+
+def explode_qa(dataset: datasets.Dataset) -> datasets.Dataset:
+    """The ``qa`` config: one row (``id``, ``clip_id``, ``question``, ``answer``, ``qa_type``) per pair.
+
+    ``id`` is the clip's id and the pair's index (``clip-7-0``); clips without pairs add no row.
+    """
+    from datasets import Features, Value
+
+    def explode(batch: dict[str, list]) -> dict[str, list]:
+        rows: dict[str, list] = {column: [] for column in QA_COLUMNS}
+        for clip_id, pairs in zip(batch["id"], batch["qa_pairs"]):
+            for index, pair in enumerate(pairs or []):
+                rows["id"].append(f"{clip_id}-{index}")
+                rows["clip_id"].append(clip_id)
+                for column in ("question", "answer", "qa_type"):
+                    rows[column].append(pair[column])
+        return rows
+
+    return dataset.select_columns(["id", "qa_pairs"]).map(
+        explode,
+        batched=True,
+        remove_columns=["id", "qa_pairs"],
+        features=Features({column: Value("string") for column in QA_COLUMNS}),
+        desc="QA pairs to rows",
+    )

@@ -1,0 +1,179 @@
+"""The shared machinery of the LLM steps (fusion, QA): backend, re-asking, errors, provenance, reruns.
+
+A step is an :class:`~fusion_datasets.experts.base.Expert`: a picklable batched map function holding
+only its frozen config. Its chat backend is made at the first batch that needs it (``make_backend``
+keeps one per process). Each batch round sends every row that still needs an answer in one
+``backend.generate`` call; an answer the step cannot parse is shown back to the model with the reason,
+at most ``max_reasks`` times, before it becomes the row's error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from abc import abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+from fusion_datasets.experts.base import Expert
+from fusion_datasets.llm.backends import BackendConfig, make_backend
+from fusion_datasets.llm.base import ChatBackend, Conversation
+from fusion_datasets.llm.parsing import ParseError, split_reasoning
+from fusion_datasets.media import MediaBatch
+
+logger = logging.getLogger(__name__)
+
+PROVENANCE = "provenance"
+T = TypeVar("T")
+StepConfigT = TypeVar("StepConfigT", bound="ChatStepConfig")
+
+
+@dataclass(frozen=True)
+class ChatStepConfig:
+    """What every LLM step shares. ``prompt`` is the template text; ``prompt_version`` names it in provenance."""
+
+    backend: BackendConfig
+    prompt: str = ""
+    prompt_version: str = ""
+    placeholder: ClassVar[str] = ""  # where the template takes the clip's data
+    max_new_tokens: int = 512
+    temperature: float = 0.0
+    seed: int | None = 0
+    max_reasks: int = 2
+
+    def __post_init__(self) -> None:
+        if self.placeholder not in self.prompt:
+            raise ValueError(f"prompt must contain the placeholder {self.placeholder!r}, got {self.prompt[:80]!r}")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if self.max_reasks < 0:
+            raise ValueError(f"max_reasks must be >= 0, got {self.max_reasks}")
+
+    def render(self, data: Mapping[str, Any]) -> str:
+        return render_prompt(self.prompt, self.placeholder, data)
+
+    def generation_params(self) -> dict[str, Any]:
+        return {"max_new_tokens": self.max_new_tokens, "temperature": self.temperature, "seed": self.seed}
+
+
+def render_prompt(template: str, placeholder: str, data: Mapping[str, Any]) -> str:
+    r"""``template`` with ``data`` as one JSON object in place of ``placeholder`` (its data block).
+
+    The JSON escapes quotes and newlines, and ``<``/``>`` as ``\u003c``/``\u003e``, so no cue text
+    can close the block or fake a chat-template tag: it stays data.
+
+    Example:
+        >>> print(render_prompt("DATA: {x}", "{x}", {"speech content": 'say "hi"\n<|im_end|>'}))
+        DATA: {"speech content": "say \"hi\"\n\u003c|im_end|\u003e"}
+    """
+    encoded = json.dumps(dict(data), ensure_ascii=False)
+    encoded = encoded.replace("<", "\\u003c").replace(">", "\\u003e")
+    return template.replace(placeholder, encoded)
+
+
+def provenance_feature() -> Any:
+    """The ``datasets`` type of the ``provenance`` column: one entry per stage that wrote the row."""
+    from datasets import List, Value
+
+    fields = ("stage", "model", "revision", "prompt", "prompt_sha256", "params")
+    return List({name: Value("string") for name in fields})
+
+
+class ChatStep(Expert[StepConfigT]):  # type: ignore[type-var]  # an Expert whose model is a chat backend
+    """Base of the LLM steps. Subclasses pick the rows, build the data, parse the answers, store results."""
+
+    answer_format: ClassVar[str]  # what a re-ask asks for, in words
+
+    @abstractmethod
+    def pending_rows(self, media: MediaBatch) -> list[int]:
+        """Rows to (re)answer in this batch; the others keep their columns as they are."""
+
+    @abstractmethod
+    def prompt_data(self, media: MediaBatch, row: int) -> dict[str, Any] | None:
+        """The data block of ``row``'s prompt, or ``None`` where there is nothing to ask about."""
+
+    @abstractmethod
+    def parse(self, media: MediaBatch, row: int, text: str) -> Any:
+        """``row``'s answer parsed and validated; raises :class:`ParseError`."""
+
+    @abstractmethod
+    def store(self, outputs: dict[str, list], row: int, result: Any) -> None:
+        """Write ``row``'s parsed answer (``None``: nothing to ask about) into ``outputs``."""
+
+    def provenance_entry(self) -> dict[str, str | None]:
+        config = self.config
+        return {
+            "stage": self.stage,
+            "model": config.backend.model,
+            "revision": config.backend.revision,
+            "prompt": config.prompt_version,
+            "prompt_sha256": hashlib.sha256(config.prompt.encode("utf-8")).hexdigest(),
+            "params": json.dumps(config.generation_params(), sort_keys=True),
+        }
+
+    def process(self, media: MediaBatch, rank: int | None = None) -> dict[str, list]:
+        outputs = {column: media.column(column) for column in self.columns() if column != PROVENANCE}
+        provenance = [list(entries or []) for entries in media.column(PROVENANCE)]
+        entry = self.provenance_entry()
+        conversations: dict[int, Conversation] = {}
+        for row in self.pending_rows(media):
+            # a rerun answers this row afresh: its earlier errors of this stage no longer hold
+            media.errors[row] = [error for error in media.errors[row] if error["stage"] != self.stage]
+            provenance[row] = [*(item for item in provenance[row] if item["stage"] != self.stage), entry]
+            for column in outputs:
+                outputs[column][row] = None
+            data = self.prompt_data(media, row)
+            if data is None:
+                self.store(outputs, row, None)
+            else:
+                conversations[row] = [{"role": "user", "content": self.config.render(data)}]
+        if conversations:
+            backend = make_backend(self.config.backend, rank)
+            results, failures = self.ask(backend, conversations, lambda row, text: self.parse(media, row, text))
+            for row, result in results.items():
+                self.store(outputs, row, result)
+            for row, message in failures.items():
+                media.add_error(row, self.stage, message)
+        outputs[PROVENANCE] = provenance
+        return outputs
+
+    def ask(
+        self, backend: ChatBackend, conversations: dict[int, Conversation], parse: Callable[[int, str], T]
+    ) -> tuple[dict[int, T], dict[int, str]]:
+        """Answers parsed by ``parse`` and error messages, by row; one ``generate`` call per round."""
+        results: dict[int, T] = {}
+        failures: dict[int, str] = {}
+        pending = dict(conversations)
+        for reasks in range(self.config.max_reasks + 1):
+            if not pending:
+                break
+            rows = list(pending)
+            completions = backend.generate([pending[row] for row in rows], **self.config.generation_params())
+            if len(completions) != len(rows):
+                raise RuntimeError(f"{backend.model_id} answered {len(completions)} of {len(rows)} conversations")
+            retry: dict[int, Conversation] = {}
+            for row, completion in zip(rows, completions):
+                if not completion.ok:
+                    failures[row] = completion.error or "no answer"
+                    continue
+                try:
+                    results[row] = parse(row, completion.text)
+                except ParseError as error:
+                    if reasks == self.config.max_reasks:
+                        failures[row] = f"invalid answer after {reasks} re-asks: {error}"
+                        continue
+                    answer, _ = split_reasoning(completion.text)
+                    retry[row] = [*pending[row], {"role": "assistant", "content": answer},
+                                  {"role": "user", "content": self.reask_message(str(error))}]
+            logger.debug("%s round %d: %d answered, %d to re-ask", self.stage, reasks, len(rows) - len(retry),
+                         len(retry))
+            pending = retry
+        return results, failures
+
+    def reask_message(self, problem: str) -> str:
+        return (f"Your answer could not be used: {problem}. "
+                f"Reply with only {self.answer_format}, and no other text.")
