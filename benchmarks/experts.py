@@ -16,10 +16,9 @@ from pathlib import Path
 
 import datasets
 
-from fusion_datasets.demo import tiny_experts
-from fusion_datasets.experts import ExpertChain
+from fusion_datasets.experts import EXPERTS, ExpertChain
+from fusion_datasets.pipeline.config import build_steps, load_config
 from fusion_datasets.testing import media
-from fusion_datasets.testing.zoo import build_tiny_zoo
 
 
 def synthetic_clips(folder: Path, count: int, seconds: float) -> datasets.Dataset:
@@ -55,9 +54,8 @@ def main() -> None:
     args = parser.parse_args()
     datasets.disable_progress_bars()
     with tempfile.TemporaryDirectory() as tmp:
-        zoo = build_tiny_zoo(Path(tmp) / "zoo")
         ds = synthetic_clips(Path(tmp), args.clips, args.seconds)
-        experts = tiny_experts(zoo)
+        experts = [step for step in build_steps(load_config("tiny")) if step.stage in EXPERTS]
         for expert in experts:  # load every model once, outside the timings
             expert(ds.select(range(2))[:])
         rows = ds.to_dict()

@@ -1,4 +1,4 @@
-"""The embedded default: a handful of synthetic sample clips run through the tiny pipeline on the CPU."""
+"""The embedded default: synthetic sample clips through the whole pipeline, on the CPU, to a local folder."""
 
 from __future__ import annotations
 
@@ -6,16 +6,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from fusion_datasets.experts import (
-    ASTAudioTagger,
-    AudioLLMMusicCaptioner,
-    AudioLLMSoundDescriber,
-    Expert,
-    ExpertChain,
-    HTDemucsSeparator,
-    VideoDescriber,
-    WhisperTranscriber,
-)
+from fusion_datasets.pipeline.config import PipelineConfig, build_steps, load_config
+from fusion_datasets.pipeline.runner import PipelineRunner
 from fusion_datasets.testing import media
 
 logger = logging.getLogger(__name__)
@@ -55,46 +47,42 @@ def write_sample_clips(folder: str | Path) -> list[SampleClip]:
     return clips
 
 
-def tiny_experts(zoo: dict[str, Path]) -> list[Expert]:
-    """Stage 1 on the tiny zoo, in the paper's order, with short generations (random weights ramble)."""
-    return [
-        HTDemucsSeparator(model="htdemucs", repo=str(zoo["htdemucs"]), output_tracks=False),
-        WhisperTranscriber(model=str(zoo["whisper"]), max_new_tokens=16),
-        ASTAudioTagger(model=str(zoo["ast-audioset"])),
-        AudioLLMSoundDescriber(model=str(zoo["qwen2-audio"]), max_new_tokens=16),
-        AudioLLMMusicCaptioner(model=str(zoo["qwen2-audio"]), max_new_tokens=16),
-        VideoDescriber(model=str(zoo["qwen2.5-vl"]), num_frames=4, max_new_tokens=16),
-    ]
+class DemoUnavailable(RuntimeError):
+    """The demo's real models can be neither found locally nor downloaded."""
 
 
-def run_demo(output: str | Path, tiny_models: bool = True) -> str:
-    """Run the demo into ``output`` and return a short summary of what it did.
+def _check_models_reachable(config: PipelineConfig) -> None:
+    from huggingface_hub import HfApi
 
-    ``tiny_models`` uses the offline tiny zoo (random weights: the captions are noise, the plumbing
-    is real); without it the demo would download the ``small`` config's models from the Hub.
+    models = {step.config.model for step in build_steps(config) if hasattr(step.config, "model")}
+    models |= {config.llm.model}
+    for model in sorted(models):
+        if Path(model).exists() or "/" not in model:
+            continue
+        try:
+            HfApi().model_info(model, timeout=10)
+        except Exception as error:  # noqa: BLE001 - any failure means the same thing to the user
+            raise DemoUnavailable(
+                f"the demo's `small` config needs {model}, which cannot be reached ({type(error).__name__}); "
+                "run `fusion-datasets demo --tiny-models` for the same pipeline on offline tiny models"
+            ) from error
+
+
+def run_demo(output: str | Path, tiny_models: bool = False) -> str:
+    """Run the pipeline on the sample clips into ``output``; returns a summary naming the card.
+
+    With ``tiny_models`` the ``tiny`` config runs (the offline zoo: random weights, so the captions are
+    noise but the plumbing is real); otherwise the ``small`` config, whose models come from the Hub.
     """
-    if not tiny_models:
-        raise NotImplementedError(
-            "the demo with real models needs the `small` config of the pipeline runner; use --tiny-models"
-        )
-    import datasets
-
-    from fusion_datasets.testing.zoo import build_tiny_zoo
-
     output = Path(output)
     clips = write_sample_clips(output / "clips")
-    zoo = build_tiny_zoo(output / "tiny-zoo")
-    ds = datasets.Dataset.from_dict({
-        "id": [clip.id for clip in clips],
-        "audio": [str(clip.audio) for clip in clips],
-        "video": [str(clip.video) if clip.video else None for clip in clips],
-        "source": ["demo"] * len(clips),
-    })
-    chain = ExpertChain(tiny_experts(zoo))
-    cues = ds.map(chain, batched=True, with_rank=True, batch_size=4, features=chain.output_features(ds.features),
-                  desc="experts", load_from_cache_file=False)
-    path = output / "data" / "cues" / "demo.parquet"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cues.to_parquet(str(path))
-    failed = sum(1 for errors in cues["errors"] if errors)
-    return f"{cues.num_rows} clips through {len(chain.experts)} experts ({failed} with errors) -> {path}"
+    overrides = [f"input.path={output / 'clips'}", f"output.path={output / 'dataset'}"]
+    config = load_config("tiny" if tiny_models else "small", overrides)
+    if not tiny_models:
+        _check_models_reachable(config)
+    stats = PipelineRunner(config).run()
+    return (
+        f"{stats['clips']} sample clips ({len(clips)} written): {stats['captions']} captions, "
+        f"{stats['qa_pairs']} QA pairs, {stats['clips_with_errors']} clips with errors\n"
+        f"dataset card: {output / 'dataset' / 'README.md'}"
+    )

@@ -12,7 +12,10 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Hashable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +48,7 @@ def resolve_device(device: str | None = None, rank: int | None = None) -> str:
     return "cpu"
 
 
-def resolve_dtype(dtype: str, device: str) -> "torch.dtype":  # noqa: F821 - torch is imported lazily
+def resolve_dtype(dtype: str, device: str) -> torch.dtype:
     """``auto`` is float32 on the CPU and bfloat16 (float16 where unsupported) on a GPU."""
     import torch
 

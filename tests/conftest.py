@@ -22,6 +22,7 @@ for _variable, _sub in {
     "TORCH_HOME": "torch",
 }.items():
     os.environ[_variable] = str(_SESSION_DIR / _sub)
+os.environ.setdefault("FUSION_DATASETS_TINY_ZOO", str(_SESSION_DIR / "tiny-zoo"))
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -75,5 +76,4 @@ def tiny_zoo() -> TinyZoo:
 
     Set ``FUSION_DATASETS_TINY_ZOO`` to a folder to keep it between sessions while developing.
     """
-    root = os.environ.get("FUSION_DATASETS_TINY_ZOO") or _SESSION_DIR / "tiny-zoo"
-    return TinyZoo(Path(root))
+    return TinyZoo(Path(os.environ["FUSION_DATASETS_TINY_ZOO"]))

@@ -1,0 +1,1 @@
+"""The pipeline runner: clips to cues, captions and QA pairs, shard by shard, resumable."""

@@ -1,0 +1,122 @@
+"""The pipeline config: input, expert stages, LLM backend, fusion, filter, QA and output, from YAML.
+
+Bundled configs (``tiny``, ``small``, ``paper``) live in ``fusion_datasets/configs/``; a config is
+named by one of those names or by a YAML path, then ``--set key=value`` overrides apply. Stage options
+are checked against each step's own config dataclass, so errors name ``experts.speech.model`` and the
+allowed keys.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fusion_datasets.config import ConfigError, apply_overrides, from_mapping, to_mapping
+from fusion_datasets.experts import EXPERTS, Expert
+from fusion_datasets.llm.backends import BackendConfig
+
+BUNDLED = ("tiny", "small", "paper")
+TINY_ZOO = "{tiny_zoo}"  # stands for the tiny zoo's folder in a config (the `tiny` config's models)
+
+
+def tiny_zoo_dir() -> Path:
+    """Where configs find the tiny zoo: ``$FUSION_DATASETS_TINY_ZOO`` or a folder in the user cache."""
+    return Path(os.environ.get("FUSION_DATASETS_TINY_ZOO") or Path.home() / ".cache" / "fusion_datasets" / "tiny-zoo")
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    path: str = ""  # a folder of media files, a Parquet file or folder, a saved dataset, or a Hub dataset id
+    split: str = "train"
+    limit: int | None = None  # only the first N clips (a trial run)
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    path: str = "output"
+    shard_size: int = 256  # clips per shard: the unit of resume and of work per process
+    batch_size: int = 8  # clips per map batch (one model call per batch and step)
+    embed_audio: bool = False  # store the audio bytes in the Parquet files instead of a reference
+    export: str | None = None  # "fusionaudio": also write the FusionAudio JSON release format
+
+    def __post_init__(self) -> None:
+        if self.shard_size < 1 or self.batch_size < 1:
+            raise ValueError(f"shard_size and batch_size must be >= 1, got {self.shard_size} and {self.batch_size}")
+        if self.export not in (None, "fusionaudio"):
+            raise ValueError(f"export must be null or 'fusionaudio', got {self.export!r}")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    name: str = "custom"
+    input: InputConfig = field(default_factory=InputConfig)
+    experts: dict[str, Any] = field(default_factory=dict)  # stage -> options; `enabled: false` turns one off
+    llm: BackendConfig = field(default_factory=BackendConfig)
+    fusion: dict[str, Any] = field(default_factory=dict)
+    filter: dict[str, Any] = field(default_factory=dict)
+    qa: dict[str, Any] = field(default_factory=dict)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.experts) - set(EXPERTS))
+        if unknown:
+            raise ValueError(f"unknown expert stage {unknown[0]!r}; stages: {', '.join(EXPERTS)}")
+
+
+def load_config(name_or_path: str, overrides: tuple[str, ...] | list[str] = ()) -> PipelineConfig:
+    """A bundled config by name, or a YAML file, with ``key=value`` overrides applied."""
+    if name_or_path in BUNDLED:
+        text = resources.files("fusion_datasets").joinpath(f"configs/{name_or_path}.yaml").read_text("utf-8")
+    elif Path(name_or_path).is_file():
+        text = Path(name_or_path).read_text("utf-8")
+    else:
+        raise ConfigError(f"config {name_or_path!r} is neither a bundled config ({', '.join(BUNDLED)}) nor a file")
+    if TINY_ZOO in text:  # built offline on first use, reused after
+        from fusion_datasets.testing.zoo import build_tiny_zoo
+
+        zoo = tiny_zoo_dir()
+        build_tiny_zoo(zoo)
+        text = text.replace(TINY_ZOO, str(zoo))
+    data = yaml.safe_load(text) or {}
+    return from_mapping(PipelineConfig, apply_overrides(data, overrides))
+
+
+def dump_config(config: PipelineConfig) -> str:
+    """The resolved config as YAML (saved next to the output)."""
+    return yaml.safe_dump(to_mapping(config), sort_keys=False)
+
+
+def _enabled(options: dict[str, Any] | None, where: str) -> dict[str, Any] | None:
+    options = dict(options or {})
+    enabled = options.pop("enabled", True)
+    if not isinstance(enabled, bool):
+        raise ConfigError(f"{where}.enabled: expected true or false, got {enabled!r}")
+    return options if enabled else None
+
+
+def build_steps(config: PipelineConfig) -> list[Expert]:
+    """The pipeline's steps in order: experts (paper order), fusion, CLAP filter, QA."""
+    from fusion_datasets.clap.filter import ClapSimilarityFilter
+    from fusion_datasets.llm.fusion import CaptionFuser
+    from fusion_datasets.llm.qa import QAGenerator
+
+    steps: list[Expert] = []
+    for stage, expert_class in EXPERTS.items():
+        options = _enabled(config.experts.get(stage), f"experts.{stage}")
+        if stage in config.experts and options is not None:
+            steps.append(expert_class(from_mapping(expert_class.config_class, options, f"experts.{stage}")))
+    for name, step_class in (("fusion", CaptionFuser), ("qa", QAGenerator)):
+        options = _enabled(getattr(config, name), name)
+        if options is not None:
+            options = {**options, "backend": to_mapping(config.llm) | options.get("backend", {})}
+            steps.append(step_class(from_mapping(step_class.config_class, options, name)))
+        if name == "fusion":
+            options = _enabled(config.filter, "filter")
+            if options is not None:
+                steps.append(ClapSimilarityFilter(from_mapping(ClapSimilarityFilter.config_class, options, "filter")))
+    return steps
