@@ -41,26 +41,27 @@ def _row(audio_id: str, instruction: str, dataset: str, task: str, output: str) 
             "output": output}
 
 
-def to_fusionaudio(captions_ds: datasets.Dataset, qa_ds: datasets.Dataset | None = None) -> list[dict[str, str]]:
-    """FusionAudio rows: one per caption of ``captions_ds``, then one per pair of ``qa_ds`` (the ``qa`` config).
+def to_fusionaudio(
+    captions_ds: datasets.Dataset, qa_ds: datasets.Dataset | None = None
+) -> list[dict[str, str]]:
+    """FusionAudio rows: one per caption of ``captions_ds``, then one per pair of ``qa_ds`` (``qa`` config).
 
     ``audio_id`` is the clip's ``id``; ``dataset`` is its ``source`` where there is one. Clips without
     a caption (uncertain, failed) are left out.
     """
     columns = [column for column in ("id", "caption", "source") if column in captions_ds.column_names]
-    clips = captions_ds.select_columns(columns)
     sources: dict[str, str] = {}
     rows: list[dict[str, str]] = []
-    for clip in clips:
-        sources[clip["id"]] = clip.get("source") or DEFAULT_DATASET
+    for clip in captions_ds.select_columns(columns):
+        source = sources[clip["id"]] = clip.get("source") or DEFAULT_DATASET
         if clip["caption"]:
-            rows.append(_row(clip["id"], CAPTION_INSTRUCTION, sources[clip["id"]], CAPTION_TASK, clip["caption"]))
+            rows.append(_row(clip["id"], CAPTION_INSTRUCTION, source, CAPTION_TASK, clip["caption"]))
     skipped = len(sources) - len(rows)
     if skipped:
         logger.info("left out %d of %d clips without a caption", skipped, len(sources))
     for pair in qa_ds if qa_ds is not None else ():
-        dataset = sources.get(pair["clip_id"], DEFAULT_DATASET)
-        rows.append(_row(pair["clip_id"], pair["question"], dataset, qa_task(pair["qa_type"]), pair["answer"]))
+        source = sources.get(pair["clip_id"], DEFAULT_DATASET)
+        rows.append(_row(pair["clip_id"], pair["question"], source, qa_task(pair["qa_type"]), pair["answer"]))
     return rows
 
 

@@ -21,7 +21,7 @@ from fusion_datasets.prompts import read_prompt
 
 logger = logging.getLogger(__name__)
 
-# prompt data key -> the cue column it comes from (tags are split by confidence apart)
+# prompt data key -> the cue column it comes from (the tags go apart: split by confidence)
 _TEXT_CUES = {
     "audio description": "sound_caption",
     "speech content": "asr_text",
@@ -84,7 +84,7 @@ def fusion_cues(row: dict[str, Any], high_confidence: float = 0.5, max_chars: in
 
 
 class CaptionFuser(ChatStep[FusionConfig]):
-    """Writes ``caption``, ``caption_ambiguities``, ``caption_uncertain``, ``caption_reasoning`` and ``provenance``.
+    """Writes ``caption``, ``caption_ambiguities``, ``caption_uncertain``, ``caption_reasoning``, provenance.
 
     Rows that already have a caption or are uncertain (an earlier run) are kept as they are, so a rerun
     asks again only for the rows that failed. A clip without any cue is uncertain without asking.
@@ -92,12 +92,15 @@ class CaptionFuser(ChatStep[FusionConfig]):
     Example:
         >>> fuser = CaptionFuser(backend=BackendConfig(kind="server", model="Qwen/QwQ-32B",
         ...                      base_urls=("http://127.0.0.1:8080",)))  # doctest: +SKIP
-        >>> ds = ds.map(fuser, batched=True, with_rank=True, features=fuser.output_features(ds.features))  # doctest: +SKIP
+        >>> features = fuser.output_features(ds.features)  # doctest: +SKIP
+        >>> ds = ds.map(fuser, batched=True, with_rank=True, features=features)  # doctest: +SKIP
     """
 
     stage = "fusion"
     config_class = FusionConfig
-    answer_format = f'the JSON object {{"Potential ambiguities": [...], "Audio caption": "..."}} or only {SENTINEL}'
+    answer_format = (
+        f'the JSON object {{"Potential ambiguities": [...], "Audio caption": "..."}} or {SENTINEL}'
+    )
 
     def features(self) -> dict[str, Any]:
         from datasets import List, Value

@@ -5,7 +5,7 @@ or a sentence of preamble. The parsers here tolerate all of that, and raise :cla
 short reason (which the step sends back to the model when it re-asks) for anything they cannot use.
 
 Example:
-    >>> parse_fusion_answer('<think>A dog.</think>```json\\n{"Potential ambiguities": [], "Audio caption": "A dog barks."}\\n```')
+    >>> parse_fusion_answer('<think>A dog.</think>```json\\n{"Audio caption": "A dog barks."}\\n```')
     FusionAnswer(caption='A dog barks.', ambiguities=[], uncertain=False, reasoning='A dog.')
 """
 
@@ -96,7 +96,7 @@ def _string_list(value: Any, name: str) -> list[str]:
 
 
 def parse_fusion_answer(text: str | None) -> FusionAnswer:
-    """Parse a fusion answer: the sentinel, or ``{"Potential ambiguities": [...], "Audio caption": "..."}``."""
+    """Parse a fusion answer: the sentinel or ``{"Potential ambiguities": [...], "Audio caption": "..."}``."""
     answer, reasoning = split_reasoning(text or "")
     if SENTINEL in answer:
         return FusionAnswer(caption=None, uncertain=True, reasoning=reasoning)
@@ -128,22 +128,30 @@ def parse_qa_answer(text: str | None) -> list[dict[str, str]]:
     for item in value:
         fields = _normalized_keys(item) if isinstance(item, dict) else {}
         pair = {name: fields.get(name.replace("_", " ")) for name in ("question", "answer", "qa_type")}
-        if not all(isinstance(text, str) for text in pair.values()):
+        if not all(isinstance(field_value, str) for field_value in pair.values()):
             raise ParseError('every pair must be an object with string "question", "answer" and "qa_type"')
-        pairs.append({name: text.strip() for name, text in pair.items()})
+        pairs.append({name: field_value.strip() for name, field_value in pair.items()})
     return pairs
 
 
 def content_words(text: str) -> set[str]:
     """Lower-case content words of ``text``, crudely stemmed (``barks`` -> ``bark``)."""
-    return {_stem(word) for word in _WORD.findall(text.lower()) if len(word) > 2 and word not in _FUNCTION_WORDS}
+    words = _WORD.findall(text.lower())
+    return {_stem(word) for word in words if len(word) > 2 and word not in _FUNCTION_WORDS}
 
 
 def _stem(word: str) -> str:
-    for suffix in ("ing", "es", "ed", "s"):
+    """A crude stem that maps a word's common forms together (``times``/``time``, ``dancing``/``dance``)."""
+    for suffix in ("ing", "ed"):
         if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-            return word[: -len(suffix)]
-    return word
+            word = word[: -len(suffix)]
+            break
+    else:
+        if word.endswith("es") and word[:-2].endswith(("s", "x", "z", "ch", "sh")):
+            word = word[:-2]
+        elif word.endswith("s") and not word.endswith("ss") and len(word) > 3:
+            word = word[:-1]
+    return word[:-1] if word.endswith("e") and len(word) > 3 else word
 
 
 def validate_qa_pairs(

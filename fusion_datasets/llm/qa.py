@@ -27,11 +27,13 @@ QA_TYPES = (
     "reasoning",
 )
 QA_COLUMNS = ("id", "clip_id", "question", "answer", "qa_type")
+_CONTEXT_COLUMNS = ("caption", "audio_tags", "sound_caption", "music_caption")
+QAResult = tuple[list[dict[str, str]], list[str]]  # the kept pairs, the reasons others were rejected
 
 
 @dataclass(frozen=True)
 class QAConfig(ChatStepConfig):
-    """Options of :class:`QAGenerator`; a clip whose answer keeps fewer than ``min_pairs`` pairs is re-asked."""
+    """Options of :class:`QAGenerator`; an answer keeping fewer than ``min_pairs`` pairs is re-asked."""
 
     prompt: str = read_prompt("qa_v1")
     prompt_version: str = "qa_v1"
@@ -39,7 +41,7 @@ class QAConfig(ChatStepConfig):
     max_new_tokens: int = 1024
     qa_types: tuple[str, ...] = QA_TYPES
     min_pairs: int = 1
-    min_grounding: float = 0.5  # the share of an answer's content words found in the caption or cues
+    min_grounding: float = 0.5  # the share of a pair's content words found in the caption or cues
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -70,14 +72,17 @@ def qa_context(row: dict[str, Any]) -> dict[str, str]:
 
 
 class QAGenerator(ChatStep[QAConfig]):
-    """Writes ``qa_pairs`` (``[{question, answer, qa_type}]``), ``qa_rejected`` (why pairs were left out) and ``provenance``.
+    """Writes ``qa_pairs`` (``[{question, answer, qa_type}]``), ``qa_rejected`` and ``provenance``.
+
+    ``qa_rejected`` says why each pair the model wrote but validation left out was left out.
 
     Only rows with a ``caption`` are asked; the others get ``None``. Rows that already have pairs (an
     earlier run) are kept, so a rerun asks again only for the clips that failed.
 
     Example:
-        >>> qa = QAGenerator(backend=BackendConfig(kind="transformers", model="Qwen/Qwen2.5-7B-Instruct"))  # doctest: +SKIP
-        >>> ds = ds.map(qa, batched=True, with_rank=True, features=qa.output_features(ds.features))  # doctest: +SKIP
+        >>> qa = QAGenerator(backend=BackendConfig(model="Qwen/Qwen2.5-7B-Instruct"))  # doctest: +SKIP
+        >>> features = qa.output_features(ds.features)  # doctest: +SKIP
+        >>> ds = ds.map(qa, batched=True, with_rank=True, features=features)  # doctest: +SKIP
         >>> explode_qa(ds)  # doctest: +SKIP
     """
 
@@ -89,20 +94,20 @@ class QAGenerator(ChatStep[QAConfig]):
         from datasets import List, Value
 
         pair = {"question": Value("string"), "answer": Value("string"), "qa_type": Value("string")}
-        return {"qa_pairs": List(pair), "qa_rejected": List(Value("string")), PROVENANCE: provenance_feature()}
+        rejected = List(Value("string"))
+        return {"qa_pairs": List(pair), "qa_rejected": rejected, PROVENANCE: provenance_feature()}
 
     def pending_rows(self, media: MediaBatch) -> list[int]:
         captions, pairs = media.column("caption"), media.column("qa_pairs")
         return [row for row in range(media.size) if captions[row] is not None and pairs[row] is None]
 
     def _row(self, media: MediaBatch, row: int) -> dict[str, Any]:
-        return {column: media.batch[column][row] for column in ("caption", "audio_tags", "sound_caption",
-                                                                 "music_caption") if column in media.batch}
+        return {column: media.batch[column][row] for column in _CONTEXT_COLUMNS if column in media.batch}
 
     def prompt_data(self, media: MediaBatch, row: int) -> dict[str, Any]:
         return qa_context(self._row(media, row))
 
-    def parse(self, media: MediaBatch, row: int, text: str) -> tuple[list[dict[str, str]], list[str]]:
+    def parse(self, media: MediaBatch, row: int, text: str) -> QAResult:
         pairs = parse_qa_answer(text)
         sources = qa_context(self._row(media, row)).values()
         kept, rejected = validate_qa_pairs(pairs, sources, self.config.qa_types, self.config.min_grounding)
@@ -110,7 +115,7 @@ class QAGenerator(ChatStep[QAConfig]):
             raise ParseError(f"{len(kept)} usable pairs of {len(pairs)} ({'; '.join(rejected)})")
         return kept, rejected
 
-    def store(self, outputs: dict[str, list], row: int, result: tuple[list[dict[str, str]], list[str]]) -> None:
+    def store(self, outputs: dict[str, list], row: int, result: QAResult) -> None:
         outputs["qa_pairs"][row], outputs["qa_rejected"][row] = result
 
 

@@ -15,6 +15,7 @@ import logging
 from abc import abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, ClassVar, TypeVar
 
 from fusion_datasets.experts.base import Expert
@@ -32,7 +33,7 @@ StepConfigT = TypeVar("StepConfigT", bound="ChatStepConfig")
 
 @dataclass(frozen=True)
 class ChatStepConfig:
-    """What every LLM step shares. ``prompt`` is the template text; ``prompt_version`` names it in provenance."""
+    """What every LLM step shares. ``prompt`` is the template; ``prompt_version`` names it in provenance."""
 
     backend: BackendConfig
     prompt: str = ""
@@ -40,12 +41,14 @@ class ChatStepConfig:
     placeholder: ClassVar[str] = ""  # where the template takes the clip's data
     max_new_tokens: int = 512
     temperature: float = 0.0
-    seed: int | None = 0
+    seed: int | None = None
     max_reasks: int = 2
 
     def __post_init__(self) -> None:
         if self.placeholder not in self.prompt:
-            raise ValueError(f"prompt must contain the placeholder {self.placeholder!r}, got {self.prompt[:80]!r}")
+            raise ValueError(
+                f"prompt must contain the placeholder {self.placeholder!r}, got {self.prompt[:80]!r}"
+            )
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
         if self.temperature < 0:
@@ -133,7 +136,7 @@ class ChatStep(Expert[StepConfigT]):  # type: ignore[type-var]  # an Expert whos
                 conversations[row] = [{"role": "user", "content": self.config.render(data)}]
         if conversations:
             backend = make_backend(self.config.backend, rank)
-            results, failures = self.ask(backend, conversations, lambda row, text: self.parse(media, row, text))
+            results, failures = self.ask(backend, conversations, partial(self.parse, media))
             for row, result in results.items():
                 self.store(outputs, row, result)
             for row, message in failures.items():
@@ -154,7 +157,9 @@ class ChatStep(Expert[StepConfigT]):  # type: ignore[type-var]  # an Expert whos
             rows = list(pending)
             completions = backend.generate([pending[row] for row in rows], **self.config.generation_params())
             if len(completions) != len(rows):
-                raise RuntimeError(f"{backend.model_id} answered {len(completions)} of {len(rows)} conversations")
+                raise RuntimeError(
+                    f"{backend.model_id} answered {len(completions)} of {len(rows)} conversations"
+                )
             retry: dict[int, Conversation] = {}
             for row, completion in zip(rows, completions):
                 if not completion.ok:

@@ -52,20 +52,25 @@ def test_extract_json_tolerates_fences_and_text_around(text):
     assert extract_json(text) == VALID
 
 
-@pytest.mark.parametrize(("text", "reason"), [("", "empty answer"), ("  \n", "empty answer"),
-                                                ("HELLO", "no JSON object found"), ('{"a": ', "no JSON object found")])
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [("", "empty answer"), ("  \n", "empty answer"), ("HELLO", "no JSON object found"),
+     ('{"a": ', "no JSON object found")],
+)
 def test_extract_json_without_json_says_why(text, reason):
     with pytest.raises(ParseError, match=reason):
         extract_json(text)
 
 
 def test_fusion_answer_with_trace_fences_and_key_variants():
-    text = '<think>Dog tags at 92%.</think>```json\n{"potential_ambiguities": [" one ", ""], "audio caption": " A dog. "}\n```'
-    assert parse_fusion_answer(text) == FusionAnswer("A dog.", ["one"], uncertain=False, reasoning="Dog tags at 92%.")
+    text = ('<think>Dog tags at 92%.</think>```json\n'
+            '{"potential_ambiguities": [" one ", ""], "audio caption": " A dog. "}\n```')
+    assert parse_fusion_answer(text) == FusionAnswer("A dog.", ["one"], reasoning="Dog tags at 92%.")
 
 
-@pytest.mark.parametrize("text", [SENTINEL, f"<think>Nothing agrees.</think>\n{SENTINEL}", f"```\n{SENTINEL}\n```",
-                                  f'"{SENTINEL}"'])
+@pytest.mark.parametrize(
+    "text", [SENTINEL, f"<think>No agreement.</think>\n{SENTINEL}", f"```\n{SENTINEL}\n```", f'"{SENTINEL}"']
+)
 def test_sentinel_is_uncertain_without_caption(text):
     answer = parse_fusion_answer(text)
     assert answer.uncertain and answer.caption is None and answer.ambiguities == []
@@ -105,8 +110,13 @@ PAIRS = [{"question": "What barks?", "answer": "A dog.", "qa_type": "sound_sourc
 
 @pytest.mark.parametrize(
     "text",
-    [json.dumps({"qa_pairs": PAIRS}), json.dumps(PAIRS), f"<think>easy</think>```json\n{json.dumps({'QA pairs': PAIRS})}```",
-     json.dumps({"qa_pairs": [{"Question": " What barks? ", "Answer": "A dog.", "QA_type": "sound_sources"}]})],
+    [
+        json.dumps({"qa_pairs": PAIRS}),
+        json.dumps(PAIRS),
+        f"<think>easy</think>```json\n{json.dumps({'QA pairs': PAIRS})}```",
+        # the keys' case and separators vary, the values' whitespace is stripped
+        '{"QA-pairs": [{"Question": " What barks? ", "Answer": "A dog.", "QA type": "sound_sources"}]}',
+    ],
 )
 def test_qa_answer_shapes(text):
     assert parse_qa_answer(text) == PAIRS
@@ -129,13 +139,16 @@ def test_unusable_qa_answers_raise_a_short_reason(text, reason):
 
 def test_content_words_drop_function_words_and_stem():
     assert content_words("The dog barks twice, then cars are passing.") == {"dog", "bark", "car", "pass"}
+    forms = ["time times", "glass glasses", "dance dancing danced", "bus buses", "play plays played"]
+    assert all(len(content_words(words)) == 1 for words in forms)
 
 
 def test_validate_keeps_grounded_pairs_and_says_why_others_go():
     caption = "A dog barks twice while a car passes by on a wet road."
     pairs = [
         {"question": "What barks?", "answer": "A dog.", "qa_type": "sound_sources"},
-        {"question": "How many times does the dog bark?", "answer": "Twice.", "qa_type": "counting_and_order"},
+        {"question": "How many times does the dog bark?", "answer": "Twice.",
+         "qa_type": "counting_and_order"},
         {"question": "what BARKS", "answer": "The dog.", "qa_type": "sound_sources"},  # same question again
         {"question": "Which instrument plays?", "answer": "A violin solo.", "qa_type": "music_attributes"},
         {"question": "Who passes?", "answer": "A car.", "qa_type": "vehicles"},
@@ -158,7 +171,8 @@ def test_validate_keeps_grounded_pairs_and_says_why_others_go():
 
 def test_a_question_about_something_absent_is_not_grounded():
     kept, rejected = validate_qa_pairs(
-        [{"question": "How many times does the dog bark?", "answer": "Twice.", "qa_type": "counting_and_order"}],
+        [{"question": "How many times does the dog bark?", "answer": "Twice.",
+          "qa_type": "counting_and_order"}],
         ["Rain falls on a metal roof."], QA_TYPES,
     )
     assert kept == [] and rejected[0].startswith("not grounded")

@@ -57,10 +57,12 @@ def _text(rng: random.Random, max_words: int) -> str:
 def _random_cues(rng: random.Random) -> dict[str, Any]:
     """A cue row like the experts write, each cue present or not, the transcript up to ~1500 characters."""
     row: dict[str, Any] = {
-        "audio_tags": [{"label": rng.choice(_LABELS), "score": rng.random()} for _ in range(rng.randint(0, 5))],
+        "audio_tags": [{"label": rng.choice(_LABELS), "score": rng.random()}
+                       for _ in range(rng.randint(0, 5))],
         "has_speech": rng.random() < 0.7,
     }
-    for column, max_words in (("sound_caption", 30), ("asr_text", 250), ("music_caption", 30), ("video_caption", 40)):
+    lengths = {"sound_caption": 30, "asr_text": 250, "music_caption": 30, "video_caption": 40}  # in words
+    for column, max_words in lengths.items():
         if rng.random() < 0.6:
             row[column] = _text(rng, max_words)
     return row
@@ -77,14 +79,15 @@ def _prompt(rng: random.Random, shape: str) -> str:
     if shape == "fusion":
         return render_prompt(read_prompt("fusion_v1"), FusionConfig.placeholder, fusion_cues(row))
     if shape == "qa":
-        return render_prompt(read_prompt("qa_v1"), QAConfig.placeholder, qa_context({**row, "caption": _text(rng, 30)}))
+        context = qa_context({**row, "caption": _text(rng, 30)})
+        return render_prompt(read_prompt("qa_v1"), QAConfig.placeholder, context)
     return _text(rng, 40)
 
 
 def build_fixed_answer_lm(
     path: Path, answer: str, shapes: Sequence[str] = SHAPES, steps: int = 300, lr: float = 3e-3, seed: int = 0
 ) -> None:
-    """Train a tiny Qwen2 chat LM whose greedy answer to prompts of ``shapes`` is ``answer``; save it to ``path``.
+    """Train a tiny Qwen2 chat LM to answer ``answer`` (greedy) to prompts of ``shapes``; save it to ``path``.
 
     ``shapes`` are among :data:`SHAPES`: the real fusion prompt, the real QA prompt (both on random cues
     of random lengths), short chat messages (cheap steps that help learn the answer). ``steps`` of AdamW
@@ -104,7 +107,9 @@ def build_fixed_answer_lm(
     rng = random.Random(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
     # constant, then down to zero over the last 30% of the steps: the answer's margins settle there
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (steps - step) / (0.3 * steps)))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: min(1.0, (steps - step) / (0.3 * steps))
+    )
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -141,7 +146,7 @@ def build_tiny_qa_lm(path: Path) -> None:
 
 
 def build_tiny_uncertain_lm(path: Path) -> None:
-    """Answers the sentinel ``UNCERTAIN_AUDIO_INFORMATION_DETECTED`` to fusion prompts (a short answer: fewer steps)."""
+    """Answers the sentinel ``UNCERTAIN_AUDIO_INFORMATION_DETECTED`` to fusion prompts (in fewer steps)."""
     from fusion_datasets.llm.parsing import SENTINEL
 
     build_fixed_answer_lm(path, SENTINEL, shapes=("fusion", "chat"), steps=150)
