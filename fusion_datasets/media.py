@@ -171,7 +171,9 @@ class MediaBatch:
 
 
 def _decode_track(value: Any) -> Waveform | None:
+    """A separated track read from a column; one that cannot be used falls back to the mix, said in the log."""
     try:
         return decode_audio(value)
-    except MediaError:
+    except MediaError as error:
+        logger.warning("a separated track cannot be used (%s); the mix is used instead", error)
         return None
