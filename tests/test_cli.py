@@ -3,9 +3,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from transformers import AutoModelForAudioClassification
 
 from fusion_datasets.cli import main
-from transformers import AutoModelForAudioClassification
 
 
 def test_tiny_zoo_command_writes_loadable_models(tmp_path, capsys):

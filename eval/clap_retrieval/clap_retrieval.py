@@ -27,7 +27,7 @@ Returns:
     a dict with t2a_R@1, t2a_R@5, t2a_R@10, t2a_mAP@10, a2t_R@1, a2t_R@5, a2t_R@10, a2t_mAP@10,
     t2a_mean_rank, t2a_median_rank, a2t_mean_rank, a2t_median_rank.
 Example:
-    >>> metric = evaluate.load("eval/clap_retrieval")  # doctest: +SKIP
+    >>> metric = evaluate.load(module_path("clap_retrieval"))  # fusion_datasets.evaluate_modules  # doctest: +SKIP
     >>> metric.compute(text_embeds=[[1.0, 0.0], [0.0, 1.0]], text_to_audio=[0, 1],
     ...                audio_embeds=[[1.0, 0.0], [0.0, 1.0]])["t2a_R@1"]  # doctest: +SKIP
     100.0

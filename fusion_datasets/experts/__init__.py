@@ -4,7 +4,12 @@ Each expert is a picklable callable over a batch dict (see :mod:`fusion_datasets
 :class:`ExpertChain` runs several on one batch so they share decoded audio and separated tracks.
 """
 
-from fusion_datasets.experts.audio_llm import AudioLLMMusicCaptioner, AudioLLMSoundDescriber, MusicConfig, SoundConfig
+from fusion_datasets.experts.audio_llm import (
+    AudioLLMMusicCaptioner,
+    AudioLLMSoundDescriber,
+    MusicConfig,
+    SoundConfig,
+)
 from fusion_datasets.experts.base import Expert, ExpertConfig
 from fusion_datasets.experts.chain import ExpertChain
 from fusion_datasets.experts.separation import HTDemucsSeparator, SeparationConfig

@@ -2,11 +2,11 @@ import pickle
 
 import datasets
 import pytest
+from experts.conftest import run_map
 
 from fusion_datasets.clap.embed import clap_scores, load_clap
 from fusion_datasets.clap.filter import HISTOGRAM_EDGES, ClapFilterConfig, ClapSimilarityFilter, filter_stats
 from fusion_datasets.media import decode_audio, resample
-from experts.conftest import run_map
 
 CAPTIONS = {
     "music": "Music with a steady beat and chords.",

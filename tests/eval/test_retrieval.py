@@ -14,8 +14,7 @@ from fusion_datasets.eval import (
     retrieval_metrics,
     run_retrieval_eval,
 )
-
-EVALUATE_MODULE = Path(__file__).resolve().parents[2] / "eval" / "clap_retrieval"
+from fusion_datasets.evaluate_modules import module_path
 
 
 def _reference(text: np.ndarray, audio: np.ndarray, links: np.ndarray) -> dict[str, float]:
@@ -143,7 +142,7 @@ def test_bootstrap_interval_brackets_the_estimate_and_is_reproducible():
 def test_evaluate_module_loads_offline_by_path():
     import evaluate
 
-    metric = evaluate.load(str(EVALUATE_MODULE))
+    metric = evaluate.load(module_path("clap_retrieval"))
     text = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.2]])
     result = metric.compute(text_embeds=text, text_to_audio=[0, 1, 1], audio_embeds=np.eye(2))
     assert result == pytest.approx(retrieval_metrics(text, np.eye(2), [0, 1, 1]))

@@ -3,13 +3,13 @@
 import datasets
 import pytest
 from datasets.fingerprint import Hasher
+from experts.conftest import clips_dataset, run_map
 
 from fusion_datasets import runtime
 from fusion_datasets.experts.base import Expert, ExpertConfig
 from fusion_datasets.experts.chain import ExpertChain
 from fusion_datasets.experts.separation import HTDemucsSeparator
 from fusion_datasets.experts.tagging import ASTAudioTagger
-from experts.conftest import clips_dataset, run_map
 
 
 @pytest.fixture

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
+from experts.conftest import clips_dataset, run_map
 
 from fusion_datasets.experts.separation import HTDemucsSeparator
-from experts.conftest import clips_dataset, run_map
 
 
 @pytest.fixture(scope="module")

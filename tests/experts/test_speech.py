@@ -4,10 +4,10 @@ import datasets
 import numpy as np
 import pytest
 import soundfile
+from experts.conftest import clips_dataset, run_map
 
 from fusion_datasets.experts.speech import SpeechConfig, WhisperTranscriber, dbfs, whisper_windows
 from fusion_datasets.testing import media
-from experts.conftest import clips_dataset, run_map
 
 COLUMNS = ("asr_text", "asr_language", "asr_no_speech_prob", "has_speech")
 

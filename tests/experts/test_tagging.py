@@ -1,8 +1,8 @@
 import pytest
+from experts.conftest import clips_dataset, run_map
 
 from fusion_datasets.experts.tagging import ASTAudioTagger
 from fusion_datasets.media import windows
-from experts.conftest import clips_dataset, run_map
 
 
 def test_windows_cover_the_signal():

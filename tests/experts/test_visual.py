@@ -1,8 +1,8 @@
 import datasets
 import numpy as np
 import pytest
-
 from experts.conftest import run_map
+
 from fusion_datasets.experts.visual import VideoDescriber, VisualConfig, frame_indices, mmss, read_clip
 from fusion_datasets.media import MediaError
 from fusion_datasets.testing import media

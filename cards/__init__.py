@@ -1,0 +1,1 @@
+"""Dataset card templates (installed as ``fusion_datasets.cards``)."""
