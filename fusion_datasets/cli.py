@@ -38,8 +38,49 @@ def _run(args: argparse.Namespace) -> int:
         overrides.append(f"input.path={args.input}")
     if args.output:
         overrides.append(f"output.path={args.output}")
-    stats = PipelineRunner(load_config(args.config, overrides), retry_errors=args.retry_errors).run()
+    if args.num_shards is not None:
+        overrides.append(f"output.num_shards={args.num_shards}")
+    if args.embed_audio:
+        overrides.append("output.embed_audio=true")
+    if args.export:
+        overrides.append(f"output.export={args.export}")
+    config = load_config(args.config, overrides)
+    if args.dry_run:
+        from fusion_datasets.pipeline.plan import describe_plan, load_throughput
+
+        print(describe_plan(config, load_throughput(args.throughput)))
+        return 0
+    stats = PipelineRunner(config, retry_errors=args.retry_errors).run()
     print(json.dumps(stats, indent=2))
+    return 0
+
+
+def _card(args: argparse.Namespace) -> int:
+    from fusion_datasets.hub.card import render_card
+
+    print(render_card(args.directory))
+    return 0
+
+
+def _push(args: argparse.Namespace) -> int:
+    from fusion_datasets.hub.push import push_folder
+
+    url = push_folder(args.directory, args.repo_id, private=args.private, allow_incomplete=args.allow_incomplete)
+    print(url)
+    return 0
+
+
+def _build(args: argparse.Namespace) -> int:
+    import yaml
+
+    from fusion_datasets.builders import build
+
+    options = {key: yaml.safe_load(value) for key, _, value in (item.partition("=") for item in args.set)}
+    given = {"data_file": args.data_file, "audio_root": args.audio_root, "exclude": args.exclude}
+    options.update({key: value for key, value in given.items() if value})
+    if args.no_leakage_guard:
+        options["leakage_guard"] = False
+    print(build(args.name, args.data_dir, args.output, **options).summary())
     return 0
 
 
@@ -68,6 +109,72 @@ def _eval_retrieval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval_predict(args: argparse.Namespace) -> int:
+    import json
+
+    from fusion_datasets.eval.predict import run_predict
+
+    counts = run_predict(
+        args.model, args.benchmark, args.output, split=args.split, config=args.config,
+        batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, prompt=args.prompt,
+        device=args.device, dtype=args.dtype,
+    )
+    print(json.dumps(counts))
+    return 0
+
+
+def _eval_qa(args: argparse.Namespace) -> int:
+    from fusion_datasets.eval.qa import run_qa_eval
+    from fusion_datasets.llm.backends import BackendConfig
+
+    judge = None
+    if args.judge_model:
+        judge = BackendConfig(kind=args.judge_kind, model=args.judge_model, base_urls=tuple(args.judge_url),
+                              device=args.device, batch_size=args.judge_batch_size)
+    run_qa_eval(
+        args.predictions, args.benchmark, args.output, model=args.model, kind=args.kind, judge=judge,
+        max_reasks=args.max_reasks, judge_max_new_tokens=args.judge_max_new_tokens, split=args.split,
+        config=args.config, model_index=args.model_index,
+    )
+    print(Path(args.output) / "report.md")
+    return 0
+
+
+def _eval_classification(args: argparse.Namespace) -> int:
+    from fusion_datasets.eval.classification import run_classification_eval
+
+    run_classification_eval(
+        args.predictions, args.benchmark, args.output, model=args.model, text_encoder=args.text_encoder,
+        template=args.template, device=args.device, split=args.split, config=args.config,
+        model_index=args.model_index,
+    )
+    print(Path(args.output) / "report.md")
+    return 0
+
+
+def _add_benchmark_options(parser: argparse.ArgumentParser, predictions: bool = True) -> None:
+    parser.add_argument("--benchmark", required=True, help="a `fusion-datasets build` folder or a Hub id")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--config", help="the benchmark's config name")
+    parser.add_argument("--device", default=None)
+    if predictions:
+        parser.add_argument("--predictions", required=True, type=Path,
+                            help="eval predict's JSONL, or the FusionAudio format (output: the answer)")
+        parser.add_argument("--output", required=True, type=Path, help="the report folder")
+        parser.add_argument("--model", help="the model's name in the report (default: the file's name)")
+        parser.add_argument("--model-index", type=Path, help="also write the results as model-index YAML")
+
+
+def _train_clap(args: argparse.Namespace) -> int:
+    from fusion_datasets.train import load_train_config, train_clap
+
+    config = load_train_config(args.preset, args.set, model=args.model, train=args.train, eval=args.eval,
+                               output=str(args.output), push_to_hub=args.push_to_hub)
+    result = train_clap(config)
+    print(Path(args.output) / ("report.md" if result.best else "train_stats.json"))
+    return 0
+
+
 def _add_clap_options(parser: argparse.ArgumentParser, batch_size: int) -> None:
     parser.add_argument("--model", required=True, help="a CLAP Hub id, folder, or LAION-CLAP .pt file")
     parser.add_argument("--kind", choices=["auto", "transformers", "laion"], default="auto")
@@ -89,8 +196,37 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--input", help="a folder of audio/video files, Parquet, a saved dataset or a Hub id")
     run.add_argument("--output", help="the output folder (Hub dataset layout)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+    run.add_argument("--num-shards", type=int, metavar="N", help="split the input into N shards")
     run.add_argument("--retry-errors", action="store_true", help="rerun only the rows that carry errors")
+    run.add_argument("--embed-audio", action="store_true", help="store the audio in the Parquet files")
+    run.add_argument("--export", choices=["fusionaudio"], help="also write the FusionAudio JSON release format")
+    run.add_argument("--dry-run", action="store_true", help="print the plan and compute estimates, run nothing")
+    run.add_argument("--throughput", type=Path, help="clips/s per stage from benchmarks/experts.py --save")
     run.set_defaults(handler=_run)
+
+    card = commands.add_parser("card", help="re-render an output folder's dataset card (README.md, its plot)")
+    card.add_argument("directory", type=Path, help="the output folder of `fusion-datasets run`")
+    card.set_defaults(handler=_card)
+
+    push = commands.add_parser("push", help="upload a run's output folder to a Hub dataset (resumable)")
+    push.add_argument("directory", type=Path, help="the output folder of `fusion-datasets run`")
+    push.add_argument("repo_id", help="the dataset repository, ORG/NAME (created if it does not exist)")
+    push.add_argument("--private", action="store_true", help="create the repository private")
+    push.add_argument("--allow-incomplete", action="store_true", help="push a folder mid-run all the same")
+    push.set_defaults(handler=_push)
+
+    build = commands.add_parser("build", help="turn a downloaded source or benchmark into a dataset")
+    build.add_argument("name", help="audioset, folder, audiocaps, esc50, ... (README: Builders)")
+    build.add_argument("--data-dir", required=True, type=Path, help="the downloaded files")
+    build.add_argument("--output", required=True, type=Path, help="the output folder (Parquet, Hub layout)")
+    build.add_argument("--data-file", help="the metadata or FusionAudio JSON file, if not the default one")
+    build.add_argument("--audio-root", help="the folder audio paths resolve in (default: --data-dir)")
+    build.add_argument("--exclude", action="append", default=[], metavar="BENCHMARK_DIR",
+                       help="a built benchmark whose clips are left out (sources; repeat for several)")
+    build.add_argument("--no-leakage-guard", action="store_true",
+                       help="sources: keep the clips of the test sets built on this machine")
+    build.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a builder option")
+    build.set_defaults(handler=_build)
 
     calibrate = commands.add_parser("calibrate-filter", help="pick the CLAP filter threshold from human ratings")
     calibrate.add_argument("judgements", help="CSV or dataset: id, caption, and a good/bad label or a score")
@@ -116,6 +252,45 @@ def build_parser() -> argparse.ArgumentParser:
     retrieval.add_argument("--seed", type=int, default=0)
     _add_clap_options(retrieval, batch_size=32)
     retrieval.set_defaults(handler=_eval_retrieval)
+
+    predict = evaluation.add_parser("predict", help="an audio LM's answers to a benchmark (resumable JSONL)")
+    predict.add_argument("--model", required=True, help="a Qwen2-Audio-class Hub id or folder")
+    predict.add_argument("--output", required=True, type=Path, help="the predictions JSONL (a rerun resumes)")
+    predict.add_argument("--batch-size", type=int, default=8)
+    predict.add_argument("--max-new-tokens", type=int, default=256)
+    predict.add_argument("--prompt", default="{instruction}", help="template around each row's instruction")
+    predict.add_argument("--dtype", default="auto")
+    _add_benchmark_options(predict, predictions=False)
+    predict.set_defaults(handler=_eval_predict)
+    qa = evaluation.add_parser("qa", help="score answers to a QA benchmark (exact match, choice, LLM judge)")
+    _add_benchmark_options(qa)
+    qa.add_argument("--kind", choices=["closed", "choice", "audiobench", "air-bench-chat"],
+                    help="how to score (default: from the benchmark's builder)")
+    qa.add_argument("--judge-model", help="the judge LLM for open-ended answers: Hub id, folder, served name")
+    qa.add_argument("--judge-kind", choices=["transformers", "server"], default="transformers")
+    qa.add_argument("--judge-url", action="append", default=[], help="the judge server's URL (repeatable)")
+    qa.add_argument("--judge-batch-size", type=int, default=8, help="in-process judge: prompts per batch")
+    qa.add_argument("--max-reasks", type=int, default=2, help="re-asks of a verdict that does not parse")
+    qa.add_argument("--judge-max-new-tokens", type=int, default=256, help="more for a reasoning judge")
+    qa.set_defaults(handler=_eval_qa)
+    classification = evaluation.add_parser("classification", help="zero-shot classification from captions")
+    _add_benchmark_options(classification)
+    classification.add_argument("--text-encoder", default="sentence-transformers/all-MiniLM-L6-v2",
+                                help="a sentence-transformers or CLAP Hub id or folder")
+    classification.add_argument("--template", default="sound of {label}", help="the text embedded per label")
+    classification.set_defaults(handler=_eval_classification)
+
+    train = commands.add_parser("train-clap", help="fine-tune a CLAP model on caption datasets (resumable)")
+    train.add_argument("--model", required=True, help="a transformers CLAP Hub id or folder to start from")
+    train.add_argument("--train", required=True, action="append", metavar="DATASET[:CONFIG]",
+                       help="a run output, saved dataset or Hub id with caption(s) and audio (repeatable)")
+    train.add_argument("--eval", required=True, help="a retrieval dataset (audio + captions) to evaluate on")
+    train.add_argument("--output", required=True, type=Path, help="checkpoints, best model, eval results")
+    train.add_argument("--preset", choices=["pretrain", "finetune"], default="pretrain",
+                       help="pretrain: lr 5e-5, 15 epochs; finetune: lr 1e-5, 20 epochs (batch 196)")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+    train.add_argument("--push-to-hub", metavar="REPO", help="upload the best checkpoint with a model card")
+    train.set_defaults(handler=_train_clap)
 
     zoo = commands.add_parser("tiny-zoo", help="write the tiny random-weight models used by the `tiny` config")
     zoo.add_argument("directory", type=Path)

@@ -143,7 +143,7 @@ class MediaBatch:
         return self._tracks[MIX]
 
     def waveforms(self, track: str = MIX) -> list[Waveform | None]:
-        """Native-rate waveforms of ``track``; rows without that track (separation off or failed) fall back to the mix."""
+        """Native-rate waveforms of ``track``; rows without it (separation off or failed) fall back to the mix."""
         mix = self._mix()
         if track == MIX:
             return mix

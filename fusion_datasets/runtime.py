@@ -11,8 +11,9 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Callable, Hashable
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Callable, Hashable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 if TYPE_CHECKING:
     import torch
@@ -37,14 +38,55 @@ def _single_thread_after_fork() -> None:
 os.register_at_fork(after_in_child=_single_thread_after_fork)
 
 
+def cache_dir() -> Path:
+    """fusion_datasets' own cache: ``$FUSION_DATASETS_CACHE``, else ``fusion_datasets`` in the user cache."""
+    default = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fusion_datasets"
+    return Path(os.environ.get("FUSION_DATASETS_CACHE") or default).expanduser()
+
+
+class ProcessRank(NamedTuple):
+    rank: int  # this process among all processes of the run
+    world_size: int  # how many processes the run has
+    local_rank: int  # this process among those on its machine (its GPU)
+
+
+def _int_variable(environ: Mapping[str, str], name: str, default: int) -> int:
+    text = environ.get(name)
+    try:
+        return default if text is None else int(text)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {text!r}") from None
+
+
+def process_rank(environ: Mapping[str, str] | None = None) -> ProcessRank:
+    """Where this process stands in a multi-process run: ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK``.
+
+    ``torchrun`` and ``accelerate launch`` set them; a process started alone is rank 0 of 1.
+
+    Example:
+        >>> process_rank({"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1"})
+        ProcessRank(rank=3, world_size=4, local_rank=1)
+    """
+    environ = os.environ if environ is None else environ
+    rank, world_size = _int_variable(environ, "RANK", 0), _int_variable(environ, "WORLD_SIZE", 1)
+    if not 0 <= rank < world_size:
+        raise ValueError(f"need 0 <= RANK < WORLD_SIZE, got RANK={rank} and WORLD_SIZE={world_size}")
+    return ProcessRank(rank, world_size, _int_variable(environ, "LOCAL_RANK", rank))
+
+
 def resolve_device(device: str | None = None, rank: int | None = None) -> str:
-    """The device for a worker: ``device`` when given, else ``cuda:{rank % n}`` with GPUs, else ``cpu``."""
+    """The device for a worker: ``device`` when given, else ``cuda:{rank % n}`` with GPUs, else ``cpu``.
+
+    ``rank`` is the ``datasets.map`` worker's (``num_proc`` > 1); without one, the process's ``LOCAL_RANK``
+    picks the GPU, so each process of ``accelerate launch`` / ``torchrun`` uses its own.
+    """
     if device and device != "auto":
         return device
     import torch
 
     if torch.cuda.is_available():
-        return f"cuda:{(rank or 0) % torch.cuda.device_count()}"
+        index = process_rank().local_rank if rank is None else rank
+        return f"cuda:{index % torch.cuda.device_count()}"
     return "cpu"
 
 

@@ -77,3 +77,9 @@ def tiny_zoo() -> TinyZoo:
     Set ``FUSION_DATASETS_TINY_ZOO`` to a folder to keep it between sessions while developing.
     """
     return TinyZoo(Path(os.environ["FUSION_DATASETS_TINY_ZOO"]))
+
+
+@pytest.fixture(autouse=True)
+def _own_fusion_datasets_cache(tmp_path, monkeypatch):
+    """Each test its own fusion_datasets cache (staging folders, the benchmarks the leakage guard knows)."""
+    monkeypatch.setenv("FUSION_DATASETS_CACHE", str(tmp_path / "fusion-datasets-cache"))

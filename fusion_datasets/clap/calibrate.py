@@ -166,7 +166,7 @@ def calibrate_filter(
     """Score human judgements with ``model``, pick the threshold, and write ``calibration.json`` and ``.png``.
 
     Example:
-        >>> result = calibrate_filter("ratings.csv", "laion/clap-htsat-unfused", "out", audio_root="clips")  # doctest: +SKIP
+        >>> result = calibrate_filter("ratings.csv", "laion/clap-htsat-unfused", "out")  # doctest: +SKIP
         >>> print(result.summary())  # doctest: +SKIP
     """
     table = load_judgements(judgements, score_cutoff=score_cutoff, higher_is_better=higher_is_better)

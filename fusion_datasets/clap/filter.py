@@ -53,7 +53,8 @@ class ClapSimilarityFilter(Expert[ClapFilterConfig]):
 
     Example:
         >>> step = ClapSimilarityFilter(model="laion/clap-htsat-unfused", threshold=0.08)  # doctest: +SKIP
-        >>> ds = ds.map(step, batched=True, with_rank=True, features=step.output_features(ds.features))  # doctest: +SKIP
+        >>> features = step.output_features(ds.features)  # doctest: +SKIP
+        >>> ds = ds.map(step, batched=True, with_rank=True, features=features)  # doctest: +SKIP
     """
 
     stage = "clap_filter"

@@ -28,6 +28,13 @@ SUPPORTED_MODEL_TYPES = ("qwen2_audio",)
 MUSIC_SCORE = "music_score"
 
 
+MIN_SECONDS = 1.0  # a clip of a few samples gives the processor no audio token: silence pads it to this
+
+
+def _at_least(samples: np.ndarray, size: int) -> np.ndarray:
+    return np.pad(samples, (0, max(0, size - len(samples))))
+
+
 @dataclass(frozen=True)
 class AudioLLMConfig(ExpertConfig):
     """Generation options shared by the audio-LLM experts; ``prompt`` is part of the fingerprint."""
@@ -92,39 +99,41 @@ class AudioLLMExpert(Expert[ConfigT]):
         model = AutoModelForMultimodalLM.from_pretrained(self.config.model, dtype=dtype, **kwargs)
         return _AudioLM(model.to(device).eval(), processor, device, dtype)
 
-    def _generate(self, lm: _AudioLM, clips: list[np.ndarray]) -> list[str]:
-        """Greedy answers to ``config.prompt`` for 1-D ``clips`` at the processor's rate, one batch."""
+    def _generate(self, lm: _AudioLM, clips: list[np.ndarray], prompts: Sequence[str]) -> list[str]:
+        """Greedy answers to ``prompts`` (one per clip) about 1-D ``clips`` at the processor's rate."""
         import torch
 
         processor = lm.processor
-        conversation = [{"role": "user", "content": [
+        texts = [processor.apply_chat_template([{"role": "user", "content": [
             {"type": "audio", "audio_url": "clip"},  # the template only needs to see an audio item
-            {"type": "text", "text": self.config.prompt},
-        ]}]
-        text = processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
+            {"type": "text", "text": prompt},
+        ]}], add_generation_prompt=True, tokenize=False) for prompt in prompts]
         rate = processor.feature_extractor.sampling_rate
         # `audio=`: transformers 5 silently ignores the old `audios=` keyword
-        inputs = processor(text=[text] * len(clips), audio=clips, sampling_rate=rate, return_tensors="pt",
-                           padding=True)
+        inputs = processor(text=texts, audio=clips, sampling_rate=rate, return_tensors="pt", padding=True)
         inputs = inputs.to(lm.device, lm.dtype)  # casts only the floating inputs (features), not the ids
         with torch.inference_mode():
             output = lm.model.generate(**inputs, max_new_tokens=self.config.max_new_tokens, do_sample=False)
         new_tokens = output[:, inputs["input_ids"].shape[1]:]
         return [answer.strip() for answer in processor.batch_decode(new_tokens, skip_special_tokens=True)]
 
-    def describe(self, media: MediaBatch, rank: int | None, rows: Sequence[int]) -> list[str | None]:
-        """A description for each of ``rows`` (``None`` elsewhere or where it failed); no rows: no load."""
+    def describe(self, media: MediaBatch, rank: int | None, rows: Sequence[int],
+                 prompts: Sequence[str] | None = None) -> list[str | None]:
+        """An answer for each of ``rows`` (``None`` elsewhere or where it failed); no rows: no load.
+
+        ``prompts`` gives each row of the batch its own prompt (default: ``config.prompt`` for all).
+        """
+        prompts = [self.config.prompt] * media.size if prompts is None else prompts
         descriptions: list[str | None] = [None] * media.size
         if not rows:
             return descriptions
         lm = self.load(rank, self._load)
         rate = lm.processor.feature_extractor.sampling_rate
         clips = media.audio(rate, track=self.config.track)
-        limit = int(self.config.max_seconds * rate)
+        limit, shortest = int(self.config.max_seconds * rate), int(MIN_SECONDS * rate)
         decoded = [row for row in rows if clips[row] is not None]
-        results = self.run_guarded(
-            media, decoded, lambda subset: self._generate(lm, [clips[row][0, :limit] for row in subset])
-        )
+        results = self.run_guarded(media, decoded, lambda subset: self._generate(
+            lm, [_at_least(clips[row][0, :limit], shortest) for row in subset], [prompts[row] for row in subset]))
         for row, description in results.items():
             descriptions[row] = description
         return descriptions

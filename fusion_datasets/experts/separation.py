@@ -80,7 +80,8 @@ class HTDemucsSeparator(Expert[SeparationConfig]):
         rest = [index for index in range(len(model.sources)) if index != vocals]
         rate = model.samplerate
         return [
-            (Waveform(sources[i, vocals, :, : clip.shape[1]], rate), Waveform(sources[i, rest, :, : clip.shape[1]].sum(0), rate))
+            (Waveform(sources[i, vocals, :, : clip.shape[1]], rate),
+             Waveform(sources[i, rest, :, : clip.shape[1]].sum(0), rate))
             for i, clip in enumerate(clips)
         ]
 

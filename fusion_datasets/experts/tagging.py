@@ -56,7 +56,8 @@ class ASTAudioTagger(Expert[TaggerConfig]):
     def features(self) -> dict[str, Any]:
         from datasets import List, Value
 
-        return {"audio_tags": List({"label": Value("string"), "score": Value("float32")}), "music_score": Value("float32")}
+        tags = List({"label": Value("string"), "score": Value("float32")})
+        return {"audio_tags": tags, "music_score": Value("float32")}
 
     def _load(self, device: str, dtype: Any) -> _Tagger:
         from transformers import AutoFeatureExtractor, AutoModelForAudioClassification

@@ -25,6 +25,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 from fusion_datasets import runtime
+from fusion_datasets.http_errors import is_transient, redact
 from fusion_datasets.llm.base import ChatBackend, Completion, Conversation
 
 logger = logging.getLogger(__name__)
@@ -229,7 +230,7 @@ class ServerChatBackend:
                     ), self.config.timeout)
             except Exception as error:  # noqa: BLE001 - every failure is either retried or the row's error
                 message = _describe(error, token)
-                if not _retryable(error) or retries >= self.config.max_retries:
+                if not is_transient(error) or retries >= self.config.max_retries:
                     logger.debug("request to %s failed after %d retries: %s", client.model, retries, message)
                     return Completion(None, error=message, retries=retries)
                 delay = random.uniform(0, self.config.backoff * 2 ** retries)
@@ -249,18 +250,6 @@ def _completion(output: Any, retries: int) -> Completion:
     return Completion(content, error, prompt_tokens=prompt, completion_tokens=generated, retries=retries)
 
 
-def _retryable(error: Exception) -> bool:
-    """Rate limits, server errors, connection errors and timeouts may pass; other 4xx, bad bodies will not."""
-    import httpx2
-    from huggingface_hub.errors import HfHubHTTPError
-
-    if isinstance(error, HfHubHTTPError):
-        status = error.response.status_code
-        return status == 429 or status >= 500
-    # OfflineModeIsEnabled is a ConnectionError but a setting, not a fault: it is not among these
-    return isinstance(error, (httpx2.TransportError, TimeoutError))
-
-
 def _describe(error: Exception, token: str | None) -> str:
     """One line for a row's error: the status and the server's own words for HTTP errors."""
     import httpx2
@@ -275,7 +264,7 @@ def _describe(error: Exception, token: str | None) -> str:
         message = f"HTTP {error.response.status_code} from {error.response.url}: {body}"
     message = " ".join(message.split())
     # a server may echo the request back in its error body: the token must not reach rows or logs
-    return message.replace(token, "***") if token else message
+    return redact(message, token)
 
 
 def _is_loopback(host: str) -> bool:

@@ -38,4 +38,7 @@ class ChatBackend(Protocol):
         """The model that answers, for provenance."""
 
     def generate(self, conversations: Sequence[Conversation], **params: Any) -> list[Completion]:
-        """One :class:`Completion` per conversation, in order. ``params``: ``max_new_tokens``, ``temperature``, ``seed``."""
+        """One :class:`Completion` per conversation, in order.
+
+        ``params``: ``max_new_tokens``, ``temperature``, ``seed``.
+        """

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from fusion_datasets.llm.parsing import SENTINEL, FusionAnswer, parse_fusion_answer
-from fusion_datasets.llm.step import PROVENANCE, ChatStep, ChatStepConfig, provenance_feature
+from fusion_datasets.llm.step import ChatStep, ChatStepConfig
 from fusion_datasets.media import MediaBatch
 from fusion_datasets.prompts import read_prompt
 
@@ -102,7 +102,7 @@ class CaptionFuser(ChatStep[FusionConfig]):
         f'the JSON object {{"Potential ambiguities": [...], "Audio caption": "..."}} or {SENTINEL}'
     )
 
-    def features(self) -> dict[str, Any]:
+    def result_features(self) -> dict[str, Any]:
         from datasets import List, Value
 
         return {
@@ -110,7 +110,6 @@ class CaptionFuser(ChatStep[FusionConfig]):
             "caption_ambiguities": List(Value("string")),
             "caption_uncertain": Value("bool"),
             "caption_reasoning": Value("string"),
-            PROVENANCE: provenance_feature(),
         }
 
     def pending_rows(self, media: MediaBatch) -> list[int]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from fusion_datasets.llm.parsing import ParseError, parse_qa_answer, validate_qa_pairs
-from fusion_datasets.llm.step import PROVENANCE, ChatStep, ChatStepConfig, provenance_feature
+from fusion_datasets.llm.step import ChatStep, ChatStepConfig
 from fusion_datasets.media import MediaBatch
 from fusion_datasets.prompts import read_prompt
 
@@ -90,12 +90,12 @@ class QAGenerator(ChatStep[QAConfig]):
     config_class = QAConfig
     answer_format = 'the JSON object {"qa_pairs": [{"question": "...", "answer": "...", "qa_type": "..."}]}'
 
-    def features(self) -> dict[str, Any]:
+    def result_features(self) -> dict[str, Any]:
         from datasets import List, Value
 
         pair = {"question": Value("string"), "answer": Value("string"), "qa_type": Value("string")}
         rejected = List(Value("string"))
-        return {"qa_pairs": List(pair), "qa_rejected": rejected, PROVENANCE: provenance_feature()}
+        return {"qa_pairs": List(pair), "qa_rejected": rejected}
 
     def pending_rows(self, media: MediaBatch) -> list[int]:
         captions, pairs = media.column("caption"), media.column("qa_pairs")

@@ -1,4 +1,4 @@
-"""The shared machinery of the LLM steps (fusion, QA): backend, re-asking, errors, provenance, reruns.
+"""The shared machinery of the LLM steps (fusion, QA): backend, re-asking, errors, provenance, usage, reruns.
 
 A step is an :class:`~fusion_datasets.experts.base.Expert`: a picklable batched map function holding
 only its frozen config. Its chat backend is made at the first batch that needs it (``make_backend``
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, ClassVar, TypeVar
 
+from fusion_datasets import __version__
 from fusion_datasets.experts.base import Expert
 from fusion_datasets.llm.backends import BackendConfig, make_backend
 from fusion_datasets.llm.base import ChatBackend, Conversation
@@ -27,6 +28,8 @@ from fusion_datasets.media import MediaBatch
 logger = logging.getLogger(__name__)
 
 PROVENANCE = "provenance"
+LLM_USAGE = "llm_usage"
+USAGE_FIELDS = ("prompt_tokens", "completion_tokens", "retries", "reasks")
 T = TypeVar("T")
 StepConfigT = TypeVar("StepConfigT", bound="ChatStepConfig")
 
@@ -82,14 +85,33 @@ def provenance_feature() -> Any:
     """The ``datasets`` type of the ``provenance`` column: one entry per stage that wrote the row."""
     from datasets import List, Value
 
-    fields = ("stage", "model", "revision", "prompt", "prompt_sha256", "params")
+    fields = ("stage", "model", "revision", "prompt", "prompt_sha256", "params", "package_version")
     return List({name: Value("string") for name in fields})
+
+
+def usage_feature() -> Any:
+    """The ``datasets`` type of the ``llm_usage`` column: tokens, server retries and re-asks per LLM stage."""
+    from datasets import List, Value
+
+    return List({"stage": Value("string"), **{name: Value("int64") for name in USAGE_FIELDS}})
+
+
+def _replace_stage_entry(entries: list[dict] | None, entry: dict) -> list[dict]:
+    """``entries`` with ``entry`` in place of the one of its stage (a rerun replaces, never repeats)."""
+    return [*(item for item in entries or [] if item["stage"] != entry["stage"]), entry]
 
 
 class ChatStep(Expert[StepConfigT]):  # type: ignore[type-var]  # an Expert whose model is a chat backend
     """Base of the LLM steps. Subclasses pick the rows, build the data, parse the answers, store results."""
 
     answer_format: ClassVar[str]  # what a re-ask asks for, in words
+
+    @abstractmethod
+    def result_features(self) -> dict[str, Any]:
+        """The ``datasets`` feature of each column the step's answers fill."""
+
+    def features(self) -> dict[str, Any]:
+        return {**self.result_features(), PROVENANCE: provenance_feature(), LLM_USAGE: usage_feature()}
 
     @abstractmethod
     def pending_rows(self, media: MediaBatch) -> list[int]:
@@ -116,17 +138,20 @@ class ChatStep(Expert[StepConfigT]):  # type: ignore[type-var]  # an Expert whos
             "prompt": config.prompt_version,
             "prompt_sha256": hashlib.sha256(config.prompt.encode("utf-8")).hexdigest(),
             "params": json.dumps(config.generation_params(), sort_keys=True),
+            "package_version": __version__,
         }
 
     def process(self, media: MediaBatch, rank: int | None = None) -> dict[str, list]:
-        outputs = {column: media.column(column) for column in self.columns() if column != PROVENANCE}
-        provenance = [list(entries or []) for entries in media.column(PROVENANCE)]
+        outputs = {column: media.column(column) for column in self.result_features()}
+        provenance, usage = media.column(PROVENANCE), media.column(LLM_USAGE)
         entry = self.provenance_entry()
         conversations: dict[int, Conversation] = {}
         for row in self.pending_rows(media):
             # a rerun answers this row afresh: its earlier errors of this stage no longer hold
             media.errors[row] = [error for error in media.errors[row] if error["stage"] != self.stage]
-            provenance[row] = [*(item for item in provenance[row] if item["stage"] != self.stage), entry]
+            provenance[row] = _replace_stage_entry(provenance[row], entry)
+            fresh_usage = {"stage": self.stage, **dict.fromkeys(USAGE_FIELDS, 0)}
+            usage[row] = _replace_stage_entry(usage[row], fresh_usage)
             for column in outputs:
                 outputs[column][row] = None
             data = self.prompt_data(media, row)
@@ -136,18 +161,27 @@ class ChatStep(Expert[StepConfigT]):  # type: ignore[type-var]  # an Expert whos
                 conversations[row] = [{"role": "user", "content": self.config.render(data)}]
         if conversations:
             backend = make_backend(self.config.backend, rank)
-            results, failures = self.ask(backend, conversations, partial(self.parse, media))
+            counts = {row: usage[row][-1] for row in conversations}  # this stage's entry, just added
+            results, failures = self.ask(backend, conversations, partial(self.parse, media), counts)
             for row, result in results.items():
                 self.store(outputs, row, result)
             for row, message in failures.items():
                 media.add_error(row, self.stage, message)
         outputs[PROVENANCE] = provenance
+        outputs[LLM_USAGE] = usage
         return outputs
 
     def ask(
-        self, backend: ChatBackend, conversations: dict[int, Conversation], parse: Callable[[int, str], T]
+        self,
+        backend: ChatBackend,
+        conversations: dict[int, Conversation],
+        parse: Callable[[int, str], T],
+        usage: dict[int, dict[str, int]],
     ) -> tuple[dict[int, T], dict[int, str]]:
-        """Answers parsed by ``parse`` and error messages, by row; one ``generate`` call per round."""
+        """Answers parsed by ``parse`` and error messages, by row; one ``generate`` call per round.
+
+        Each row's tokens, server retries and re-asks are added up in ``usage[row]``.
+        """
         results: dict[int, T] = {}
         failures: dict[int, str] = {}
         pending = dict(conversations)
@@ -162,6 +196,11 @@ class ChatStep(Expert[StepConfigT]):  # type: ignore[type-var]  # an Expert whos
                 )
             retry: dict[int, Conversation] = {}
             for row, completion in zip(rows, completions):
+                counts = usage[row]
+                counts["prompt_tokens"] += completion.prompt_tokens
+                counts["completion_tokens"] += completion.completion_tokens
+                counts["retries"] += completion.retries
+                counts["reasks"] += int(reasks > 0)
                 if not completion.ok:
                     failures[row] = completion.error or "no answer"
                     continue

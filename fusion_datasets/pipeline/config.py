@@ -19,14 +19,15 @@ import yaml
 from fusion_datasets.config import ConfigError, apply_overrides, from_mapping, to_mapping
 from fusion_datasets.experts import EXPERTS, Expert
 from fusion_datasets.llm.backends import BackendConfig
+from fusion_datasets.runtime import cache_dir
 
 BUNDLED = ("tiny", "small", "paper")
 TINY_ZOO = "{tiny_zoo}"  # stands for the tiny zoo's folder in a config (the `tiny` config's models)
 
 
 def tiny_zoo_dir() -> Path:
-    """Where configs find the tiny zoo: ``$FUSION_DATASETS_TINY_ZOO`` or a folder in the user cache."""
-    return Path(os.environ.get("FUSION_DATASETS_TINY_ZOO") or Path.home() / ".cache" / "fusion_datasets" / "tiny-zoo")
+    """Where configs find the tiny zoo: ``$FUSION_DATASETS_TINY_ZOO`` or ``tiny-zoo`` in fusion_datasets' cache."""
+    return Path(os.environ.get("FUSION_DATASETS_TINY_ZOO") or cache_dir() / "tiny-zoo")
 
 
 @dataclass(frozen=True)
@@ -38,15 +39,24 @@ class InputConfig:
 
 @dataclass(frozen=True)
 class OutputConfig:
-    path: str = "output"
+    path: str = "output"  # a folder, or hf://datasets/ORG/NAME to push each shard as it is done
     shard_size: int = 256  # clips per shard: the unit of resume and of work per process
+    num_shards: int | None = None  # a fixed number of shards instead (shard_size is then ignored)
     batch_size: int = 8  # clips per map batch (one model call per batch and step)
+    num_proc: int | None = None  # worker processes per shard for `datasets.map` (CPU work)
     embed_audio: bool = False  # store the audio bytes in the Parquet files instead of a reference
     export: str | None = None  # "fusionaudio": also write the FusionAudio JSON release format
+    license: str = "other"  # the dataset's license on its card (an id from the Hub's list)
+    pretty_name: str | None = None  # the card's title (default: the config's name)
+    private: bool = False  # for hf:// outputs: create the repository private
 
     def __post_init__(self) -> None:
         if self.shard_size < 1 or self.batch_size < 1:
             raise ValueError(f"shard_size and batch_size must be >= 1, got {self.shard_size} and {self.batch_size}")
+        if self.num_shards is not None and self.num_shards < 1:
+            raise ValueError(f"num_shards must be >= 1, got {self.num_shards}")
+        if self.num_proc is not None and self.num_proc < 1:
+            raise ValueError(f"num_proc must be >= 1, got {self.num_proc}")
         if self.export not in (None, "fusionaudio"):
             raise ValueError(f"export must be null or 'fusionaudio', got {self.export!r}")
 

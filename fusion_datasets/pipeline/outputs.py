@@ -1,26 +1,32 @@
-"""The output folder in the Hub dataset layout: ``data/<config>/*.parquet`` declared in ``README.md``."""
+"""The output folder in the Hub dataset layout: ``data/<config>/*.parquet`` declared in ``README.md``.
+
+The card (``README.md`` and its plot) is rendered by :func:`fusion_datasets.hub.card.render_card`.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Any
 
 CONFIGS = ("cues", "captions", "qa")
 
 
-def write_readme(root: Path, config: Any, configs: list[str]) -> Path:
-    """A README whose YAML ``configs`` make ``load_dataset(root, "captions")`` work (the card issue renders more)."""
-    from huggingface_hub import DatasetCard, DatasetCardData
+def data_files(config: str) -> str:
+    """The glob of ``config``'s Parquet shards, relative to the output folder (the card's ``data_files``)."""
+    return f"data/{config}/*.parquet"
 
-    data = DatasetCardData(
-        configs=[{"config_name": name, "data_files": f"data/{name}/*.parquet"} for name in configs],
-        task_categories=["audio-classification", "text-to-audio"],
-        tags=["audio", "audio-captioning", "fusion-datasets"],
-    )
-    card = DatasetCard.from_template(
-        data, template_str="---\n{{ card_data }}\n---\n\n# {{ name }}\n\nAudio captions made by fusion_datasets "
-        "(the FusionAudio pipeline), with the `{{ name }}` config.\n", name=config.name,
-    )
-    path = root / "README.md"
-    card.save(path)
+
+def config_files(root: Path, config: str) -> list[Path]:
+    """``config``'s finished Parquet shards under ``root``, sorted (temporary files are not among them)."""
+    return sorted(root.glob(data_files(config)))
+
+
+def write_text_atomically(path: Path, text: str | bytes) -> Path:
+    """Write ``text`` (or bytes) beside ``path``, then rename it into place: no reader or other rank sees half
+    a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_bytes(text.encode("utf-8") if isinstance(text, str) else text)
+    os.replace(temporary, path)
     return path
+

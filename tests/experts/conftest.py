@@ -18,7 +18,8 @@ def good_clips(tmp_path_factory) -> dict[str, str]:
         "noise": (media.noise(3.0, 22050), 22050),
         "silence": (media.silence(3.0, 16000), 16000),
     }
-    return {name: str(media.write_audio(folder / f"{name}.wav", audio, rate)) for name, (audio, rate) in recipes.items()}
+    return {name: str(media.write_audio(folder / f"{name}.wav", audio, rate))
+            for name, (audio, rate) in recipes.items()}
 
 
 @pytest.fixture(scope="session")

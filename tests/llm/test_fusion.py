@@ -17,11 +17,12 @@ import pytest
 from datasets.fingerprint import Hasher
 from transformers import AutoTokenizer
 
+import fusion_datasets
 from fusion_datasets.llm.backends import BackendConfig, TransformersChatBackend
-from fusion_datasets.llm.base import Completion
 from fusion_datasets.llm.fusion import CaptionFuser, FusionConfig, fusion_cues
 from fusion_datasets.llm.parsing import ParseError, parse_fusion_answer, split_reasoning
 from fusion_datasets.llm.qa import QAGenerator, explode_qa
+from fusion_datasets.llm.step import USAGE_FIELDS
 from fusion_datasets.prompts import read_prompt
 from fusion_datasets.testing.server import serve_model
 from fusion_datasets.testing.zoo.fixed_answer import (
@@ -145,7 +146,12 @@ def test_fusion_of_a_batch_of_varied_cue_rows(tiny_zoo):
     assert fused["provenance"] == [[{
         "stage": "fusion", "model": str(tiny_zoo["fusion-lm"]), "revision": None, "prompt": "fusion_v1",
         "prompt_sha256": prompt_hash, "params": '{"max_new_tokens": 1024, "seed": null, "temperature": 0.0}',
+        "package_version": fusion_datasets.__version__,
     }]] * 6
+    usage = [entries[0] for entries in fused["llm_usage"]]
+    assert all(entry["prompt_tokens"] > 100 and entry["completion_tokens"] > 10 for entry in usage[:5])
+    assert [(entry["retries"], entry["reasks"]) for entry in usage] == [(0, 0)] * 6
+    assert usage[5]["prompt_tokens"] == 0  # nothing was asked for the clip without cues
 
 
 def test_the_reasoning_trace_is_kept_when_asked(tiny_zoo):
@@ -174,8 +180,9 @@ class RecordingBackend:
 
     def generate(self, conversations, **params):
         self.sent.append([list(conversation) for conversation in conversations])
-        self.answers.append([completion.text for completion in self.inner.generate(conversations, **params)])
-        return [Completion(text) for text in self.answers[-1]]
+        completions = self.inner.generate(conversations, **params)
+        self.answers.append([completion.text for completion in completions])
+        return completions
 
 
 def parse_problem(text: str) -> str:
@@ -190,7 +197,8 @@ def test_a_malformed_answer_is_reasked_then_becomes_the_rows_error(tiny_zoo):
     conversations = {row: [{"role": "user", "content": fuser.config.render(fusion_cues(cue))}]
                      for row, cue in enumerate(cue_rows()[:2])}
 
-    results, failures = fuser.ask(recorder, conversations, partial(fuser.parse, None))
+    usage = {row: dict.fromkeys(USAGE_FIELDS, 0) for row in conversations}
+    results, failures = fuser.ask(recorder, conversations, partial(fuser.parse, None), usage)
 
     # one generate per round with both rows together: the first answer and exactly two re-asks
     assert results == {} and [len(sent) for sent in recorder.sent] == [2, 2, 2]
@@ -203,6 +211,8 @@ def test_a_malformed_answer_is_reasked_then_becomes_the_rows_error(tiny_zoo):
         assert f"could not be used: {parse_problem(answers[0])}. Reply with only the JSON object" in reask
     assert failures == {row: f"invalid answer after 2 re-asks: {parse_problem(recorder.answers[2][row])}"
                         for row in (0, 1)}
+    assert [usage[row]["reasks"] for row in (0, 1)] == [2, 2]
+    assert all(usage[row]["completion_tokens"] > 0 for row in (0, 1))
 
     # through map: the rows carry that error and no caption, and are not marked uncertain
     fused = fuse(cue_dataset(cue_rows()[:2]), fuser)

@@ -19,7 +19,7 @@ from fusion_datasets.testing.zoo.fixed_answer import FUSION_CAPTION, QA_ANSWER
 
 PAIRS = json.loads(QA_ANSWER)["qa_pairs"]
 FUSION_ENTRY = {"stage": "fusion", "model": "fusion-model", "revision": None, "prompt": "fusion_v1",
-                "prompt_sha256": "0" * 64, "params": "{}"}
+                "prompt_sha256": "0" * 64, "params": "{}", "package_version": None}
 VIOLIN_REJECTED = "not grounded in the caption or cues: 'What plays?' 'A violin.'"
 
 
@@ -72,6 +72,7 @@ def test_qa_pairs_are_validated_per_clip_and_no_row_is_dropped(with_qa, tiny_zoo
     assert with_qa["qa_pairs"][3] is None
     (error,) = with_qa["errors"][3]
     assert error["stage"] == "qa" and error["message"].startswith("invalid answer after 2 re-asks: ")
+    assert [entries and entries[-1]["reasks"] for entries in with_qa["llm_usage"]] == [0, 0, None, 2]
     entries = with_qa["provenance"][0]
     assert entries[0] == FUSION_ENTRY and entries[1]["stage"] == "qa" and entries[1]["prompt"] == "qa_v1"
     assert entries[1]["model"] == str(tiny_zoo["qa-lm"])

@@ -1,12 +1,16 @@
 import json
 
 import datasets
+import huggingface_hub
 import pytest
 
+import fusion_datasets
 from fusion_datasets.cli import main
 from fusion_datasets.config import ConfigError
+from fusion_datasets.hub.push import staging_dir
 from fusion_datasets.pipeline.config import build_steps, load_config
 from fusion_datasets.testing import media
+from fusion_datasets.testing.hub import LocalHub
 
 
 @pytest.fixture
@@ -38,7 +42,8 @@ def test_tiny_run_writes_a_loadable_hub_dataset_and_resumes(tmp_path, tiny_zoo, 
     assert sorted(captions["id"]) == ["music", "speech"]
     assert set(qa["clip_id"]) == {"music", "speech"}
     stats = json.loads((output / "stats.json").read_text())
-    assert (stats["clips"], stats["clips_with_errors"], stats["captions"], stats["qa_pairs"]) == (3, 1, 2, qa.num_rows)
+    counts = (stats["clips"], stats["clips_with_errors"], stats["captions"], stats["qa_pairs"])
+    assert counts == (3, 1, 2, qa.num_rows)
     assert stats["complete"] and stats["shards"] == 2
     assert sum(stats["clap_histogram"]) == stats["clap_scored"] == 2 and stats["filter_removal_rate"] == 0.0
     overrides = [f"input.path={clip_folder}", f"output.path={output}", "output.shard_size=2",
@@ -63,3 +68,118 @@ def test_unknown_stage_options_are_named():
     config = load_config("tiny", ["experts.speech.modle=x"])
     with pytest.raises(ConfigError, match=r"unknown key experts.speech.modle; allowed: .*max_new_tokens"):
         build_steps(config)
+
+
+def test_stats_count_time_per_stage_and_llm_usage(tmp_path, tiny_zoo, clip_folder):
+    output = tmp_path / "out"
+    _run(clip_folder, output)
+    stats = json.loads((output / "stats.json").read_text())
+    stages = ["speech", "tagging", "sound", "music", "visual", "fusion", "clap_filter", "qa"]
+    assert sorted(stats["seconds_by_stage"]) == sorted(stages)
+    assert all(seconds > 0 for seconds in stats["seconds_by_stage"].values())
+    cues = datasets.load_dataset(str(output), "cues", split="train")
+    assert "stage_seconds" not in cues.column_names  # timings go to the stats, not the data
+    for stage in ("fusion", "qa"):  # the sums of the rows' usage, over both shards
+        usage = [entry for entries in cues["llm_usage"] if entries for entry in entries if entry["stage"] == stage]
+        assert stats["llm_usage"][stage]["prompt_tokens"] == sum(entry["prompt_tokens"] for entry in usage) > 0
+        assert stats["llm_usage"][stage]["retries"] == 0
+    versions = {entry["package_version"] for entries in cues["provenance"] for entry in entries or []}
+    assert versions == {fusion_datasets.__version__}
+
+
+def test_embedded_audio_and_the_fusionaudio_export(tmp_path, tiny_zoo, clip_folder):
+    output = tmp_path / "out"
+    _run(clip_folder, output, "--embed-audio", "--export", "fusionaudio")
+    captions = datasets.load_dataset(str(output), "captions", split="train")
+    assert isinstance(captions.features["audio"], datasets.Audio)
+    by_id = {row["id"]: row for row in captions.cast_column("audio", datasets.Audio(decode=False))}
+    assert by_id["speech"]["audio"]["bytes"] == (clip_folder / "speech.wav").read_bytes()
+    decoded = captions.filter(lambda row: row["id"] == "speech")[0]["audio"]
+    assert decoded.get_all_samples().data.shape[-1] == 2 * 16000  # torchcodec decodes the embedded bytes
+    cues = datasets.load_dataset(str(output), "cues", split="train")
+    cues = cues.cast_column("audio", datasets.Audio(decode=False))
+    corrupt = next(row for row in cues if row["id"] == "corrupt")
+    assert corrupt["audio"]["bytes"] == (clip_folder / "corrupt.wav").read_bytes()  # kept, errors say why
+
+    exported = json.loads((output / "fusionaudio.json").read_text())
+    qa = datasets.load_dataset(str(output), "qa", split="train")
+    assert len(exported) == captions.num_rows + qa.num_rows
+    assert [row["audio_id"] for row in exported if row["task"] == "Captioning questions"] == captions["id"]
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, tiny_zoo, clip_folder, capsys):
+    output = tmp_path / "out"
+    throughput = tmp_path / "throughput.json"
+    throughput.write_text(json.dumps({"measured_on": "a test", "clip_seconds": 5,
+                                      "clips_per_second": {"speech": 0.001, "fusion": 2.0}}))
+    _run(clip_folder, output, "--dry-run", "--throughput", str(throughput))
+    plan = capsys.readouterr().out
+    assert "3 clips" in plan and "2 shards" in plan and "0 already done" in plan
+    assert "estimates from a test, 5 s clips" in plan
+    speech = next(line for line in plan.splitlines() if line.startswith("speech"))
+    assert str(tiny_zoo["whisper"])[-40:] in speech and "50m00s" in speech  # 3 clips at 0.001 clips/s
+    assert "not measured" in next(line for line in plan.splitlines() if line.startswith("tagging"))
+    assert not output.exists()
+
+    _run(clip_folder, output, "--dry-run")  # the bundled figures: every stage measured
+    plan = capsys.readouterr().out
+    assert "estimates from tiny config on CPU" in plan and "not measured" not in plan
+
+
+def test_an_hf_output_pushes_each_shard_then_the_card(tmp_path, tiny_zoo, clip_folder, monkeypatch):
+    """The Hub is a test double here (:class:`LocalHub`, a local folder); the staging folder is real."""
+    remote, hubs = tmp_path / "remote", []
+
+    class Hub(LocalHub):  # what `HfApi()` makes during the run
+        def __init__(self) -> None:
+            super().__init__(remote)
+            hubs.append(self)
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", Hub)
+    monkeypatch.setenv("FUSION_DATASETS_CACHE", str(tmp_path / "cache"))
+    _run(clip_folder, "hf://datasets/my-org/captions")
+
+    staging = staging_dir("my-org/captions")
+    assert staging == tmp_path / "cache" / "hub" / "my-org" / "captions" and (staging / "stats.json").exists()
+    (hub,) = hubs
+    messages = [commit["message"] for commit in hub.commits()]
+    assert messages == ["Shard 0 of 2", "Shard 1 of 2", "Dataset card, stats and config"]
+    shard = "shard-00000-of-00002"
+    parquet = [f"data/{config}/{shard}.parquet" for config in ("captions", "cues", "qa")]
+    assert hub.commits()[0]["paths"] == [*parquet, f"stats/{shard}.json"]
+    captions = datasets.load_dataset(str(remote), "captions", split="train")
+    assert sorted(captions["id"]) == ["music", "speech"]
+    assert 'load_dataset("my-org/captions", "captions"' in (remote / "README.md").read_text()
+
+    _run(clip_folder, "hf://datasets/my-org/captions")  # a rerun: the shards' files are on the Hub already
+    rerun = hubs[1].commits()
+    assert rerun == []  # nor are the card, stats and config, unchanged
+
+
+def test_bad_inputs_each_get_a_result_or_an_error_and_the_counts_add_up(tmp_path, tiny_zoo):
+    bad = media.write_bad_audio_files(tmp_path / "bad", long_seconds=12.0)
+    good = media.write_audio(tmp_path / "good.wav", media.speech(2.0, 16000), 16000)
+    rows = [{"id": kind, "audio": path, "video": None} for kind, path in bad.items()]
+    rows.append({"id": "good-video-missing", "audio": str(good), "video": str(tmp_path / "gone.mp4")})
+    datasets.Dataset.from_list(rows).to_parquet(str(tmp_path / "clips.parquet"))
+    output = tmp_path / "out"
+    _run(tmp_path / "clips.parquet", output, "--set", "output.shard_size=3")
+
+    cues = datasets.load_dataset(str(output), "cues", split="train")
+    captions = datasets.load_dataset(str(output), "captions", split="train")
+    qa = datasets.load_dataset(str(output), "qa", split="train")
+    assert sorted(cues["id"]) == sorted(row["id"] for row in rows)
+    by_id = {row["id"]: row for row in cues}
+    for kind in ("corrupt", "empty", "nan", "missing"):
+        assert by_id[kind]["errors"][0]["stage"] == "decode" and by_id[kind]["caption"] is None
+    for kind in ("truncated", "surround", "long"):  # decodable (a truncated file keeps a few samples)
+        assert by_id[kind]["errors"] == [] and by_id[kind]["sound_caption"] is not None
+    assert [error["stage"] for error in by_id["good-video-missing"]["errors"]] == ["visual"]
+
+    stats = json.loads((output / "stats.json").read_text())
+    errors = [error["stage"] for row in cues for error in row["errors"]]
+    assert stats["clips"] == cues.num_rows == len(rows) and stats["complete"]
+    assert stats["clips_with_errors"] == sum(1 for row in cues if row["errors"])
+    assert sum(stats["errors_by_stage"].values()) == len(errors)
+    assert (stats["captions"], stats["qa_pairs"]) == (captions.num_rows, qa.num_rows)
+    assert set(captions["id"]) <= set(cues["id"]) and set(qa["clip_id"]) <= set(captions["id"])

@@ -1,0 +1,34 @@
+"""HTTP failures, shared by the LLM server backend and the Hub publisher: which are worth retrying, and
+messages with no token left in them.
+
+Example:
+    >>> redact("401 for Bearer hf_abcdefghijklmnop, key s3cret", "s3cret")
+    '401 for Bearer hf_***, key ***'
+"""
+
+from __future__ import annotations
+
+import re
+
+# huggingface_hub's user access tokens: "hf_" and 30-odd letters and digits (10 suffices to be one)
+_HF_TOKEN = re.compile(r"hf_[A-Za-z0-9]{10,}")
+
+
+def redact(text: str, *secrets: str | None) -> str:
+    """``text`` with each of ``secrets`` and anything shaped like an HF token replaced by ``***``."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return _HF_TOKEN.sub("hf_***", text)
+
+
+def is_transient(error: BaseException) -> bool:
+    """Rate limits, server errors, connection errors and timeouts may pass; other 4xx, bad bodies will not."""
+    import httpx2
+    from huggingface_hub.errors import HfHubHTTPError
+
+    if isinstance(error, HfHubHTTPError):
+        status = error.response.status_code
+        return status == 429 or status >= 500
+    # OfflineModeIsEnabled is a ConnectionError but a setting, not a fault: it is not among these
+    return isinstance(error, (httpx2.TransportError, TimeoutError))

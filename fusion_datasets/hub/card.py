@@ -1,0 +1,324 @@
+"""The dataset card of a run's output folder: ``README.md`` from ``cards/dataset_card.md``, and its plot.
+
+Everything on the card comes from the folder: the resolved ``config.yaml`` (models, revisions, prompt
+hashes, thresholds), ``stats.json`` (counts) and the Parquet files under ``data/<config>/``, read one
+column at a time, batch by batch, so a large dataset stays cheap. The YAML metadata goes through
+``huggingface_hub.DatasetCardData``; its ``configs`` make ``load_dataset(folder, "captions")`` work.
+
+Example:
+    >>> render_card("out")  # doctest: +SKIP
+    PosixPath('out/README.md')
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from datasets import DatasetInfo, Features, SplitDict, SplitInfo
+from datasets.info import DatasetInfosDict
+
+from fusion_datasets import __version__
+from fusion_datasets.http_errors import redact
+from fusion_datasets.hub.push import parse_hub_output
+from fusion_datasets.pipeline.config import PipelineConfig, build_steps, load_config
+from fusion_datasets.pipeline.outputs import CONFIGS, config_files, data_files, write_text_atomically
+from fusion_datasets.prompts import read_prompt
+
+TEMPLATE = "dataset_card.md"  # in cards/ (installed as fusion_datasets.cards)
+PLOT = "card_stats.png"  # beside README.md, which embeds it with a relative link
+CONFIG_DESCRIPTIONS = {
+    "cues": "every clip, with every stage's output and its `errors`",
+    "captions": "the clips whose fused caption is certain and passed the CLAP filter",
+    "qa": "one row per question-answer pair about a kept caption",
+}
+# A clip has a modality when its expert found it: speech by `has_speech`, the rest by a non-empty description.
+COVERAGE = {
+    "speech": "has_speech", "sound": "sound_caption", "music": "music_caption", "video": "video_caption",
+}
+COUNT_LABELS = {
+    "clips": "clips",
+    "clips_with_errors": "clips with errors",
+    "captioned": "clips with a fused caption",
+    "uncertain": "clips the fusion LLM judged uncertain",
+    "clap_scored": "captions scored by CLAP",
+    "removed_by_filter": "captions removed by the CLAP filter",
+    "filter_removal_rate": "filter removal rate",
+    "captions": "captions kept (`captions`)",
+    "qa_pairs": "QA pairs (`qa`)",
+    "shards": "shards",
+    "complete": "every shard done",
+    "seconds_by_stage": "seconds (summed over shards)",  # nested counters: "<label>: <keys>"
+    "llm_usage": "LLM usage",
+}
+# The Hub's size buckets: (upper bound, name)
+_SIZES = (
+    (10**3, "n<1K"), (10**4, "1K<n<10K"), (10**5, "10K<n<100K"), (10**6, "100K<n<1M"), (10**7, "1M<n<10M"),
+    (10**8, "10M<n<100M"), (10**9, "100M<n<1B"), (10**10, "1B<n<10B"), (10**11, "10B<n<100B"),
+    (10**12, "100B<n<1T"),
+)
+_HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
+
+
+@dataclass(frozen=True)
+class DataSummary:
+    """What the card shows of the Parquet files: rows and columns per config, caption lengths and more."""
+
+    rows: dict[str, int]
+    columns: dict[str, list[str]]
+    sizes: dict[str, int]  # bytes of each config's Parquet files
+    features: dict[str, Any]  # each config's ``datasets.Features``, from its Parquet schema
+    caption_words: np.ndarray
+    coverage: dict[str, int]  # modality -> clips of `cues` with it
+    licenses: dict[str, int]  # each clip's own license -> clips (empty: no `license` column)
+
+
+def size_category(rows: int) -> str:
+    """The Hub's ``size_categories`` bucket of ``rows``.
+
+    Example:
+        >>> size_category(999), size_category(1_200_000)
+        ('n<1K', '1M<n<10M')
+    """
+    return next((name for limit, name in _SIZES if rows < limit), "n>1T")
+
+
+def _column(files: Sequence[Path], column: str) -> Iterator[pa.Array]:
+    """``column`` of ``files``, batch by batch (files without it are skipped): memory stays flat."""
+    for path in files:
+        parquet = pq.ParquetFile(path)
+        if column in parquet.schema_arrow.names:
+            for batch in parquet.iter_batches(columns=[column]):
+                yield batch.column(0)
+
+
+def _present(values: pa.Array) -> int:
+    """True values of a bool column, non-blank strings of a text column."""
+    if pa.types.is_boolean(values.type):
+        return int(pc.sum(values).as_py() or 0)
+    return int(pc.sum(pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(values)), 0)).as_py() or 0)
+
+
+def summarize(root: Path) -> DataSummary:
+    """Rows, columns, caption word counts, modality coverage and clip licenses of the data under ``root``."""
+    files = {name: paths for name in CONFIGS if (paths := config_files(root, name))}
+    cues = files.get("cues", [])
+    licenses: Counter[str] = Counter()
+    for values in _column(cues, "license"):
+        for item in pc.value_counts(values).to_pylist():
+            licenses[item["values"] or "unknown"] += item["counts"]
+    words = [pc.list_value_length(pc.utf8_split_whitespace(values)).drop_null().to_numpy()
+             for values in _column(files.get("captions", []), "caption")]
+    schemas = {name: pq.read_schema(paths[0]) for name, paths in files.items()}
+    return DataSummary(
+        rows={name: sum(pq.read_metadata(path).num_rows for path in paths) for name, paths in files.items()},
+        columns={name: schema.names for name, schema in schemas.items()},
+        sizes={name: sum(path.stat().st_size for path in paths) for name, paths in files.items()},
+        features={name: Features.from_arrow_schema(schema) for name, schema in schemas.items()},
+        caption_words=np.concatenate(words) if words else np.zeros(0, dtype=np.int64),
+        coverage={name: sum(map(_present, _column(cues, column))) for name, column in COVERAGE.items()},
+        licenses=dict(licenses.most_common()),
+    )
+
+
+def plot_summary(summary: DataSummary, path: Path) -> Path:
+    """Save the caption length histogram and the modality coverage bars as one PNG (matplotlib, Agg)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    figure = Figure(figsize=(10, 4), dpi=100)
+    FigureCanvasAgg(figure)  # the Agg backend, without pyplot's global state
+    lengths, coverage = figure.subplots(1, 2)
+    words = summary.caption_words
+    if words.size:
+        # one bar per word count where that fits, else 40 bins
+        bins = np.arange(words.min(), words.max() + 2) - 0.5 if np.ptp(words) < 40 else 40
+        lengths.hist(words, bins=bins, color="tab:blue")
+        lengths.yaxis.set_major_locator(MaxNLocator(integer=True))
+    else:
+        lengths.text(0.5, 0.5, "no captions", ha="center", va="center", transform=lengths.transAxes)
+    lengths.set(title=f"Caption length ({words.size} captions)", xlabel="words", ylabel="captions")
+    clips = summary.rows.get("cues", 0)
+    coverage.bar(list(summary.coverage), [100 * count / max(clips, 1) for count in summary.coverage.values()],
+                 color="tab:green")
+    coverage.set(title=f"Modality coverage ({clips} clips)", ylabel="% of clips", ylim=(0, 100))
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", bbox_inches="tight")
+    return write_text_atomically(path, buffer.getvalue())
+
+
+def _prompt_version(text: str) -> str:
+    """The bundled prompt whose text is ``text`` (``sound_v1``), or ``custom``."""
+    for entry in resources.files("fusion_datasets.prompts").iterdir():
+        if entry.name.endswith(".txt") and read_prompt(entry.name[: -len(".txt")]) == text:
+            return entry.name[: -len(".txt")]
+    return "custom"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def describe_steps(config: PipelineConfig) -> list[dict[str, Any]]:
+    """Each step of ``config`` in order: stage, class, model, revision, prompt, numeric settings.
+
+    A prompt is named by its version and the sha256 of its text, as in each row's ``provenance``.
+    """
+    steps = []
+    for step in build_steps(config):
+        options = step.config
+        model = getattr(options, "backend", options)  # an LLM step's model is its backend's
+        prompt = getattr(options, "prompt", None)
+        values = {f.name: getattr(options, f.name) for f in fields(options)}
+        steps.append({
+            "stage": step.stage,
+            "step": type(step).__name__,
+            "model": model.model,
+            "revision": model.revision,
+            "prompt": prompt and (getattr(options, "prompt_version", "") or _prompt_version(prompt)),
+            "prompt_sha256": prompt and hashlib.sha256(prompt.encode("utf-8")).hexdigest(),
+            "settings": {name: value for name, value in values.items() if _is_number(value)},
+        })
+    return steps
+
+
+def _flatten(stats: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """The scalar counters of ``stats`` (nested ones as ``a.b``); histograms and errors by stage aside."""
+    for key, value in stats.items():
+        if isinstance(value, dict) and key != "errors_by_stage":
+            yield from _flatten(value, f"{prefix}{key}.")
+        elif not isinstance(value, (dict, list)):
+            yield f"{prefix}{key}", value
+
+
+def count_label(key: str) -> str:
+    """The card's label of a ``stats.json`` counter.
+
+    Example:
+        >>> count_label("clips_with_errors"), count_label("llm_usage.qa.retries")
+        ('clips with errors', 'LLM usage: qa retries')
+    """
+    head, _, rest = key.partition(".")
+    label = COUNT_LABELS.get(head, head)
+    return f"{label}: {rest.replace('.', ' ')}" if rest else label
+
+
+def count_rows(stats: dict[str, Any]) -> list[tuple[str, str]]:
+    """The card's count table: every scalar of ``stats.json``, known ones first with readable labels."""
+    flat = dict(_flatten(stats))
+    rows = []
+    known = [key for key in COUNT_LABELS if key in flat]
+    for key in known + [key for key in flat if key not in known]:
+        rows.append((count_label(key), str(flat[key])))
+        if key == "filter_removal_rate" and isinstance(flat[key], float):
+            rows.append(("filter removal rate, percent", f"{100 * flat[key]:.1f}%"))
+    if flat.get("captions"):
+        rows.append(("QA pairs per kept caption", f"{flat.get('qa_pairs', 0) / flat['captions']:.2f}"))
+    return rows
+
+
+def _length_summary(words: np.ndarray) -> dict[str, Any] | None:
+    if not words.size:
+        return None
+    return {"count": int(words.size), "mean": round(float(words.mean()), 1),
+            "median": float(np.median(words)), "min": int(words.min()), "max": int(words.max())}
+
+
+def _source_datasets(config: PipelineConfig) -> list[str]:
+    """The input, where it is a Hub dataset id rather than a local path."""
+    path = config.input.path
+    return [path] if _HUB_ID.fullmatch(path) and not Path(path).exists() else []
+
+
+def card_data(config: PipelineConfig, summary: DataSummary) -> Any:
+    """The card's YAML metadata as a ``huggingface_hub.DatasetCardData``.
+
+    Its ``dataset_info`` (features, rows and bytes per config, as ``push_to_hub`` writes) also keys the
+    ``datasets`` cache of a local folder: without it, two output folders of the same name share one entry.
+    """
+    from huggingface_hub import DatasetCardData
+
+    has_qa = "qa" in summary.rows
+    data = DatasetCardData(
+        configs=[{"config_name": name, "data_files": data_files(name)} for name in summary.rows],
+        license=config.output.license,
+        pretty_name=config.output.pretty_name or config.name,
+        language=["en"],
+        task_categories=["audio-text-to-text", "text-to-audio", "audio-classification"],
+        tags=["audio", "audio-captioning", *(["audio-question-answering"] if has_qa else []), "fusionaudio",
+              "fusion-datasets", "synthetic"],
+        size_categories=[size_category(summary.rows.get("cues", 0))],
+        source_datasets=_source_datasets(config) or None,
+    )
+    DatasetInfosDict({
+        name: DatasetInfo(
+            features=summary.features[name],
+            download_size=summary.sizes[name],
+            dataset_size=summary.sizes[name],
+            splits=SplitDict({"train": SplitInfo("train", num_bytes=summary.sizes[name], num_examples=rows)}),
+        )
+        for name, rows in summary.rows.items()
+    }).to_dataset_card_data(data)
+    return data
+
+
+def render_card(root: Path | str) -> Path:
+    """Write ``root/README.md`` (the dataset card) and its plot ``root/card_stats.png``; return the README.
+
+    ``root`` is a run's output folder: ``config.yaml``, ``stats.json`` and ``data/<config>/*.parquet``.
+    A token of the Hub or of the LLM server never reaches the card, even where a config field holds one.
+    """
+    from huggingface_hub import DatasetCard, get_token
+
+    root = Path(root)
+    for name in ("config.yaml", "stats.json"):
+        if not (root / name).is_file():
+            raise FileNotFoundError(f"{root / name} is missing: a card renders a run's output folder")
+    config = load_config(str(root / "config.yaml"))
+    stats = json.loads((root / "stats.json").read_text(encoding="utf-8"))
+    summary = summarize(root)
+    plot_summary(summary, root / PLOT)
+    steps = describe_steps(config)
+    settings = {step["stage"]: step["settings"] for step in steps}
+    clips = summary.rows.get("cues", 0)
+    template = resources.files("fusion_datasets.cards").joinpath(TEMPLATE).read_text(encoding="utf-8")
+    data = card_data(config, summary)
+    card = DatasetCard.from_template(
+        data,
+        template_str=template,
+        title=data.pretty_name,
+        version=__version__,
+        config_name=config.name,
+        source_datasets=_source_datasets(config),
+        config_descriptions=CONFIG_DESCRIPTIONS,
+        config_rows=summary.rows,
+        config_columns=summary.columns,
+        steps=steps,
+        llm=config.llm,
+        clap_threshold=settings.get("clap_filter", {}).get("threshold"),
+        music_threshold=settings.get("music", {}).get("music_threshold"),
+        counts=count_rows(stats),
+        errors_by_stage=stats.get("errors_by_stage", {}),
+        plot=PLOT,
+        lengths=_length_summary(summary.caption_words),
+        coverage=[(name, count, f"{100 * count / max(clips, 1):.1f}%")
+                  for name, count in summary.coverage.items()],
+        clip_licenses=list(summary.licenses.items()),
+        dataset_id=parse_hub_output(config.output.path),
+    )
+    server_token = os.environ.get(config.llm.token_env) if config.llm.token_env else None
+    return write_text_atomically(root / "README.md", redact(str(card), get_token(), server_token))

@@ -1,0 +1,217 @@
+"""Publish a run's output folder to a Hub dataset: shard by shard while a run goes, or a finished folder.
+
+The token is huggingface_hub's own business (``HF_TOKEN`` or ``hf auth login``): this module never passes
+one, and every message it logs or raises names the repository and the HTTP status, with tokens scrubbed.
+
+Example:
+    >>> publisher = HubPublisher("my-org/fusion-captions")  # doctest: +SKIP
+    >>> publisher.publish(root, [root / "data/cues/shard-00000-of-00002.parquet"], "0")  # doctest: +SKIP
+    >>> push_folder("output", "my-org/fusion-captions")  # doctest: +SKIP
+    'https://huggingface.co/datasets/my-org/fusion-captions'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+import re
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from fusion_datasets.http_errors import is_transient, redact
+from fusion_datasets.runtime import cache_dir
+
+if TYPE_CHECKING:
+    from huggingface_hub import HfApi
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_HUB_OUTPUT = re.compile(r"hf://datasets/(?P<org>[A-Za-z0-9][\w.-]*)/(?P<name>[A-Za-z0-9][\w.-]*)/?")
+# the runner's atomic writes leave ".<name>.<pid>.tmp" behind when killed; caches are never part of a dataset
+IGNORED = [".*.tmp", "*/.*.tmp", ".cache/*", "*/.cache/*", "__pycache__/*", "*/__pycache__/*"]
+
+
+class HubError(RuntimeError):
+    """A Hub call that failed for good; the message names the repository and the HTTP status."""
+
+    def __init__(self, message: str, repo_id: str, status: int | None) -> None:
+        super().__init__(message)
+        self.repo_id = repo_id
+        self.status = status
+
+
+def parse_hub_output(path: str) -> str | None:
+    """``"hf://datasets/ORG/NAME"`` -> ``"ORG/NAME"``; a local path -> ``None``.
+
+    Example:
+        >>> parse_hub_output("hf://datasets/my-org/captions"), parse_hub_output("output/captions")
+        ('my-org/captions', None)
+    """
+    if not path.startswith("hf://"):
+        return None
+    match = _HUB_OUTPUT.fullmatch(path)
+    if match is None:
+        raise ValueError(f"output {path!r} is not a Hub dataset: expected hf://datasets/ORG/NAME")
+    return f"{match['org']}/{match['name']}"
+
+
+def staging_dir(repo_id: str) -> Path:
+    """The local folder a run with an ``hf://`` output writes before pushing: its resume state.
+
+    It is ``hub/ORG/NAME`` in :func:`fusion_datasets.runtime.cache_dir` (``$FUSION_DATASETS_CACHE``).
+    """
+    return cache_dir() / "hub" / repo_id
+
+
+class HubPublisher:
+    """Commits a run's files to one Hub dataset repository, which it creates (or finds) once.
+
+    Transient failures (429, 5xx, connection errors, timeouts) are retried up to ``max_retries`` times
+    with exponential backoff (``backoff`` seconds first, full jitter); others raise :class:`HubError` at once.
+    """
+
+    def __init__(self, repo_id: str, private: bool = False, api: HfApi | None = None, *,
+                 max_retries: int = 5, backoff: float = 2.0) -> None:
+        from huggingface_hub import HfApi
+
+        self.repo_id = repo_id
+        self.api = api if api is not None else HfApi()
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self.url = str(self.call("create the repository", self.api.create_repo, repo_id, repo_type="dataset",
+                                 private=private, exist_ok=True))
+        self._remote: dict[str, tuple[str, int, str]] | None = None  # path -> (hash kind, size, hash)
+
+    def call(self, action: str, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``function(*args, **kwargs)``, retried while it fails transiently; Hub errors become HubError."""
+        from huggingface_hub.errors import HfHubHTTPError
+
+        attempt = 0
+        while True:
+            try:
+                return function(*args, **kwargs)
+            except Exception as error:
+                transient = is_transient(error)
+                if not transient and not isinstance(error, HfHubHTTPError):
+                    raise
+                if not transient or attempt >= self.max_retries:
+                    # from None: the original message may hold what redact() removes from ours
+                    raise _hub_error(error, self.repo_id, action, attempt) from None
+                delay = random.uniform(0, self.backoff * 2**attempt)
+                attempt += 1
+                logger.warning("%s; retry %d of %d in %.1f s", _describe(error, self.repo_id, action),
+                               attempt, self.max_retries, delay)
+                time.sleep(delay)
+
+    def pushed_files(self) -> list[str]:
+        """The paths already in the repository (listed from the Hub once, and again after each commit)."""
+        return sorted(self._remote_files())
+
+    def publish(self, root: Path, files: Sequence[Path], message: str) -> None:
+        """Commit ``files`` (their paths in the repository are relative to ``root``) in one commit.
+
+        Files the Hub already holds with the same size and sha256 are left out; nothing left, no commit.
+        """
+        from huggingface_hub import CommitOperationAdd
+
+        remote = self._remote_files()
+        operations = []
+        for path in files:
+            name = Path(path).relative_to(root).as_posix()
+            known = remote.get(name)
+            if known is not None and _identity(Path(path), known) == known:
+                logger.debug("%s is already on %s", name, self.repo_id)
+                continue
+            operations.append(CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(path)))
+        if not operations:
+            logger.info("%s: nothing new to push for %r", self.repo_id, message)
+            return
+        self.call(f"commit {len(operations)} file(s) to", self.api.create_commit, self.repo_id, operations,
+                  commit_message=message, repo_type="dataset")
+        logger.info("%s: pushed %d files (%s)", self.repo_id, len(operations), message)
+        self._remote = None  # listed again when next needed: how the Hub stored them (LFS or git) shows there
+
+    def _remote_files(self) -> dict[str, tuple[str, int, str]]:
+        if self._remote is None:
+            from huggingface_hub.hf_api import RepoFile
+
+            tree = self.call("list the files of", lambda: list(self.api.list_repo_tree(
+                self.repo_id, recursive=True, repo_type="dataset")))
+            self._remote = {item.path: ("sha256", item.size, item.lfs.sha256) if item.lfs else
+                            ("git", item.size, item.blob_id) for item in tree if isinstance(item, RepoFile)}
+        return self._remote
+
+
+def _identity(path: Path, like: tuple[str, int, str]) -> tuple[str, int, str] | None:
+    """How the Hub identifies ``path``'s content, in the kind of ``like`` (an LFS sha256 or a git blob id).
+
+    ``None`` when the sizes differ: no hash is worth reading the file for then.
+    """
+    if path.stat().st_size != like[1]:
+        return None
+    data = path.read_bytes()
+    if like[0] == "sha256":
+        return ("sha256", len(data), hashlib.sha256(data).hexdigest())
+    return ("git", len(data), hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest())
+
+
+def check_run_output(folder: Path, allow_incomplete: bool = False) -> None:
+    """Raise ValueError unless ``folder`` is a finished run's output: README.md with ``configs``, data/."""
+    from huggingface_hub import DatasetCard
+
+    readme, data = folder / "README.md", folder / "data"
+    if not readme.is_file() or not data.is_dir():
+        raise ValueError(f"{folder} is not a run output: expected README.md and data/ (fusion-datasets run)")
+    if not DatasetCard.load(readme).data.to_dict().get("configs"):
+        raise ValueError(f"{readme} has no `configs` in its YAML: `fusion-datasets card {folder}` adds them")
+    stats = folder / "stats.json"
+    if not allow_incomplete and stats.is_file() and json.loads(stats.read_text()).get("complete") is False:
+        raise ValueError(f"{folder} is mid-run (stats.json says complete: false): rerun the same "
+                         "`fusion-datasets run` to finish it, or push it anyway with --allow-incomplete")
+
+
+def push_folder(folder: str | Path, repo_id: str, private: bool = False, api: HfApi | None = None, *,
+                allow_incomplete: bool = False) -> str:
+    """Upload a run's output folder to the dataset ``repo_id`` (created if needed); returns its URL.
+
+    ``upload_folder`` is resumable (rerunning skips what is committed) and commits large folders in parts;
+    temporary files and caches are left out; a folder mid-run is refused unless ``allow_incomplete``.
+    """
+    folder = Path(folder)
+    check_run_output(folder, allow_incomplete)
+    publisher = HubPublisher(repo_id, private, api)
+    publisher.call("upload the folder to", publisher.api.upload_folder, repo_id=repo_id, folder_path=folder,
+                   repo_type="dataset", ignore_patterns=list(IGNORED),
+                   commit_message=f"Upload {folder.name} with fusion-datasets")
+    logger.info("pushed %s to %s", folder, publisher.url)
+    return publisher.url
+
+
+def _describe(error: BaseException, repo_id: str, action: str) -> str:
+    from huggingface_hub.errors import HfHubHTTPError
+
+    if isinstance(error, HfHubHTTPError):  # the server's own words, without the boilerplate around them
+        status, detail = f"HTTP {error.response.status_code}", error.server_message or ""
+    else:
+        status, detail = type(error).__name__, str(error)
+    message = f"could not {action} Hub dataset {repo_id} ({status}): {' '.join(detail.split())[:500]}"
+    return redact(message, os.environ.get("HF_TOKEN"))
+
+
+def _hub_error(error: BaseException, repo_id: str, action: str, retries: int) -> HubError:
+    from huggingface_hub.errors import HfHubHTTPError
+
+    status = error.response.status_code if isinstance(error, HfHubHTTPError) else None
+    message = _describe(error, repo_id, action)
+    if status in (401, 403):
+        message += f"; check that your token (HF_TOKEN or `hf auth login`) may write to {repo_id}"
+    elif retries:
+        message += f" (after {retries} retries)"
+    return HubError(message, repo_id, status)
