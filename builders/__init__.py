@@ -1,1 +1,33 @@
-"""In-process dataset builders, one module per source or benchmark (installed as ``fusion_datasets.builders``)."""
+"""In-process dataset builders, one module per source or benchmark (``fusion_datasets.builders``).
+
+``build(name, data_dir, output, **options)`` (and ``fusion-datasets build NAME``) turns files a user has
+downloaded into a dataset; :data:`BUILDERS` maps each name to its ``datasets`` builder class.
+"""
+
+from fusion_datasets.builders import (  # noqa: F401 - each module registers its builder
+    air_bench_chat,
+    air_bench_foundation,
+    audiocaps,
+    audiocaps_qa,
+    audioset,
+    clotho,
+    clotho_aqa,
+    esc50,
+    folder,
+    fsd50k,
+    fsdnoisy18k,
+    fusionaudio,
+    tau_urban,
+    urbansound8k,
+    wavcaps_qa,
+)
+from fusion_datasets.builders.base import (
+    BUILDERS,
+    BuildReport,
+    benchmark_clip_ids,
+    build,
+    clip_key,
+    recorded_benchmarks,
+)
+
+__all__ = ["BUILDERS", "BuildReport", "benchmark_clip_ids", "build", "clip_key", "recorded_benchmarks"]

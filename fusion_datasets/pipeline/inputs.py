@@ -15,8 +15,11 @@ AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac")
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".mov", ".avi")
 
 
-def scan_folder(folder: Path) -> datasets.Dataset:
-    """One row per media stem: an audio file, its video of the same stem, or a video alone (its audio track)."""
+def pair_media(folder: Path) -> dict[str, tuple[Path | None, Path | None]]:
+    """Media files under ``folder`` by key (relative path sans suffix): ``(audio, video)``, one may be None.
+
+    An audio file and the video of the same stem are one clip (the builders pair files the same way).
+    """
     audio: dict[str, Path] = {}
     video: dict[str, Path] = {}
     for path in sorted(folder.rglob("*")):
@@ -26,14 +29,19 @@ def scan_folder(folder: Path) -> datasets.Dataset:
             audio[key] = path
         elif suffix in VIDEO_SUFFIXES:
             video[key] = path
-    ids = sorted(set(audio) | set(video))
-    if not ids:
+    return {key: (audio.get(key), video.get(key)) for key in sorted(set(audio) | set(video))}
+
+
+def scan_folder(folder: Path) -> datasets.Dataset:
+    """One row per media stem: an audio file, its video of the same stem, or a video alone (its audio track)."""
+    pairs = pair_media(folder)
+    if not pairs:
         raise ValueError(f"no audio or video files in {folder} (audio: {', '.join(AUDIO_SUFFIXES)})")
     return datasets.Dataset.from_dict({
-        "id": ids,
-        "audio": [str(audio.get(key) or video[key]) for key in ids],
-        "video": [str(video[key]) if key in video else None for key in ids],
-        "source": ["folder"] * len(ids),
+        "id": list(pairs),
+        "audio": [str(audio or video) for audio, video in pairs.values()],
+        "video": [str(video) if video else None for _, video in pairs.values()],
+        "source": ["folder"] * len(pairs),
     })
 
 

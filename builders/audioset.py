@@ -1,0 +1,73 @@
+"""AudioSet: the segment CSVs, the label index and a folder of downloaded clips, as pipeline input."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fusion_datasets.builders.base import ClipIndex, read_csv, register
+from fusion_datasets.builders.sources import SourceBuilder, SourceConfig
+from fusion_datasets.labels import audioset_labels
+
+SEGMENT_COLUMNS = ("YTID", "start_seconds", "end_seconds", "positive_labels")
+
+
+@dataclass
+class AudioSetConfig(SourceConfig):
+    labels: str | None = None  # index,mid,display_name CSV; default: the data folder's, or bundled
+    trimmed: bool = True  # files named by YouTube id alone hold the 10 s clip; false: cut by times
+
+
+@register("audioset")
+class AudioSet(SourceBuilder):
+    """AudioSet segments (``*segments*.csv``: YTID, start_seconds, end_seconds, positive_labels) joined with
+    the downloaded clips (``Y<ytid>``, ``<ytid>``, ``<ytid>_<start>_<end>``, audio and/or video); ids are
+    ``<ytid>_<start>_<end>``, the human labels ``audio_tags`` with score 1.0."""
+
+    BUILDER_CONFIG_CLASS = AudioSetConfig
+
+    def _label_names(self) -> dict[str, str]:
+        path = Path(self.config.labels) if self.config.labels else self.data_dir / "class_labels_indices.csv"
+        if path.is_file():
+            rows = read_csv(path, self.report, columns=("mid", "display_name"))
+            return {row["mid"]: row["display_name"] for _, row in rows}
+        if self.config.labels:
+            raise FileNotFoundError(f"audioset: label index {path} not found")
+        return {label.mid: label.display_name for label in audioset_labels()}
+
+    def clips(self) -> Iterator[dict[str, Any]]:
+        names = self._label_names()
+        pattern = "*segments*.csv"
+        files = [self.data_file(pattern)] if self.config.data_file else sorted(self.data_dir.glob(pattern))
+        if not files:
+            raise FileNotFoundError(f"audioset: no *segments*.csv in {self.data_dir}; give --data-file")
+        index, seen = ClipIndex(self.audio_root), set()
+        for path in files:
+            for line, row in read_csv(path, self.report, fieldnames=SEGMENT_COLUMNS):
+                where = f"{path}:{line}"
+                try:
+                    start, end = float(row["start_seconds"]), float(row["end_seconds"])
+                except ValueError:
+                    self.report.skip("bad_csv_line", where, "start or end is not a number")
+                    continue
+                mids = [mid.strip() for mid in row["positive_labels"].split(",") if mid.strip()]
+                unknown = [mid for mid in mids if mid not in names]
+                if unknown:
+                    self.report.skip("unknown_label", where, ", ".join(unknown))
+                    continue
+                clip_id = f"{row['YTID']}_{start:g}_{end:g}"
+                if clip_id in seen:
+                    self.report.skip("duplicate_clip", where, clip_id)
+                    continue
+                seen.add(clip_id)
+                found = index.find(row["YTID"], start)
+                if found is None:
+                    self.report.missing_clip(clip_id, where, row["YTID"])
+                    continue
+                audio, video, timed = found
+                cut = not (timed or self.config.trimmed)
+                yield {"id": clip_id, "audio": str(audio), "video": str(video) if video else None,
+                       "start": start if cut else None, "end": end if cut else None, "source": "audioset",
+                       "audio_tags": [{"label": names[mid], "score": 1.0} for mid in mids]}

@@ -1,0 +1,51 @@
+"""A folder of audio and/or video files with an optional metadata CSV, as pipeline input."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fusion_datasets.builders.base import inside, read_csv, register
+from fusion_datasets.builders.sources import SourceBuilder, SourceConfig
+from fusion_datasets.pipeline.inputs import pair_media
+
+
+@dataclass
+class FolderConfig(SourceConfig):
+    metadata: str | None = None  # CSV: id (path sans suffix), caption, license, tags; default: metadata.csv
+
+
+@register("folder")
+class MediaFolder(SourceBuilder):
+    """Every audio and video file under the folder, an audio file and the video of the same stem as one
+    clip; a metadata CSV adds ``source_caption``, ``license`` and ``tags`` (``;`` or ``,`` between them)."""
+
+    BUILDER_CONFIG_CLASS = FolderConfig
+
+    def _metadata(self) -> dict[str, tuple[str, dict[str, str]]]:
+        path = Path(self.config.metadata) if self.config.metadata else self.data_dir / "metadata.csv"
+        if not path.is_file():
+            if self.config.metadata:
+                raise FileNotFoundError(f"folder: metadata file {path} not found")
+            return {}
+        rows = read_csv(path, self.report, columns=("id",))
+        return {row["id"]: (f"{path}:{line}", row) for line, row in rows}
+
+    def clips(self) -> Iterator[dict[str, Any]]:
+        metadata = self._metadata()
+        for key, (audio, video) in pair_media(self.audio_root).items():
+            where, row = metadata.pop(key, (str(audio or video), {}))
+            media = [path for path in (audio, video) if path]
+            if any(inside(self.audio_root, str(path.relative_to(self.audio_root))) is None for path in media):
+                self.report.skip("path_escapes_root", where, str(media[0]))
+                continue
+            tags = [tag.strip() for tag in re.split(r"[;,]", row.get("tags") or "") if tag.strip()]
+            yield {"id": key, "audio": str(media[0]), "video": str(video) if video else None,
+                   "source": "folder", "license": row.get("license") or None,
+                   "source_caption": row.get("caption") or None,
+                   "audio_tags": [{"label": tag, "score": 1.0} for tag in tags]}
+        for key, (where, _) in metadata.items():
+            self.report.missing_clip(key, where, key)

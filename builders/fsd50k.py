@@ -1,0 +1,22 @@
+"""FSD50K: multi-label Freesound clips in 200 AudioSet classes (the eval set is the benchmark)."""
+
+from __future__ import annotations
+
+from fusion_datasets.builders.base import register
+from fusion_datasets.builders.classification import ClassificationBuilder
+
+_AUDIO = {"test": "FSD50K.eval_audio", "dev": "FSD50K.dev_audio"}
+
+
+@register("fsd50k")
+class FSD50K(ClassificationBuilder):
+    """FSD50K (``FSD50K.ground_truth/eval.csv`` and ``dev.csv``: fname, labels as a quoted comma-joined list,
+    mids; ``vocabulary.csv`` checks the labels) or the FusionAudio eval JSON (``Labels: a; b``)."""
+
+    METADATA = {"test": "FSD50K.ground_truth/eval.csv", "dev": "FSD50K.ground_truth/dev.csv"}
+    NATIVE_VOCABULARY = "FSD50K.ground_truth/vocabulary.csv"
+    VOCABULARY_KEY = "fsd50k"
+
+    def entry(self, split: str, row: dict[str, str]) -> tuple[str, list[str]]:
+        labels = [label.strip() for label in row["labels"].split(",") if label.strip()]
+        return f"{_AUDIO.get(split, _AUDIO['test'])}/{row['fname']}.wav", labels

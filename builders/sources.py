@@ -1,0 +1,68 @@
+"""What the source builders (clips for the pipeline) share: the input columns and the leakage guard."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import datasets
+
+from fusion_datasets.builders.base import (
+    BuildConfig,
+    FusionBuilder,
+    benchmark_clip_ids,
+    clip_key,
+    recorded_benchmarks,
+)
+
+logger = logging.getLogger(__name__)
+
+SOURCE_FEATURES = datasets.Features({
+    "id": datasets.Value("string"),
+    "audio": datasets.Audio(),
+    "video": datasets.Value("string"),
+    "start": datasets.Value("float64"),  # set where a file is longer than its clip (the pipeline cuts it)
+    "end": datasets.Value("float64"),
+    "source": datasets.Value("string"),
+    "license": datasets.Value("string"),
+    "audio_tags": datasets.List({"label": datasets.Value("string"), "score": datasets.Value("float32")}),
+    "source_caption": datasets.Value("string"),
+})
+
+
+@dataclass
+class SourceConfig(BuildConfig):
+    exclude: tuple[str, ...] = ()  # built retrieval/QA benchmarks whose clips must not become training data
+    leakage_guard: bool = True  # also exclude every retrieval/QA benchmark built on this machine
+
+
+class SourceBuilder(FusionBuilder):
+    """Clips for the pipeline (a ``train`` split); clips of benchmarks are left out (the leakage guard).
+
+    Left out: the clips of each ``exclude`` benchmark, and unless ``leakage_guard`` is false those of every
+    retrieval and QA test set built on this machine (``fusion-datasets build`` records them).
+    """
+
+    BUILDER_CONFIG_CLASS = SourceConfig
+    FEATURES = SOURCE_FEATURES
+
+    def splits(self) -> tuple[str, ...]:
+        return ("train",)
+
+    def rows(self, split: str) -> Iterator[dict[str, Any]]:
+        benchmarks = [*self.config.exclude, *(recorded_benchmarks() if self.config.leakage_guard else [])]
+        if not benchmarks:
+            logger.warning("%s: no benchmark built or given to exclude: no clip is kept out", self.NAME)
+        logger.info("%s: clips of %d benchmarks are kept out: %s", self.NAME, len(benchmarks),
+                    ", ".join(map(str, benchmarks)))
+        excluded = benchmark_clip_ids(*dict.fromkeys(map(str, benchmarks)))
+        for row in self.clips():
+            if clip_key(row["id"]) in excluded:
+                self.report.excluded += 1
+            else:
+                yield {**dict.fromkeys(SOURCE_FEATURES), "audio_tags": [], **row}
+
+    def clips(self) -> Iterator[dict[str, Any]]:
+        raise NotImplementedError

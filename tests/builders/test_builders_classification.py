@@ -1,0 +1,147 @@
+"""The classification benchmarks, from their native metadata and from the FusionAudio eval JSON."""
+
+import csv
+import json
+
+import datasets
+
+
+def _vocabulary(output):
+    with open(output / "vocabulary.csv", newline="") as handle:
+        return [row["label"] for row in csv.DictReader(handle)]
+
+
+def test_esc50_from_its_metadata(tmp_path, cli_build, load, write_clip):
+    data = tmp_path / "ESC-50-master"
+    (data / "meta").mkdir(parents=True)
+    (data / "meta" / "esc50.csv").write_text(
+        "filename,fold,target,category,esc10,src_file,take\n"
+        "1-100038-A-14.wav,1,14,chirping_birds,False,100038,A\n"
+        "1-100210-A-36.wav,1,36,vacuum_cleaner,False,100210,A\n"
+        "1-115545-A-48.wav,1,48,fireworks,False,115545,A\n"
+    )
+    write_clip(data / "audio" / "1-100038-A-14.wav")
+    write_clip(data / "audio" / "1-100210-A-36.wav")
+    output = tmp_path / "built"
+    stats = cli_build("esc50", data, output)
+    ds = load(output)
+    assert ds.features["labels"] == datasets.List(datasets.Value("string"))
+    assert {row["id"]: row["labels"] for row in ds} == {"1-100038-A-14": ["chirping_birds"],
+                                                          "1-100210-A-36": ["vacuum_cleaner"]}
+    assert ds[0]["audio_id"] == "audio/1-100038-A-14.wav"
+    assert stats["skipped"] == {"missing_audio": 1} and (output / "missing_clips.csv").exists()
+    assert _vocabulary(output) == ["chirping_birds", "vacuum_cleaner"]
+
+    write_clip(data / "audio" / "1-115545-A-48.wav")  # rebuilt in place: loads the new rows, not a cache
+    assert cli_build("esc50", data, output)["skipped"] == {} and load(output).num_rows == 3
+    assert not (output / "missing_clips.csv").exists() and len(list(output.rglob("*.parquet"))) == 1
+
+
+def test_esc50_from_the_fusionaudio_json_and_its_vocabulary(tmp_path, cli_build, load, write_clip, where):
+    data = tmp_path / "eval"
+    (data / "vocabulary").mkdir(parents=True)
+    (data / "vocabulary" / "ESC50.csv").write_text("1,wind\n2,car_horn\n3,rooster\n")
+    (data / "vocabulary" / "UrbanSound8K.csv").write_text("1,dog_bark\n")
+    authors = "/wangbenyou/xinyuan/ECHO-AQA/data/eval/Task1_ESC50/ESC-50-master/audio"
+    rows = [{"instruction": "Caption the audio.", "input": "", "audio_id": audio_id, "output": label}
+            for audio_id, label in [(f"{authors}/2-100648-A-43.wav", "car_horn"),
+                                    (f"{authors}/2-100786-A-1.wav", "rooster"),
+                                    (f"{authors}/2-1-A-9.wav", "crow"),
+                                    ("audio/../../etc/passwd.wav", "wind")]]
+    (data / "ESC50_test.json").write_text(json.dumps(rows, indent=1))
+    write_clip(tmp_path / "ESC-50-master" / "audio" / "2-100648-A-43.wav")
+    write_clip(tmp_path / "ESC-50-master" / "audio" / "2-100786-A-1.wav")
+    output = tmp_path / "built"
+    stats = cli_build("esc50", data, output, "--audio-root", str(tmp_path / "ESC-50-master"))
+    ds = load(output)
+    labels = {row["id"]: row["labels"] for row in ds}
+    assert labels == {"2-100648-A-43": ["car_horn"], "2-100786-A-1": ["rooster"]}
+    assert ds[0]["audio_id"] == rows[0]["audio_id"]
+    assert ds[0]["audio"].metadata.path == str(tmp_path / "ESC-50-master" / "audio" / "2-100648-A-43.wav")
+    assert where(stats) == [("path_escapes_root", "eval/ESC50_test.json:20"),
+                            ("unknown_label", "eval/ESC50_test.json:14")]
+    assert _vocabulary(output) == ["wind", "car_horn", "rooster"]
+
+
+def test_urbansound8k_finds_audio_in_its_fold(tmp_path, cli_build, load, write_clip):
+    data = tmp_path / "UrbanSound8K"
+    (data / "metadata").mkdir(parents=True)
+    (data / "metadata" / "UrbanSound8K.csv").write_text(
+        "slice_file_name,fsID,start,end,salience,fold,classID,class\n"
+        "100032-3-0-0.wav,100032,0.0,0.317551,1,5,3,dog_bark\n"
+        "100263-2-0-117.wav,100263,58.5,62.5,1,5,2,children_playing\n"
+    )
+    write_clip(data / "audio" / "fold5" / "100032-3-0-0.wav")
+    write_clip(data / "audio" / "fold1" / "100263-2-0-117.wav")  # in the wrong fold: not found
+    stats = cli_build("urbansound8k", data, tmp_path / "built")
+    assert load(tmp_path / "built")["labels"] == [["dog_bark"]]
+    assert stats["skipped"] == {"missing_audio": 1}
+
+
+def test_fsd50k_is_multi_label_and_checks_its_vocabulary(tmp_path, cli_build, load, write_clip, where):
+    data = tmp_path / "FSD50K"
+    (data / "FSD50K.ground_truth").mkdir(parents=True)
+    (data / "FSD50K.ground_truth" / "vocabulary.csv").write_text(
+        "0,Electric_guitar,/m/02sgy\n1,Guitar,/m/0342h\n2,Music,/m/04rlf\n3,Bark,/m/05tny_\n")
+    (data / "FSD50K.ground_truth" / "eval.csv").write_text(
+        "fname,labels,mids\n"
+        '37199,"Electric_guitar,Guitar,Music","/m/02sgy,/m/0342h,/m/04rlf"\n'
+        "175151,Bark,/m/05tny_\n"
+        '99,"Bark,Meow","/m/05tny_,/m/07qrkrw"\n'
+    )
+    (data / "FSD50K.ground_truth" / "dev.csv").write_text(
+        'fname,labels,mids,split\n64760,"Guitar,Music","/m/0342h,/m/04rlf",train\n')
+    write_clip(data / "FSD50K.eval_audio" / "37199.wav")
+    write_clip(data / "FSD50K.eval_audio" / "175151.wav")
+    write_clip(data / "FSD50K.eval_audio" / "99.wav")
+    write_clip(data / "FSD50K.dev_audio" / "64760.wav")
+    output = tmp_path / "built"
+    stats = cli_build("fsd50k", data, output)
+    assert {row["id"]: row["labels"] for row in load(output)} == {
+        "37199": ["Electric_guitar", "Guitar", "Music"], "175151": ["Bark"]}
+    assert load(output, "dev")["labels"] == [["Guitar", "Music"]]
+    assert where(stats) == [("unknown_label", "FSD50K/FSD50K.ground_truth/eval.csv:4")]
+    assert _vocabulary(output) == ["Electric_guitar", "Guitar", "Music", "Bark"]
+
+
+def test_fsd50k_labels_from_the_fusionaudio_json(tmp_path, cli_build, load, write_clip):
+    data = tmp_path / "eval"
+    data.mkdir()
+    row = {"instruction": "Identify noise.", "input": "", "dataset": "fsd50k_eval", "task": "cla_label",
+           "audio_id": "/authors/Task7_FSD50K/audio/clips/eval/37199.wav",
+           "output": "Labels: Electric guitar; Guitar; Plucked string instrument"}
+    (data / "FSD50K_test.json").write_text(json.dumps([row]))
+    write_clip(tmp_path / "clips" / "eval" / "37199.wav")
+    cli_build("fsd50k", data, tmp_path / "built", "--audio-root", str(tmp_path / "clips"))
+    assert load(tmp_path / "built")["labels"] == [["Electric guitar", "Guitar", "Plucked string instrument"]]
+
+
+def test_fsdnoisy18k_from_its_test_metadata(tmp_path, cli_build, load, write_clip):
+    data = tmp_path / "FSDnoisy18k"
+    (data / "FSDnoisy18k.meta").mkdir(parents=True)
+    (data / "FSDnoisy18k.meta" / "test.csv").write_text(
+        "fname,label,freesound_id,license\n"
+        "00a7ad50.wav,Coin_(dropping),388406,Attribution\n"
+        "0a2d5e5e.wav,Walk_or_footsteps,170787,Creative Commons 0\n"
+    )
+    write_clip(data / "FSDnoisy18k.audio_test" / "00a7ad50.wav")
+    write_clip(data / "FSDnoisy18k.audio_test" / "0a2d5e5e.wav")
+    stats = cli_build("fsdnoisy18k", data, tmp_path / "built")
+    assert load(tmp_path / "built")["labels"] == [["Coin_(dropping)"], ["Walk_or_footsteps"]]
+    assert stats["written"] == 2 and stats["skipped"] == {}
+
+
+def test_tau_urban_reads_its_tab_separated_metadata(tmp_path, cli_build, load, write_clip, where):
+    data = tmp_path / "TAU-urban-acoustic-scenes-2020-mobile-development"
+    data.mkdir()
+    (data / "meta.csv").write_text(
+        "filename\tscene_label\tidentifier\tsource_label\n"
+        "audio/airport-barcelona-0-0-a.wav\tairport\tbarcelona-0\ta\n"
+        "audio/street_traffic-lyon-1-2-b.wav\tstreet_traffic\tlyon-1\tb\n"
+        "audio/park-milan-2-3-a.wav"
+    )
+    write_clip(data / "audio" / "airport-barcelona-0-0-a.wav")
+    write_clip(data / "audio" / "street_traffic-lyon-1-2-b.wav")
+    stats = cli_build("tau-urban", data, tmp_path / "built")
+    assert load(tmp_path / "built")["labels"] == [["airport"], ["street_traffic"]]
+    assert where(stats) == [("bad_csv_line", f"{data.name}/meta.csv:4")]
