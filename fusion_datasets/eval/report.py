@@ -69,13 +69,38 @@ def _number(value: float) -> str:
     return f"{value:.2f}"
 
 
+def paper_table(report: Mapping[str, Any]) -> str:
+    """The layout of the paper's tables: one row for the model, a column per benchmark and task.
+
+    Each benchmark shows its headline metric (its first metric); its ``overall`` column is left out
+    when it has a single task.
+    """
+    rows = report["results"]
+    headline: dict[str, str] = {}
+    for row in rows:
+        headline.setdefault(row["benchmark"], row["metric"])
+    tasks = {benchmark: {row["task"] for row in rows if row["benchmark"] == benchmark}
+             for benchmark in headline}
+    shown = [row for row in rows if row["metric"] == headline[row["benchmark"]]
+             and not (row["task"] == OVERALL and len(tasks[row["benchmark"]]) == 2)]
+    header = ["model", *(f"{row['benchmark']} {row['task']} ({row['metric']})" for row in shown)]
+    return "\n".join([
+        "| " + " | ".join(header) + " |",
+        "|---|" + "---:|" * len(shown),
+        "| " + " | ".join([f"`{report['model']}`", *(_number(row["value"]) for row in shown)]) + " |",
+    ]) + "\n"
+
+
 def report_markdown(report: Mapping[str, Any]) -> str:
-    """The report as a Markdown table (with a 95% CI column when any row has one)."""
+    """The report as Markdown: :func:`paper_table`, then every row (with a 95% CI column when any has one)."""
     rows = report["results"]
     with_ci = any("ci95" in row for row in rows)
     header = ["benchmark", "task", "metric", "value", "n"] + (["95% CI"] if with_ci else [])
     lines = [
         f"# Evaluation of `{report['model']}`",
+        "",
+        paper_table(report),
+        "## All results",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "|".join(["---"] * 3 + ["---:"] * 2 + (["---"] if with_ci else [])) + "|",
@@ -106,3 +131,35 @@ def write_report(path_dir: str | Path, model: str, results: Iterable[Mapping[str
     (folder / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (folder / "report.md").write_text(report_markdown(report))
     return report
+
+
+def model_index(report: Mapping[str, Any], task_type: str,
+                skip_metrics: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """The report's rows as ``model-index`` entries for a model card (metric names say the task).
+
+    Example:
+        >>> entries = model_index(report, "audio-text-to-text", skip_metrics=["missing"])  # doctest: +SKIP
+    """
+    from huggingface_hub import EvalResult
+    from huggingface_hub.repocard_data import eval_results_to_model_index
+
+    skipped = set(skip_metrics)
+    results = [
+        EvalResult(task_type=task_type, dataset_type=row["benchmark"], dataset_name=row["benchmark"],
+                   metric_type=row["metric"], metric_value=round(row["value"], 4),
+                   metric_name=f"{row['metric']} ({row['task']})")
+        for row in report["results"] if row["metric"] not in skipped
+    ]
+    return eval_results_to_model_index(str(report["model"]), results)
+
+
+def write_model_index(path: str | Path, report: Mapping[str, Any], task_type: str,
+                      skip_metrics: Iterable[str] = ()) -> Path:
+    """Write :func:`model_index` as YAML (``model-index: [...]``) to paste into a model card's metadata."""
+    import yaml
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    entries = model_index(report, task_type, skip_metrics)
+    path.write_text(yaml.safe_dump({"model-index": entries}, sort_keys=False, allow_unicode=True))
+    return path

@@ -28,6 +28,7 @@ _BUILDERS: dict[str, str] = {
     "chat-lm": "chat:build_tiny_chat_lm",
     "fusion-lm": "fixed_answer:build_tiny_fusion_lm",
     "qa-lm": "fixed_answer:build_tiny_qa_lm",
+    "judge-lm": "fixed_answer:build_tiny_judge_lm",
     "qwen2-audio": "audio_lm:build_tiny_qwen2_audio",
     "qwen2.5-vl": "vision:build_tiny_qwen2_5_vl",
 }

@@ -25,7 +25,7 @@ from .chat import CHATML_TEMPLATE, _tiny_chat_model
 
 logger = logging.getLogger(__name__)
 
-SHAPES = ("fusion", "qa", "chat")  # the prompts a fixed-answer LM can be trained on
+SHAPES = ("fusion", "qa", "judge", "chat")  # the prompts a fixed-answer LM can be trained on
 FUSION_CAPTION = "A dog barks twice while one car passes by on the wet road."
 # A two-layer model keeps its place in a memorised answer from the last token or two, so the answers
 # avoid two places that follow the same tokens: compact JSON, few repeated words, and a trace that is
@@ -39,6 +39,10 @@ QA_ANSWER = json.dumps({"qa_pairs": [
     {"question": "How many times does the dog bark?", "answer": "Twice.", "qa_type": "counting_and_order"},
     {"question": "What plays?", "answer": "A violin.", "qa_type": "music_attributes"},
 ]}, separators=(",", ":"))
+
+# a verdict both judge rubrics parse, in odd formats: AIR-Bench chat's two scores on its first line,
+# AudioBench's rating in Markdown and as a word
+JUDGE_ANSWER = "8 6\nSame source as the reference.\n**Rating:** four"
 
 _WORDS = (
     "dog barks car passes wet road music plays piano drums guitar calm warm man speaks crowd applause "
@@ -69,7 +73,8 @@ def _random_cues(rng: random.Random) -> dict[str, Any]:
 
 
 def _prompt(rng: random.Random, shape: str) -> str:
-    """A user prompt of ``shape``: the real fusion or QA prompt on random cues, or a short chat message."""
+    """A user prompt of ``shape``: the real fusion, QA or judge prompt on random data, or a chat message."""
+    from fusion_datasets.eval.judge import RUBRICS, JudgeConfig, judge_item
     from fusion_datasets.llm.fusion import FusionConfig, fusion_cues
     from fusion_datasets.llm.qa import QAConfig, qa_context
     from fusion_datasets.llm.step import render_prompt
@@ -81,6 +86,10 @@ def _prompt(rng: random.Random, shape: str) -> str:
     if shape == "qa":
         context = qa_context({**row, "caption": _text(rng, 30)})
         return render_prompt(read_prompt("qa_v1"), QAConfig.placeholder, context)
+    if shape == "judge":
+        rubric = rng.choice(tuple(RUBRICS))
+        item = judge_item(rubric, _text(rng, 15), _text(rng, 20), _text(rng, 40), _text(rng, 30))
+        return render_prompt(read_prompt(RUBRICS[rubric].prompt_version), JudgeConfig.placeholder, item)
     return _text(rng, 40)
 
 
@@ -143,6 +152,11 @@ def build_tiny_fusion_lm(path: Path) -> None:
 def build_tiny_qa_lm(path: Path) -> None:
     """Answers :data:`QA_ANSWER` (QA pairs about :data:`FUSION_CAPTION`) to QA prompts."""
     build_fixed_answer_lm(path, QA_ANSWER, shapes=("qa", "chat"))
+
+
+def build_tiny_judge_lm(path: Path) -> None:
+    """Answers :data:`JUDGE_ANSWER` (a verdict both judge rubrics parse) to judge prompts."""
+    build_fixed_answer_lm(path, JUDGE_ANSWER, shapes=("judge", "chat"))
 
 
 def build_tiny_uncertain_lm(path: Path) -> None:

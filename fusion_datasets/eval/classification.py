@@ -1,0 +1,182 @@
+"""``eval classification``: zero-shot classification from an audio model's captions, by text similarity.
+
+Each clip's caption and each label's prompt ("sound of <label>") are embedded by a text encoder; the
+cosine similarities are the clip's class scores. Reported: accuracy (the best-scoring label is one of
+the clip's labels) and mAP (the mean over classes with a positive clip of the average precision of their
+scores; FSD50K's multi-label mAP). A clip without a caption is wrong and scores lowest for every class,
+and is counted (``missing``).
+
+The text encoder is a transformers checkpoint: a sentence-transformers model (mean pooling over the
+tokens, as those models pool) or a CLAP (its text tower).
+
+Example:
+    >>> run_classification_eval("preds.jsonl", "data/esc50", "reports/esc50")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fusion_datasets import runtime
+from fusion_datasets.clap.embed import in_batches
+from fusion_datasets.eval.predict import benchmark_name, load_benchmark, read_predictions
+from fusion_datasets.eval.report import OVERALL, write_model_index, write_report
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TEXT_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
+LABEL_TEMPLATE = "sound of {label}"
+TextEncoder = Callable[[Sequence[str]], np.ndarray]  # texts -> (len, dim) unit rows
+
+
+class _MeanPooledEncoder:
+    """A transformers text model whose sentence embedding is the mean of its token states."""
+
+    def __init__(self, model: str, device: str, batch_size: int) -> None:
+        from transformers import AutoModel, AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(model)
+        self.model = AutoModel.from_pretrained(model).to(device).eval()
+        self.device, self.batch_size = device, batch_size
+
+    def _batch(self, texts: Sequence[str]) -> np.ndarray:
+        import torch
+
+        tokens = self.tokenizer(list(texts), padding=True, truncation=True, return_tensors="pt")
+        tokens = tokens.to(self.device)
+        with torch.inference_mode():
+            states = self.model(**tokens).last_hidden_state
+        mask = tokens["attention_mask"].unsqueeze(-1).to(states.dtype)
+        return ((states * mask).sum(1) / mask.sum(1).clamp(min=1)).float().cpu().numpy()
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        return in_batches(list(texts), self.batch_size, self._batch, int(self.model.config.hidden_size))
+
+
+def load_text_encoder(model: str = DEFAULT_TEXT_ENCODER, device: str | None = None,
+                      batch_size: int = 64) -> TextEncoder:
+    """The text encoder ``model`` (a Hub id or folder), loaded once per process."""
+    from transformers import AutoConfig
+
+    device = runtime.resolve_device(device)
+
+    def load() -> TextEncoder:
+        if AutoConfig.from_pretrained(model).model_type == "clap":
+            from fusion_datasets.clap.embed import TransformersClap
+
+            return TransformersClap(model, device=device, batch_size=batch_size).embed_text
+        return _MeanPooledEncoder(model, device, batch_size)
+
+    return runtime.cached_model(("text-encoder", model, device, batch_size), load)
+
+
+def average_precision(scores: np.ndarray, positives: np.ndarray) -> float:
+    """The average precision of ``scores`` for the boolean ``positives``, as scikit-learn computes it.
+
+    Tied items count as one threshold: each tied positive gets the precision at the end of its tie.
+    """
+    if not positives.any():
+        return 0.0
+    order = np.argsort(-scores, kind="stable")
+    ranked, hits = -scores[order], positives[order]
+    ranks = np.searchsorted(ranked, ranked, side="right")  # the items scoring at least as high as each
+    precision = np.cumsum(hits)[ranks - 1] / ranks
+    return float(precision[hits].mean())
+
+
+def classification_metrics(scores: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+    """``accuracy`` (the top class is a target) and ``mAP`` over classes with a positive, as percentages.
+
+    Example:
+        >>> scores = np.array([[0.9, 0.1, 0.0], [0.2, 0.7, 0.6], [0.1, 0.3, 0.2]])
+        >>> targets = np.array([[1, 0, 0], [0, 0, 1], [0, 1, 1]], dtype=bool)
+        >>> metrics = classification_metrics(scores, targets)
+        >>> round(metrics["accuracy"], 2), round(metrics["mAP"], 2)
+        (66.67, 83.33)
+    """
+    accuracy = targets[np.arange(len(scores)), scores.argmax(axis=1)].mean()
+    present = np.flatnonzero(targets.any(axis=0))
+    precisions = [average_precision(scores[:, label], targets[:, label]) for label in present]
+    return {"accuracy": 100 * float(accuracy), "mAP": 100 * float(np.mean(precisions))}
+
+
+def caption_scores(captions: Sequence[str | None], labels: Sequence[str], encoder: TextEncoder,
+                   template: str = LABEL_TEMPLATE) -> np.ndarray:
+    """``(clips, labels)`` cosines of each caption with each label's prompt; -1 for a clip without one."""
+    label_embeds = encoder([template.format(label=label) for label in labels])
+    given = [row for row, caption in enumerate(captions) if caption and caption.strip()]
+    scores = np.full((len(captions), len(labels)), -1.0, dtype=np.float32)
+    if given:
+        scores[given] = encoder([captions[row] for row in given]) @ label_embeds.T
+    return scores
+
+
+def classify_captions(captions: Sequence[str | None], references: Sequence[Sequence[str]],
+                      vocabulary: Sequence[str], encoder: TextEncoder,
+                      template: str = LABEL_TEMPLATE) -> dict[str, float]:
+    """:func:`classification_metrics` of ``captions`` against each clip's reference labels."""
+    index = {label: position for position, label in enumerate(vocabulary)}
+    unknown = sorted({label for labels in references for label in labels} - set(index))
+    if unknown:
+        raise ValueError(f"labels not in the vocabulary: {', '.join(unknown[:10])}")
+    targets = np.zeros((len(captions), len(vocabulary)), dtype=bool)
+    for row, labels in enumerate(references):
+        targets[row, [index[label] for label in labels]] = True
+    return classification_metrics(caption_scores(captions, vocabulary, encoder, template), targets)
+
+
+def read_vocabulary_labels(benchmark: str | Path) -> list[str]:
+    """The labels of a built benchmark's ``vocabulary.csv`` (``index,label``), in order."""
+    from fusion_datasets.builders.base import BuildReport
+    from fusion_datasets.builders.classification import read_vocabulary
+
+    path = Path(benchmark) / "vocabulary.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: build the benchmark with `fusion-datasets build`")
+    return list(read_vocabulary(path, BuildReport(str(path))).values())
+
+
+def run_classification_eval(
+    predictions: str | Path,
+    benchmark: str | Path,
+    output: str | Path,
+    *,
+    model: str | None = None,
+    text_encoder: str = DEFAULT_TEXT_ENCODER,
+    template: str = LABEL_TEMPLATE,
+    device: str | None = None,
+    split: str = "test",
+    config: str | None = None,
+    model_index: str | Path | None = None,
+) -> dict[str, Any]:
+    """``fusion-datasets eval classification``: map ``predictions`` (captions) to the benchmark's vocabulary.
+
+    Captions come from a predictions file (``prediction``, ``output`` or ``caption``), matched to clips
+    by ``audio_id``. Writes ``report.json`` / ``report.md`` into ``output``.
+    """
+    name = benchmark_name(benchmark)
+    columns = load_benchmark(benchmark, split, config).select_columns(["audio_id", "labels"])[:]
+    rows, skipped = read_predictions(predictions)
+    if skipped:
+        logger.warning("%s: %d predictions skipped (%s)", predictions, sum(skipped.values()), dict(skipped))
+    by_audio: dict[str, str | None] = {}
+    for row in rows:
+        by_audio.setdefault(row.audio_id, row.text)
+    captions = [by_audio.get(audio_id) for audio_id in columns["audio_id"]]
+    encoder = load_text_encoder(text_encoder, device)
+    vocabulary = read_vocabulary_labels(benchmark)
+    metrics = classify_captions(captions, columns["labels"], vocabulary, encoder, template)
+    size = len(captions)
+    results = [{"benchmark": name, "task": OVERALL, "metric": metric, "value": value, "n": size}
+               for metric, value in metrics.items()]
+    missing = sum(not (caption or "").strip() for caption in captions)
+    results.append({"benchmark": name, "task": OVERALL, "metric": "missing", "value": missing, "n": size})
+    report = write_report(output, model or Path(predictions).stem, results)
+    if model_index:
+        write_model_index(model_index, report, "audio-classification", skip_metrics=["missing"])
+    return report

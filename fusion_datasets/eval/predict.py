@@ -1,0 +1,205 @@
+"""``eval predict``: an audio LM answers a benchmark's instructions; its answers as resumable JSONL.
+
+Each line of the output is ``{"id", "audio_id", "instruction", "prediction"}`` (and ``"error"`` where the
+row failed: a clip that cannot be decoded, a failed generation). A rerun skips the rows already answered
+and answers again those that failed. :func:`read_predictions` reads that file back, and the FusionAudio
+format too (the benchmark's JSON list with ``output`` replaced by the model's answer).
+
+Example:
+    >>> run_predict("Qwen/Qwen2-Audio-7B-Instruct", "data/clotho-aqa", "preds.jsonl")  # doctest: +SKIP
+    {'answered': 1000, 'failed': 0, 'skipped': 0}
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fusion_datasets.experts.audio_llm import AudioLLMConfig, AudioLLMExpert
+from fusion_datasets.media import MediaBatch
+from fusion_datasets.prompts import read_prompt
+
+logger = logging.getLogger(__name__)
+
+INSTRUCTION = "{instruction}"
+TEXT_KEYS = ("prediction", "output", "caption")  # where a predictions file holds the model's text
+
+
+@dataclass(frozen=True)
+class PredictConfig(AudioLLMConfig):
+    """``prompt`` is a template: each row's instruction replaces ``{instruction}``. Rows without an
+    instruction (classification benchmarks) get ``default_instruction``, the paper's sound prompt."""
+
+    prompt: str = INSTRUCTION
+    default_instruction: str = read_prompt("sound_v1")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if INSTRUCTION not in self.prompt:
+            raise ValueError(f"prompt must contain {INSTRUCTION!r}, got {self.prompt!r}")
+
+
+class AudioLLMAnswerer(AudioLLMExpert[PredictConfig]):
+    """Writes ``prediction``: the audio LM's greedy answer to each row's ``instruction`` about its ``audio``.
+
+    Example:
+        >>> answers = AudioLLMAnswerer(model="Qwen/Qwen2-Audio-7B-Instruct")(batch)  # doctest: +SKIP
+    """
+
+    stage = "predict"
+    config_class = PredictConfig
+
+    def features(self) -> dict[str, Any]:
+        from datasets import Value
+
+        return {"prediction": Value("string")}
+
+    def process(self, media: MediaBatch, rank: int | None = None) -> dict[str, list]:
+        prompts = [self.config.prompt.replace(INSTRUCTION, instruction or self.config.default_instruction)
+                   for instruction in media.column("instruction")]
+        return {"prediction": self.describe(media, rank, range(media.size), prompts)}
+
+
+def load_benchmark(benchmark: str | Path, split: str = "test", config: str | None = None) -> Any:
+    """A built benchmark (folder or Hub id) with its audio as ``{"bytes", "path"}``, decoded when used."""
+    import datasets
+
+    table = datasets.load_dataset(str(benchmark), config, split=split)
+    if "audio" in table.column_names:
+        table = table.cast_column("audio", datasets.Audio(decode=False))
+    return table
+
+
+def benchmark_name(benchmark: str | Path) -> str:
+    """The builder that made ``benchmark`` (its ``stats.json``), else the folder's or Hub id's last part."""
+    stats = Path(benchmark) / "stats.json"
+    if stats.is_file():
+        name = json.loads(stats.read_text()).get("name")
+        if isinstance(name, str) and name:
+            return name
+    return Path(str(benchmark).rstrip("/")).name
+
+
+def _resume(output: Path) -> set[str]:
+    """Ids answered in ``output``; rewrites it without its failed rows and any cut-off last line."""
+    if not output.exists():
+        return set()
+    kept, done, dropped = [], set(), Counter()
+    for number, line in enumerate(output.read_text(encoding="utf-8").splitlines(), start=1):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            logger.warning("%s:%d is not JSON (a run cut off mid-line?); answered again", output, number)
+            dropped["unreadable"] += 1
+            continue
+        if record.get("error") or not isinstance(record.get("id"), str):
+            dropped["failed"] += 1
+            continue
+        if record["id"] not in done:
+            done.add(record["id"])
+            kept.append(line)
+    if dropped:
+        logger.info("%s: %d rows kept, answering again %s", output, len(kept), dict(dropped))
+        staging = output.with_name(output.name + ".tmp")
+        staging.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
+        os.replace(staging, output)
+    return done
+
+
+def run_predict(
+    model: str,
+    benchmark: str | Path,
+    output: str | Path,
+    *,
+    split: str = "test",
+    config: str | None = None,
+    batch_size: int = 8,
+    max_new_tokens: int = 256,
+    prompt: str = INSTRUCTION,
+    device: str | None = None,
+    dtype: str = "auto",
+) -> dict[str, int]:
+    """``fusion-datasets eval predict``: answer every row of ``benchmark`` not yet in ``output`` (JSONL).
+
+    Rows are answered ``batch_size`` at a time and each batch is appended (and flushed) at once, so an
+    interrupted run loses at most one batch. Returns the counts ``answered``, ``failed`` and ``skipped``.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    table = load_benchmark(benchmark, split, config)
+    done = _resume(output)
+    answerer = AudioLLMAnswerer(model=model, prompt=prompt, max_new_tokens=max_new_tokens, device=device,
+                                dtype=dtype)
+    todo = [row for row, row_id in enumerate(table["id"]) if row_id not in done]
+    counts = {"answered": 0, "failed": 0, "skipped": table.num_rows - len(todo)}
+    with output.open("a", encoding="utf-8") as handle:
+        for start in range(0, len(todo), batch_size):
+            batch = table.select(todo[start:start + batch_size])[:]
+            answers = answerer(batch)
+            ids = batch["id"]
+            keys = zip(ids, batch.get("audio_id", ids), batch.get("instruction", [None] * len(ids)))
+            for (row_id, audio_id, instruction), prediction, errors in zip(
+                    keys, answers["prediction"], answers["errors"]):
+                record = {"id": row_id, "audio_id": audio_id, "instruction": instruction,
+                          "prediction": prediction}
+                if errors or prediction is None:
+                    messages = (f"{error['stage']}: {error['message']}" for error in errors)
+                    record["error"] = "; ".join(messages) or "no answer"
+                counts["failed" if "error" in record else "answered"] += 1
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            handle.flush()
+            logger.info("%s: %d of %d rows done", output, start + len(ids), len(todo))
+    return counts
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One prediction read back: the row it answers and its text (``None``: the model gave none)."""
+
+    audio_id: str
+    instruction: str | None
+    text: str | None
+
+
+def _prediction(record: Any) -> Prediction | None:
+    if not isinstance(record, dict) or not isinstance(record.get("audio_id"), str):
+        return None
+    text = next((record[key] for key in TEXT_KEYS if key in record), None)
+    instruction = record.get("instruction")
+    return Prediction(record["audio_id"], instruction if isinstance(instruction, str) else None,
+                      None if record.get("error") or not isinstance(text, str) else text)
+
+
+def read_predictions(path: str | Path) -> tuple[list[Prediction], Counter]:
+    """The predictions of ``path``: our JSONL, or a FusionAudio-format JSON list (``output`` = the answer).
+
+    A line or row that cannot be used is logged with its ``file:line``, skipped and counted (the Counter).
+    """
+    from fusion_datasets.builders.base import BuildReport, read_json_rows
+
+    path = Path(path)
+    text = path.read_text(encoding="utf-8-sig", errors="replace")
+    if text.lstrip().startswith("["):  # rows without a string audio_id and output are skipped there
+        report = BuildReport(str(path))
+        return [_prediction(item) for _, item in read_json_rows(path, report)], report.skipped
+    predictions, skipped = [], Counter()
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row, reason = _prediction(json.loads(line)), "not an object with a string audio_id"
+        except json.JSONDecodeError as error:
+            row, reason = None, f"not JSON ({error.msg})"
+        if row is None:
+            logger.warning("%s:%d: prediction skipped, %s", path, number, reason)
+            skipped["bad_prediction_line"] += 1
+        else:
+            predictions.append(row)
+    return predictions, skipped

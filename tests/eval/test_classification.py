@@ -1,0 +1,202 @@
+"""Zero-shot classification from captions, with the tiny zoo's CLAP text tower as the text encoder."""
+
+import json
+
+import evaluate
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score
+
+from fusion_datasets.cli import main
+from fusion_datasets.eval.classification import (
+    average_precision,
+    caption_scores,
+    classification_metrics,
+    load_text_encoder,
+)
+from fusion_datasets.evaluate_modules import module_path
+
+VOCABULARY = "1,dog\n2,rain\n3,crickets\n4,church_bells\n"
+
+
+def _results(output) -> dict[str, tuple[float, int]]:
+    report = json.loads((output / "report.json").read_text())
+    assert {row["task"] for row in report["results"]} == {"overall"}
+    return {row["metric"]: (row["value"], row["n"]) for row in report["results"]}
+
+
+def test_metrics_by_hand():
+    scores = np.array([[0.9, 0.1, 0.0], [0.2, 0.7, 0.6], [0.1, 0.3, 0.2], [0.5, 0.3, 0.6]])
+    targets = np.array([[1, 0, 0], [0, 0, 1], [0, 1, 1], [0, 0, 0]], dtype=bool)
+    # top-1: right, wrong, right, wrong (a clip without labels is never right)
+    # AP per class (a positive tied with a negative ranks after it): 1; 1/3 (0.7 first, 0.3 tied);
+    # class 2: 1/2 (0.6 tied) then 2/3
+    metrics = classification_metrics(scores, targets)
+    assert metrics["accuracy"] == 50.0
+    assert metrics["mAP"] == pytest.approx(100 * (1.0 + 1 / 3 + (1 / 2 + 2 / 3) / 2) / 3)
+
+
+def test_average_precision_agrees_with_scikit_learn_on_ties():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        scores, positives = rng.integers(0, 4, 40).astype(float), rng.random(40) < 0.3
+        assert average_precision(scores, positives) == pytest.approx(
+            average_precision_score(positives, scores)
+        )
+
+
+def _predictions(tmp_path, write_jsonl, captions: dict[str, str | None]):
+    return write_jsonl(
+        tmp_path / "captions.jsonl",
+        [
+            {"id": clip, "audio_id": f"clips/{clip}.wav", "instruction": None, "prediction": caption}
+            for clip, caption in captions.items()
+        ],
+    )
+
+
+@pytest.fixture
+def esc50(make_benchmark, fa_row):
+    rows = [
+        fa_row(clip, "What is this sound?", label)
+        for clip, label in [
+            ("music", "church_bells"),
+            ("noise", "rain"),
+            ("speech", "dog"),
+            ("silence", "crickets"),
+        ]
+    ]
+    return make_benchmark("esc50", rows, files={"ESC50.csv": VOCABULARY})
+
+
+def test_esc50_captions_that_name_the_labels(esc50, tiny_zoo, write_jsonl, tmp_path):
+    captions = {
+        "music": "sound of church_bells",
+        "noise": "sound of rain",
+        "speech": "sound of dog",
+        "silence": "sound of crickets",
+    }
+    file = _predictions(tmp_path, write_jsonl, captions)
+    assert (
+        main(
+            [
+                "eval",
+                "classification",
+                "--predictions",
+                str(file),
+                "--benchmark",
+                str(esc50),
+                "--output",
+                str(tmp_path / "report"),
+                "--text-encoder",
+                str(tiny_zoo["clap"]),
+            ]
+        )
+        == 0
+    )
+    # each caption is its label's prompt: cosine 1, above every other label's (a random encoder's) cosine
+    assert _results(tmp_path / "report") == {"accuracy": (100.0, 4), "mAP": (100.0, 4), "missing": (0, 4)}
+
+
+def test_esc50_wrong_and_missing_captions(esc50, tiny_zoo, write_jsonl, tmp_path):
+    captions = {"music": "sound of church_bells", "noise": "sound of dog", "speech": "sound of dog"}
+    file = _predictions(tmp_path, write_jsonl, captions)
+    output, index = tmp_path / "report", tmp_path / "model-index.yaml"
+    assert (
+        main(
+            [
+                "eval",
+                "classification",
+                "--predictions",
+                str(file),
+                "--benchmark",
+                str(esc50),
+                "--output",
+                str(output),
+                "--text-encoder",
+                str(tiny_zoo["clap"]),
+                "--model-index",
+                str(index),
+            ]
+        )
+        == 0
+    )
+    results = _results(output)
+    assert results["accuracy"] == (50.0, 4) and results["missing"] == (1, 4)
+    # mAP recomputed independently: scikit-learn on the encoder's similarities (the silent clip scores -1)
+    labels = ["dog", "rain", "crickets", "church_bells"]
+    scores = caption_scores(
+        [captions["music"], captions["noise"], captions["speech"], None],
+        labels,
+        load_text_encoder(str(tiny_zoo["clap"])),
+    )
+    targets = np.eye(4, dtype=bool)[[3, 1, 0, 2]]
+    assert scores[3].tolist() == [-1.0] * 4
+    expected = np.mean([average_precision_score(targets[:, label], scores[:, label]) for label in range(4)])
+    assert results["mAP"][0] == pytest.approx(100 * expected)
+    assert "type: audio-classification" in index.read_text() and "missing" not in index.read_text()
+
+
+def test_fsd50k_multi_label(make_benchmark, fa_row, tiny_zoo, write_jsonl, tmp_path):
+    rows = [
+        fa_row("music", "Label it.", "Labels: church_bells; rain"),
+        fa_row("noise", "Label it.", "Labels: rain"),
+        fa_row("speech", "Label it.", "Labels: dog; crickets"),
+    ]
+    benchmark = make_benchmark("fsd50k", rows, files={"FSD50K.csv": VOCABULARY})
+    captions = {"music": "sound of rain", "noise": "sound of rain", "speech": "sound of crickets"}
+    file = _predictions(tmp_path, write_jsonl, captions)
+    assert (
+        main(
+            [
+                "eval",
+                "classification",
+                "--predictions",
+                str(file),
+                "--benchmark",
+                str(benchmark),
+                "--output",
+                str(tmp_path / "report"),
+                "--text-encoder",
+                str(tiny_zoo["clap"]),
+            ]
+        )
+        == 0
+    )
+    results = _results(tmp_path / "report")
+    assert results["accuracy"] == (100.0, 3)  # each top label is one of the clip's labels
+    scores = caption_scores(
+        list(captions.values()),
+        ["dog", "rain", "crickets", "church_bells"],
+        load_text_encoder(str(tiny_zoo["clap"])),
+    )
+    targets = np.array([[0, 1, 0, 1], [0, 1, 0, 0], [1, 0, 1, 0]], dtype=bool)
+    expected = np.mean([average_precision_score(targets[:, label], scores[:, label]) for label in range(4)])
+    assert results["mAP"][0] == pytest.approx(100 * expected)
+
+
+def test_evaluate_module(tiny_zoo):
+    metric = evaluate.load(module_path("audio_classification"))
+    result = metric.compute(
+        predictions=["sound of dog", "sound of rain"],
+        references=[["dog"], ["rain"]],
+        vocabulary=["dog", "rain", "crickets"],
+        text_encoder=str(tiny_zoo["clap"]),
+    )
+    assert result == {"accuracy": 100.0, "mAP": 100.0}
+    with pytest.raises(ValueError, match="labels not in the vocabulary: owl"):
+        metric.compute(
+            predictions=["sound of owl"],
+            references=[["owl"]],
+            vocabulary=["dog"],
+            text_encoder=str(tiny_zoo["clap"]),
+        )
+
+
+def test_a_plain_text_model_encodes_by_mean_pooling(tiny_zoo):
+    """The path of the default (sentence-transformers) encoder, with the zoo's tiny Qwen2 as the model."""
+    encoder = load_text_encoder(str(tiny_zoo["chat-lm"]))
+    embeddings = encoder(["sound of dog", "sound of rain", "a much longer sentence about rain"])
+    assert embeddings.shape[0] == 3 and np.allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-5)
+    scores = caption_scores(["sound of rain", None], ["dog", "rain"], encoder)
+    assert scores[0].argmax() == 1 and scores[0, 1] == pytest.approx(1.0, abs=1e-5)
