@@ -77,23 +77,8 @@ def test_esc50_captions_that_name_the_labels(esc50, tiny_zoo, write_jsonl, tmp_p
         "silence": "sound of crickets",
     }
     file = _predictions(tmp_path, write_jsonl, captions)
-    assert (
-        main(
-            [
-                "eval",
-                "classification",
-                "--predictions",
-                str(file),
-                "--benchmark",
-                str(esc50),
-                "--output",
-                str(tmp_path / "report"),
-                "--text-encoder",
-                str(tiny_zoo["clap"]),
-            ]
-        )
-        == 0
-    )
+    assert main(["eval", "classification", "--predictions", str(file), "--benchmark", str(esc50), "--output",
+                 str(tmp_path / "report"), "--text-encoder", str(tiny_zoo["clap"])]) == 0
     # each caption is its label's prompt: cosine 1, above every other label's (a random encoder's) cosine
     assert _results(tmp_path / "report") == {"accuracy": (100.0, 4), "mAP": (100.0, 4), "missing": (0, 4)}
 
@@ -102,25 +87,8 @@ def test_esc50_wrong_and_missing_captions(esc50, tiny_zoo, write_jsonl, tmp_path
     captions = {"music": "sound of church_bells", "noise": "sound of dog", "speech": "sound of dog"}
     file = _predictions(tmp_path, write_jsonl, captions)
     output, index = tmp_path / "report", tmp_path / "model-index.yaml"
-    assert (
-        main(
-            [
-                "eval",
-                "classification",
-                "--predictions",
-                str(file),
-                "--benchmark",
-                str(esc50),
-                "--output",
-                str(output),
-                "--text-encoder",
-                str(tiny_zoo["clap"]),
-                "--model-index",
-                str(index),
-            ]
-        )
-        == 0
-    )
+    assert main(["eval", "classification", "--predictions", str(file), "--benchmark", str(esc50), "--output",
+                 str(output), "--text-encoder", str(tiny_zoo["clap"]), "--model-index", str(index)]) == 0
     results = _results(output)
     assert results["accuracy"] == (50.0, 4) and results["missing"] == (1, 4)
     # mAP recomputed independently: scikit-learn on the encoder's similarities (the silent clip scores -1)
@@ -146,23 +114,8 @@ def test_fsd50k_multi_label(make_benchmark, fa_row, tiny_zoo, write_jsonl, tmp_p
     benchmark = make_benchmark("fsd50k", rows, files={"FSD50K.csv": VOCABULARY})
     captions = {"music": "sound of rain", "noise": "sound of rain", "speech": "sound of crickets"}
     file = _predictions(tmp_path, write_jsonl, captions)
-    assert (
-        main(
-            [
-                "eval",
-                "classification",
-                "--predictions",
-                str(file),
-                "--benchmark",
-                str(benchmark),
-                "--output",
-                str(tmp_path / "report"),
-                "--text-encoder",
-                str(tiny_zoo["clap"]),
-            ]
-        )
-        == 0
-    )
+    assert main(["eval", "classification", "--predictions", str(file), "--benchmark", str(benchmark), "--output",
+                 str(tmp_path / "report"), "--text-encoder", str(tiny_zoo["clap"])]) == 0
     results = _results(tmp_path / "report")
     assert results["accuracy"] == (100.0, 3)  # each top label is one of the clip's labels
     scores = caption_scores(

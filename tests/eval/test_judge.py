@@ -116,23 +116,8 @@ def test_audiobench_judge_in_process(audiocaps_qa, tiny_zoo, tmp_path, report_ro
     benchmark, predictions = audiocaps_qa
     judge_lm = str(tiny_zoo["judge-lm"])
     output = tmp_path / "report"
-    assert (
-        main(
-            [
-                "eval",
-                "qa",
-                "--predictions",
-                str(predictions),
-                "--benchmark",
-                str(benchmark),
-                "--output",
-                str(output),
-                "--judge-model",
-                judge_lm,
-            ]
-        )
-        == 0
-    )
+    assert main(["eval", "qa", "--predictions", str(predictions), "--benchmark", str(benchmark), "--output",
+                 str(output), "--judge-model", judge_lm]) == 0
 
     results = report_rows(output)  # 3 answers rated 4 (x20), the missing one 0
     assert results["open-ended", "judge_score"] == (60.0, 4) and results["overall", "judge_score"] == (
@@ -197,27 +182,9 @@ def test_air_bench_chat_judge_through_a_real_server(make_benchmark, fa_row, tiny
     (tmp_path / "answers.json").write_text(answers)
     judge_lm = str(tiny_zoo["judge-lm"])
     with serve_model(judge_lm) as server:
-        assert (
-            main(
-                [
-                    "eval",
-                    "qa",
-                    "--predictions",
-                    str(tmp_path / "answers.json"),
-                    "--benchmark",
-                    str(benchmark),
-                    "--output",
-                    str(tmp_path / "served"),
-                    "--judge-model",
-                    judge_lm,
-                    "--judge-kind",
-                    "server",
-                    "--judge-url",
-                    server.base_url,
-                ]
-            )
-            == 0
-        )
+        assert main(["eval", "qa", "--predictions", str(tmp_path / "answers.json"), "--benchmark", str(benchmark),
+                     "--output", str(tmp_path / "served"), "--judge-model", judge_lm, "--judge-kind", "server",
+                     "--judge-url", server.base_url]) == 0
     results = report_rows(tmp_path / "served")  # the answers 8, the references 6; the missing answer 1
     assert results["music", "judge_score"] == (8.0, 1) and results["sound", "judge_score"] == (1.0, 1)
     assert results["overall", "judge_score"] == (pytest.approx(17 / 3), 3)

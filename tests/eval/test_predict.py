@@ -65,23 +65,8 @@ def test_predict_resume_then_score(make_benchmark, fa_row, tiny_zoo, tmp_path, r
     assert [p.text is None for p in predictions].count(True) == 1
 
     # the predictions score end to end: the failed row counts as missing
-    assert (
-        main(
-            [
-                "eval",
-                "qa",
-                "--predictions",
-                str(output),
-                "--benchmark",
-                str(benchmark),
-                "--output",
-                str(tmp_path / "report"),
-                "--model",
-                "tiny-qwen2-audio",
-            ]
-        )
-        == 0
-    )
+    assert main(["eval", "qa", "--predictions", str(output), "--benchmark", str(benchmark), "--output",
+                 str(tmp_path / "report"), "--model", "tiny-qwen2-audio"]) == 0
     results = report_rows(tmp_path / "report")
     assert results["overall", "missing"] == (1, 5) and results["overall", "accuracy"][1] == 5
     assert json.loads((tmp_path / "report" / "report.json").read_text())["model"] == "tiny-qwen2-audio"

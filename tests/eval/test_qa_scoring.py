@@ -113,23 +113,8 @@ def test_clotho_aqa_end_to_end(make_benchmark, fa_row, write_jsonl, tmp_path, re
     ]
     file = write_jsonl(tmp_path / "preds.jsonl", predictions)
     output = tmp_path / "report"
-    assert (
-        main(
-            [
-                "eval",
-                "qa",
-                "--predictions",
-                str(file),
-                "--benchmark",
-                str(benchmark),
-                "--output",
-                str(output),
-                "--model",
-                "my-model",
-            ]
-        )
-        == 0
-    )
+    assert main(["eval", "qa", "--predictions", str(file), "--benchmark", str(benchmark), "--output", str(output),
+                 "--model", "my-model"]) == 0
 
     results = report_rows(output)
     assert results["yes/no", "accuracy"] == (pytest.approx(200 / 3), 3)
@@ -179,23 +164,8 @@ def test_air_bench_foundation_end_to_end(make_benchmark, fa_row, tmp_path, repor
         )
     )
     output, index = tmp_path / "report", tmp_path / "card" / "model-index.yaml"
-    assert (
-        main(
-            [
-                "eval",
-                "qa",
-                "--predictions",
-                str(file),
-                "--benchmark",
-                str(benchmark),
-                "--output",
-                str(output),
-                "--model-index",
-                str(index),
-            ]
-        )
-        == 0
-    )
+    assert main(["eval", "qa", "--predictions", str(file), "--benchmark", str(benchmark), "--output", str(output),
+                 "--model-index", str(index)]) == 0
 
     results = report_rows(output)
     assert results["Sound_Grounding", "accuracy"] == (pytest.approx(200 / 3), 3)
@@ -237,23 +207,8 @@ def test_a_benchmark_of_unknown_kind_needs_one(make_benchmark, fa_row, write_jso
                 str(tmp_path / "r"),
             ]
         )
-    assert (
-        main(
-            [
-                "eval",
-                "qa",
-                "--predictions",
-                str(file),
-                "--benchmark",
-                str(renamed),
-                "--output",
-                str(tmp_path / "r"),
-                "--kind",
-                "closed",
-            ]
-        )
-        == 0
-    )
+    assert main(["eval", "qa", "--predictions", str(file), "--benchmark", str(renamed), "--output",
+                 str(tmp_path / "r"), "--kind", "closed"]) == 0
     assert report_rows(tmp_path / "r")["overall", "missing"] == (1, 1)
 
 
