@@ -8,6 +8,7 @@ traceback deep in a model.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import types
 import typing
@@ -62,6 +63,9 @@ def _convert(value: Any, kind: Any, field: str) -> Any:
         return value
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if kind is float and isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            return float(value)  # PyYAML (YAML 1.1) reads a number without a dot, like 1e-5, as a string
     if kind in (int, float) and isinstance(value, bool) or not isinstance(value, kind):
         raise ConfigError(f"{field}: expected {_describe(kind)}, got {value!r}")
     return value

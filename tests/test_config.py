@@ -37,6 +37,8 @@ def test_builds_nested_configs_and_converts_loose_yaml_numbers():
         ({"sise": 3}, "unknown key sise; allowed: enabled, inner, name, size"),
         ({"inner": {"modle": "y"}}, "unknown key inner.modle; allowed: model, threshold, urls"),
         ({"size": "many"}, "size: expected an integer, got 'many'"),
+        ({"inner": {"threshold": "high"}}, "inner.threshold: expected a number, got 'high'"),
+        ({"size": "1e3"}, "size: expected an integer, got '1e3'"),
         ({"enabled": "yes please"}, "enabled: expected true or false, got 'yes please'"),
         ({"size": True}, "size: expected an integer, got True"),
         ({"inner": {"urls": "a"}}, "inner.urls: expected a list, got 'a'"),
@@ -55,6 +57,12 @@ def test_overrides_parse_values_as_yaml():
     result = apply_overrides(data, ["inner.threshold=0.25", "size=4", "enabled=false", "inner.urls=[u1, u2]"])
     assert from_mapping(Outer, result) == Outer(size=4, enabled=False, inner=Inner("a", 0.25, ("u1", "u2")))
     assert data == {"inner": {"model": "a"}}  # the input is left alone
+
+
+def test_a_float_field_takes_exponent_notation_that_yaml_reads_as_a_string():
+    assert apply_overrides({}, ["inner.threshold=5e-1"]) == {"inner": {"threshold": "5e-1"}}  # YAML 1.1
+    assert from_mapping(Outer, apply_overrides({}, ["inner.threshold=5e-1"])).inner.threshold == 0.5
+    assert from_mapping(Inner, {"threshold": "1E-2"}).threshold == 0.01
 
 
 @pytest.mark.parametrize(("override", "message"), [("size", "key=value"), ("name.x=1", "name is 'x', not a mapping")])

@@ -71,21 +71,23 @@ def staging_dir(repo_id: str) -> Path:
 
 
 class HubPublisher:
-    """Commits a run's files to one Hub dataset repository, which it creates (or finds) once.
+    """Commits files to one Hub repository (a dataset unless ``repo_type`` says otherwise), which it creates
+    (or finds) once.
 
     Transient failures (429, 5xx, connection errors, timeouts) are retried up to ``max_retries`` times
     with exponential backoff (``backoff`` seconds first, full jitter); others raise :class:`HubError` at once.
     """
 
     def __init__(self, repo_id: str, private: bool = False, api: HfApi | None = None, *,
-                 max_retries: int = 5, backoff: float = 2.0) -> None:
+                 repo_type: str = "dataset", max_retries: int = 5, backoff: float = 2.0) -> None:
         from huggingface_hub import HfApi
 
         self.repo_id = repo_id
+        self.repo_type = repo_type
         self.api = api if api is not None else HfApi()
         self.max_retries = max_retries
         self.backoff = backoff
-        self.url = str(self.call("create the repository", self.api.create_repo, repo_id, repo_type="dataset",
+        self.url = str(self.call("create the repository", self.api.create_repo, repo_id, repo_type=repo_type,
                                  private=private, exist_ok=True))
         self._remote: dict[str, tuple[str, int, str]] | None = None  # path -> (hash kind, size, hash)
 
@@ -103,10 +105,11 @@ class HubPublisher:
                     raise
                 if not transient or attempt >= self.max_retries:
                     # from None: the original message may hold what redact() removes from ours
-                    raise _hub_error(error, self.repo_id, action, attempt) from None
+                    raise _hub_error(error, self.repo_id, self.repo_type, action, attempt) from None
                 delay = random.uniform(0, self.backoff * 2**attempt)
                 attempt += 1
-                logger.warning("%s; retry %d of %d in %.1f s", _describe(error, self.repo_id, action),
+                logger.warning("%s; retry %d of %d in %.1f s",
+                               _describe(error, f"Hub {self.repo_type} {self.repo_id}", action),
                                attempt, self.max_retries, delay)
                 time.sleep(delay)
 
@@ -134,7 +137,7 @@ class HubPublisher:
             logger.info("%s: nothing new to push for %r", self.repo_id, message)
             return
         self.call(f"commit {len(operations)} file(s) to", self.api.create_commit, self.repo_id, operations,
-                  commit_message=message, repo_type="dataset")
+                  commit_message=message, repo_type=self.repo_type)
         logger.info("%s: pushed %d files (%s)", self.repo_id, len(operations), message)
         self._remote = None  # listed again when next needed: how the Hub stored them (LFS or git) shows there
 
@@ -143,7 +146,7 @@ class HubPublisher:
             from huggingface_hub.hf_api import RepoFile
 
             tree = self.call("list the files of", lambda: list(self.api.list_repo_tree(
-                self.repo_id, recursive=True, repo_type="dataset")))
+                self.repo_id, recursive=True, repo_type=self.repo_type)))
             self._remote = {item.path: ("sha256", item.size, item.lfs.sha256) if item.lfs else
                             ("git", item.size, item.blob_id) for item in tree if isinstance(item, RepoFile)}
         return self._remote
@@ -194,22 +197,22 @@ def push_folder(folder: str | Path, repo_id: str, private: bool = False, api: Hf
     return publisher.url
 
 
-def _describe(error: BaseException, repo_id: str, action: str) -> str:
+def _describe(error: BaseException, name: str, action: str) -> str:
     from huggingface_hub.errors import HfHubHTTPError
 
     if isinstance(error, HfHubHTTPError):  # the server's own words, without the boilerplate around them
         status, detail = f"HTTP {error.response.status_code}", error.server_message or ""
     else:
         status, detail = type(error).__name__, str(error)
-    message = f"could not {action} Hub dataset {repo_id} ({status}): {' '.join(detail.split())[:500]}"
+    message = f"could not {action} {name} ({status}): {' '.join(detail.split())[:500]}"
     return redact(message, os.environ.get("HF_TOKEN"))
 
 
-def _hub_error(error: BaseException, repo_id: str, action: str, retries: int) -> HubError:
+def _hub_error(error: BaseException, repo_id: str, repo_type: str, action: str, retries: int) -> HubError:
     from huggingface_hub.errors import HfHubHTTPError
 
     status = error.response.status_code if isinstance(error, HfHubHTTPError) else None
-    message = _describe(error, repo_id, action)
+    message = _describe(error, f"Hub {repo_type} {repo_id}", action)
     if status in (401, 403):
         message += f"; check that your token (HF_TOKEN or `hf auth login`) may write to {repo_id}"
     elif retries:

@@ -6,9 +6,11 @@ import hashlib
 import shutil
 from pathlib import Path
 
+import httpx2
 from huggingface_hub import CommitInfo, CommitOperationAdd, HfApi, RepoUrl
+from huggingface_hub.errors import HfHubHTTPError
 from huggingface_hub.hf_api import RepoFile
-from huggingface_hub.utils import DEFAULT_IGNORE_PATTERNS, filter_repo_objects
+from huggingface_hub.utils import DEFAULT_IGNORE_PATTERNS, filter_repo_objects, hf_raise_for_status
 
 LFS_SUFFIXES = (".parquet", ".png")  # what the Hub's default .gitattributes stores in LFS
 
@@ -33,7 +35,8 @@ class LocalHub(HfApi):
         self.calls.append(("create_repo", {"repo_id": repo_id, "private": private, "repo_type": repo_type,
                                            "exist_ok": exist_ok}))
         self.remote.mkdir(parents=True, exist_ok=True)
-        return RepoUrl(f"https://huggingface.co/datasets/{repo_id}")
+        prefix = "" if repo_type in (None, "model") else f"{repo_type}s/"
+        return RepoUrl(f"https://huggingface.co/{prefix}{repo_id}")
 
     def create_commit(self, repo_id, operations, *, commit_message, repo_type=None, **kwargs):
         operations = list(operations)
@@ -71,3 +74,14 @@ class LocalHub(HfApi):
 
     def commits(self) -> list[dict]:
         return [call for name, call in self.calls if name == "create_commit"]
+
+
+def http_error(status: int, body: str, url: str = "https://huggingface.co/api/datasets/org/name/commit/main"
+               ) -> HfHubHTTPError:
+    """The error huggingface_hub raises for a real HTTP response with this status and body (for ``failures``)."""
+    response = httpx2.Response(status, request=httpx2.Request("POST", url), text=body)
+    try:
+        hf_raise_for_status(response)
+    except HfHubHTTPError as error:
+        return error
+    raise ValueError(f"HTTP {status} is not an error")

@@ -24,6 +24,7 @@ _BUILDERS: dict[str, str] = {
     "whisper": "speech:build_tiny_whisper",
     "ast-audioset": "tagging:build_tiny_ast",
     "clap": "clap:build_tiny_clap",
+    "clap-trainable": "clap:build_trainable_clap",
     "htdemucs": "separation:build_tiny_htdemucs",
     "chat-lm": "chat:build_tiny_chat_lm",
     "fusion-lm": "fixed_answer:build_tiny_fusion_lm",
