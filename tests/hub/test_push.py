@@ -8,26 +8,15 @@ import logging
 from pathlib import Path
 
 import datasets
-import httpx2
 import pytest
 from huggingface_hub import DatasetCard, DatasetCardData
-from huggingface_hub.errors import HfHubHTTPError
-from huggingface_hub.utils import hf_raise_for_status
 
 from fusion_datasets.cli import main
 from fusion_datasets.hub.push import HubError, HubPublisher, parse_hub_output, push_folder, staging_dir
-from fusion_datasets.testing.hub import LocalHub
+from fusion_datasets.testing.hub import LocalHub, http_error
 
 REPO = "my-org/fusion-captions"
 FAKE_TOKEN = "hf_FAKEtoken0123456789abcdefXYZ"
-
-
-def http_error(status: int, body: str) -> HfHubHTTPError:
-    """The error huggingface_hub raises for a real HTTP response with this status and body."""
-    request = httpx2.Request("POST", f"https://huggingface.co/api/datasets/{REPO}/commit/main")
-    with pytest.raises(HfHubHTTPError) as raised:
-        hf_raise_for_status(httpx2.Response(status, request=request, text=body))
-    return raised.value
 
 
 def write_run_output(root: Path, complete: bool = True) -> Path:
