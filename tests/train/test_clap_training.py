@@ -55,6 +55,18 @@ def _write_hub_folder(folder: Path, table: datasets.Dataset, config: str, split:
     return folder
 
 
+def _tone_rows(folder: Path, per_pitch: int, rng: np.random.Generator) -> dict[str, list]:
+    """``per_pitch`` tones of 1 to 2 s for each pitch written to ``folder``: ``{id, audio, captions}`` columns."""
+    rows: dict[str, list] = {"id": [], "audio": [], "captions": []}
+    for hz in PITCHES:
+        for index in range(per_pitch):
+            path = media.write_audio(folder / f"{hz}-{index}.wav", _tone(hz, rng.uniform(1, 2), rng), RATE)
+            rows["id"].append(path.stem)
+            rows["audio"].append(str(path))
+            rows["captions"].append(_captions(hz))
+    return rows
+
+
 @pytest.fixture(scope="module")
 def tone_data(tmp_path_factory) -> dict[str, str]:
     """``saved`` (save_to_disk, captions lists, 3 clips per pitch), ``many`` (the same, 24 per pitch),
@@ -62,15 +74,10 @@ def tone_data(tmp_path_factory) -> dict[str, str]:
     pitch with 3 captions) and ``bad`` (``saved`` plus a corrupt file)."""
     root = tmp_path_factory.mktemp("tones")
     rng = np.random.default_rng(0)
-    rows: dict[str, list] = {"id": [], "audio": [], "captions": []}
-    for hz in PITCHES:
-        for index in range(3):
-            path = media.write_audio(root / "clips" / f"{hz}-{index}.wav", _tone(hz, rng.uniform(1, 2), rng), RATE)
-            rows["id"].append(path.stem)
-            rows["audio"].append(str(path))
-            rows["captions"].append(_captions(hz))
-    saved = datasets.Dataset.from_dict(rows)
-    saved.save_to_disk(str(root / "saved"))
+    rows = _tone_rows(root / "clips", 3, rng)
+    datasets.Dataset.from_dict(rows).save_to_disk(str(root / "saved"))
+    datasets.Dataset.from_dict(_tone_rows(root / "many", 24, rng)).save_to_disk(str(root / "many"))
+    _write_hub_folder(root / "bench", datasets.Dataset.from_dict(_tone_rows(root / "bench", 1, rng)), "default", "test")
 
     run = {"id": [], "audio": [], "caption": []}
     for hz in PITCHES:
@@ -82,23 +89,6 @@ def tone_data(tmp_path_factory) -> dict[str, str]:
         {"id": datasets.Value("string"), "audio": datasets.Audio(), "caption": datasets.Value("string")}
     )
     _write_hub_folder(root / "run", datasets.Dataset.from_dict(run, features=features), "captions", "train")
-
-    bench = {"id": [], "audio": [], "captions": []}
-    for hz in PITCHES:
-        path = media.write_audio(root / "bench" / f"{hz}.wav", _tone(hz, 1.5, rng), RATE)
-        bench["id"].append(path.stem)
-        bench["audio"].append(str(path))
-        bench["captions"].append(_captions(hz))
-    _write_hub_folder(root / "bench", datasets.Dataset.from_dict(bench), "default", "test")
-
-    many = {"id": [], "audio": [], "captions": []}
-    for hz in PITCHES:
-        for index in range(24):
-            path = media.write_audio(root / "many" / f"{hz}-{index}.wav", _tone(hz, rng.uniform(1, 2), rng), RATE)
-            many["id"].append(path.stem)
-            many["audio"].append(str(path))
-            many["captions"].append(_captions(hz))
-    datasets.Dataset.from_dict(many).save_to_disk(str(root / "many"))
 
     (root / "clips" / "corrupt.wav").write_bytes(b"not a wav file" * 100)
     bad = {key: [*values] for key, values in rows.items()}
