@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -92,6 +92,9 @@ def as_torch_dtype(dtype: Any, device: str) -> Any:
     return runtime.resolve_dtype(dtype, device) if isinstance(dtype, str) else dtype
 
 
+_Clap = TypeVar("_Clap", bound="TransformersClap")
+
+
 class TransformersClap:
     """A transformers ``ClapModel`` and ``ClapProcessor`` by Hub id or local path.
 
@@ -116,12 +119,27 @@ class TransformersClap:
     ) -> None:
         from transformers import ClapModel, ClapProcessor
 
-        self.device = runtime.resolve_device(device)
-        self.dtype = as_torch_dtype(dtype, self.device)
-        self.model = (
-            ClapModel.from_pretrained(model, revision=revision, dtype=self.dtype).to(self.device).eval()
+        device = runtime.resolve_device(device)
+        torch_dtype = as_torch_dtype(dtype, device)
+        self._bind(
+            ClapModel.from_pretrained(model, revision=revision, dtype=torch_dtype).to(device).eval(),
+            ClapProcessor.from_pretrained(model, revision=revision),
+            batch_size,
+            seed,
         )
-        processor = ClapProcessor.from_pretrained(model, revision=revision)
+
+    @classmethod
+    def wrap(cls: type[_Clap], model: Any, processor: Any, *, batch_size: int = 16, seed: int = 0) -> _Clap:
+        """A ``ClapModel`` already in memory (one being trained), on its own device and dtype."""
+        clap = cls.__new__(cls)
+        clap._bind(model, processor, batch_size, seed)
+        return clap
+
+    def _bind(self, model: Any, processor: Any, batch_size: int, seed: int) -> None:
+        parameter = next(model.parameters())
+        self.model = model
+        self.device = str(parameter.device)
+        self.dtype = parameter.dtype
         self.feature_extractor = processor.feature_extractor
         self.tokenizer = processor.tokenizer
         self.fused = bool(self.model.config.audio_config.enable_fusion)

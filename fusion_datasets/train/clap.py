@@ -58,24 +58,10 @@ class TrainClapResult:
 
 
 class LiveClap(TransformersClap):
-    """The model being trained as a ``ClapEmbedder`` for ``evaluate_retrieval``.
+    """The model being trained as a ``ClapEmbedder`` for ``evaluate_retrieval`` (build it with ``wrap``).
 
-    It shares the embedding code of ``TransformersClap`` but wraps a model in memory; clips are cut at
-    their start to the model's window, so evaluation is deterministic.
+    Clips are cut at their start to the model's window, so evaluation is deterministic.
     """
-
-    def __init__(self, model: Any, processor: Any, batch_size: int, seed: int) -> None:  # noqa: D107
-        # no super().__init__(): that loads a checkpoint, this wraps the live one
-        self.model = model
-        self.device = str(next(model.parameters()).device)
-        self.dtype = next(model.parameters()).dtype
-        self.feature_extractor = processor.feature_extractor
-        self.tokenizer = processor.tokenizer
-        self.fused = bool(model.config.audio_config.enable_fusion)
-        self.sampling_rate = int(self.feature_extractor.sampling_rate)
-        self.dim = int(model.config.projection_dim)
-        self.batch_size = batch_size
-        self.seed = seed
 
     def embed_audio(self, clips: Any) -> Any:
         window = self.feature_extractor.nb_max_samples
@@ -304,7 +290,9 @@ class _Trainer:
             raw.eval()
             with accelerator.autocast():
                 evaluation = evaluate_retrieval(
-                    LiveClap(raw, self.processor, self.config.eval_batch_size, self.config.seed),
+                    LiveClap.wrap(
+                        raw, self.processor, batch_size=self.config.eval_batch_size, seed=self.config.seed
+                    ),
                     self.eval_table,
                     audio_column=self.config.audio_column,
                     batch_size=self.config.eval_batch_size,
@@ -401,7 +389,8 @@ class _Trainer:
     def _finish(self, resumed: int | None, stopped: bool) -> TrainClapResult:
         accelerator = self.accelerator
         best = self._best()
-        skipped = self.state["skipped"]
+        # a clip that fails fails again each epoch: listed once
+        undecodable = list({json.dumps(item, sort_keys=True): item for item in self.state["skipped"]}.values())
         if accelerator.is_main_process:
             stats = {
                 "steps": self.state["step"],
@@ -413,10 +402,9 @@ class _Trainer:
                 "per_device_batch": self.per_device,
                 "gradient_accumulation_steps": self.accumulation,
                 "processes": accelerator.num_processes,
-                "dropped_undecodable": len(skipped),
-                "undecodable": sorted({json.dumps(item, sort_keys=True) for item in skipped}),
+                "dropped_undecodable": len(self.state["skipped"]),
+                "undecodable": undecodable,
             }
-            stats["undecodable"] = [json.loads(item) for item in stats["undecodable"]]
             write_text_atomically(self.output / "train_stats.json", json.dumps(stats, indent=2) + "\n")
             if best is not None:
                 write_report(
@@ -433,7 +421,7 @@ class _Trainer:
             self.state["epoch"],
             resumed,
             None if best is None else {key: best[key] for key in ("epoch", "step", "metrics")},
-            len(skipped),
+            len(self.state["skipped"]),
         )
 
 
