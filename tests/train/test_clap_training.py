@@ -390,3 +390,23 @@ def test_cli_trains_from_a_run_output(tmp_path, tiny_zoo, tone_data, capsys):
     assert main(argv) == 0
     assert capsys.readouterr().out.strip() == str(output / "report.md")
     assert json.loads((output / "train_config.json").read_text())["learning_rate"] == 1e-5
+
+
+def test_one_command_fine_tunes_on_the_captions_of_a_real_run(tmp_path, tiny_zoo, tone_data):
+    """``run tiny`` on tones, then ``train-clap --train OUT``: the run's ``captions`` config is read by default."""
+    clips, out, model = tmp_path / "clips", tmp_path / "run", tmp_path / "clap"
+    for hz in PITCHES:
+        media.write_audio(clips / f"{hz}.wav", _tone(hz, 2.0, np.random.default_rng(hz)), RATE)
+    run = ["run", "tiny", "--input", str(clips), "--output", str(out), "--set", "experts.separation.enabled=false"]
+    assert main(run) == 0
+    captions = datasets.load_dataset(str(out), "captions", split="train")
+    assert captions.num_rows == len(PITCHES)
+
+    train = ["train-clap", "--model", str(tiny_zoo["clap"]), "--train", str(out), "--eval", tone_data["bench"]]
+    overrides = ("batch_size=2", "epochs=1", "num_workers=0", "eval_resamples=0")
+    assert main([*train, "--output", str(model), *(f"--set={item}" for item in overrides)]) == 0
+    stats = json.loads((model / "train_stats.json").read_text())
+    assert (stats["clips_trained"], stats["steps"], stats["dropped_undecodable"]) == (len(PITCHES), 2, 0)
+    results = json.loads((model / "eval_results.json").read_text())
+    assert [entry["epoch"] for entry in results["evaluations"]] == [0, 1] and results["best"]["epoch"] == 1
+    assert (model / "best" / "model.safetensors").is_file() and "t2a" in (model / "report.md").read_text()
