@@ -78,6 +78,16 @@ def evaluate_retrieval(
     }
 
 
+def benchmark_name(dataset: str | Path) -> str:
+    """A benchmark's name in reports: the last part of its folder or Hub id.
+
+    Example:
+        >>> benchmark_name("data/audiocaps-test/"), benchmark_name("org/clotho")
+        ('audiocaps-test', 'clotho')
+    """
+    return Path(str(dataset).rstrip("/")).name
+
+
 def retrieval_report_rows(benchmark: str, evaluation: dict[str, Any]) -> list[dict[str, Any]]:
     """Report rows of an :func:`evaluate_retrieval` result: tasks ``t2a``, ``a2t`` and ``overall``.
 
@@ -137,5 +147,5 @@ def run_retrieval_eval(
     table = datasets.load_dataset(str(dataset), config, split=split)
     clap = load_clap(model, kind, device=device, batch_size=batch_size, text_encoder=text_encoder)
     evaluation = evaluate_retrieval(clap, table, audio_column, captions_column, batch_size, n_resamples, seed)
-    name = benchmark or Path(str(dataset).rstrip("/")).name
+    name = benchmark or benchmark_name(dataset)
     return write_report(output, model, retrieval_report_rows(name, evaluation))

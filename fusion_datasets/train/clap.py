@@ -31,10 +31,10 @@ from fusion_datasets import runtime
 from fusion_datasets.clap.embed import TransformersClap
 from fusion_datasets.config import to_mapping
 from fusion_datasets.eval.report import write_report
-from fusion_datasets.eval.retrieval_eval import evaluate_retrieval, retrieval_report_rows
+from fusion_datasets.eval.retrieval_eval import benchmark_name, evaluate_retrieval, retrieval_report_rows
 from fusion_datasets.pipeline.outputs import write_text_atomically
 from fusion_datasets.train.config import PRESETS, TrainClapConfig, load_train_config
-from fusion_datasets.train.data import CaptionedClips, ClapCollator, TrainingClips, load_table
+from fusion_datasets.train.data import CaptionedClips, ClapCollator, TrainingClips, load_table, parse_dataset_spec
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ class _Trainer:
             ]
         )
         self.eval_table = load_table(config.eval, config.eval_split)
-        self.benchmark = Path(config.eval.split(":")[0].rstrip("/")).name
+        self.benchmark = benchmark_name(parse_dataset_spec(config.eval)[0])
         self.state: dict[str, Any] = {"step": 0, "epoch": 0, "batches_done": 0, "clips": 0, "skipped": []}
         self.evaluations: list[dict[str, Any]] = []
         self.saved_step: int | None = None

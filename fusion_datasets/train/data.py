@@ -18,6 +18,7 @@ import numpy as np
 
 from fusion_datasets.clap.embed import MAX_TEXT_TOKENS, seeded_numpy
 from fusion_datasets.media import MediaError, decode_audio, resample
+from fusion_datasets.pipeline.outputs import config_files
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ def load_table(spec: str, split: str) -> Any:
                 raise ValueError(f"{name} has no split {split!r}; it has {', '.join(table)}")
             table = table[split]
     else:
-        if config is None and (path / "data" / "captions").is_dir():
+        if config is None and config_files(path, "captions"):
             config = "captions"
         table = datasets.load_dataset(name, config, split=split)
     for column, feature in table.features.items():
