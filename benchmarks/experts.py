@@ -20,14 +20,14 @@ import os
 import platform
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 
 import datasets
 
 from fusion_datasets.experts import EXPERTS, ExpertChain
-from fusion_datasets.experts.chain import STAGE_SECONDS
-from fusion_datasets.pipeline.config import build_steps, load_config
+from fusion_datasets.pipeline.config import OutputConfig, build_steps, load_config
+from fusion_datasets.pipeline.executor import LocalExecutor, Work
+from fusion_datasets.pipeline.plan import Plan
 from fusion_datasets.testing import media
 
 
@@ -69,14 +69,12 @@ def clips_per_second(run, count: int) -> float:
 
 
 def pipeline_throughput(ds: datasets.Dataset, steps: list, batch_size: int) -> dict[str, float]:
-    """Clips/s of each step of a whole-pipeline batched run (the chain's own per-stage timings)."""
-    chain = ExpertChain(steps, record_timings=True)
-    mapped = ds.map(chain, batched=True, batch_size=batch_size, with_rank=True,
-                    features=chain.output_features(ds.features), load_from_cache_file=False)
-    seconds: Counter = Counter()
-    for timings in mapped[STAGE_SECONDS]:
-        seconds.update({timing["stage"]: timing["seconds"] for timing in timings})
-    return {stage: round(ds.num_rows / total, 3) for stage, total in seconds.items() if total > 0}
+    """Clips/s of each step of a whole-pipeline run by the local executor (its per-stage counters)."""
+    plan = Plan(tuple(steps))
+    _, counters = LocalExecutor(plan, OutputConfig(batch_size=batch_size)).run(
+        ds, [Work(tuple(plan.stages), tuple(range(ds.num_rows)))])
+    return {stage: round(ds.num_rows / counts["seconds"], 3) for stage, counts in counters.items()
+            if counts.get("seconds")}
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fusion_datasets import __version__
+from fusion_datasets.errors import UserError
 
 
 def _tiny_zoo(args: argparse.Namespace) -> int:
@@ -46,12 +47,22 @@ def _run(args: argparse.Namespace) -> int:
         overrides.append(f"output.export={args.export}")
     config = load_config(args.config, overrides)
     if args.dry_run:
-        from fusion_datasets.pipeline.plan import describe_plan, load_throughput
+        from fusion_datasets.pipeline.dryrun import describe_plan, load_throughput
 
         print(describe_plan(config, load_throughput(args.throughput)))
         return 0
-    stats = PipelineRunner(config, retry_errors=args.retry_errors).run()
-    print(json.dumps(stats, indent=2))
+    result = PipelineRunner(config, retry_errors=args.retry_errors).run()
+    print(json.dumps(result.stats, indent=2))
+    stats = result.stats
+    done = "complete" if stats["complete"] else f"not complete yet ({stats['clips_to_do']} clips to do)"
+    summary = (f"{result.parts_written} parts written; the output holds {stats['clips']} clips, {stats['captions']} "
+               f"captions, {stats['qa_pairs']} QA pairs, {stats['clips_with_errors']} clips with errors: {done}")
+    if result.failed_stages:
+        print(f"{summary}. FAILED: {', '.join(result.failed_stages)} failed on every clip it was given "
+              "(the errors column of `cues` says why); fix the cause, then rerun with --retry-errors",
+              file=sys.stderr)
+        return 1
+    print(summary)
     return 0
 
 
@@ -306,12 +317,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run a command. A user's mistake prints one paragraph and exits 2 (``-v`` adds the traceback);
+    Ctrl-C stops at once and exits 130, saying how to resume."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    return args.handler(args)
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        _say("interrupted. Finished parts are kept: rerun the same command to resume.", args.verbose)
+        return 130
+    except (UserError, ValueError, OSError) as error:
+        # a user's mistake (a path, an option, an input) or the system's refusal (a full disk, a permission)
+        _say(f"error: {error}", args.verbose)
+        return 2
+
+
+def _say(message: str, verbose: bool) -> None:
+    if verbose:
+        import traceback
+
+        traceback.print_exc()
+    print(f"fusion-datasets: {message}", file=sys.stderr)
 
 
 if __name__ == "__main__":

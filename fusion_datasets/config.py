@@ -17,10 +17,12 @@ from typing import Any, TypeVar
 
 import yaml
 
+from fusion_datasets.errors import UserError
+
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A config key or value that is not allowed; the message names the field, the value and what is allowed."""
 
 

@@ -80,7 +80,7 @@ def run_demo(output: str | Path, tiny_models: bool = False) -> str:
     config = load_config("tiny" if tiny_models else "small", overrides)
     if not tiny_models:
         _check_models_reachable(config)
-    stats = PipelineRunner(config).run()
+    stats = PipelineRunner(config).run().stats
     return (
         f"{stats['clips']} sample clips ({len(clips)} written): {stats['captions']} captions, "
         f"{stats['qa_pairs']} QA pairs, {stats['clips_with_errors']} clips with errors\n"

@@ -123,6 +123,11 @@ class MediaBatch:
         """A column of the batch, or ``default`` for every row when the batch lacks it."""
         return list(self.batch[name]) if name in self.batch else [default] * self.size
 
+    @property
+    def decoded(self) -> bool:
+        """Whether the clips were decoded (an expert asked for their audio)."""
+        return MIX in self._tracks
+
     def add_error(self, row: int, stage: str, message: str) -> None:
         """Record an error of ``row``; the same error met again (an earlier step's decode) is kept once."""
         error = {"stage": stage, "message": message}

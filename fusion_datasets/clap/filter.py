@@ -15,7 +15,7 @@ import numpy as np
 
 from fusion_datasets import runtime
 from fusion_datasets.clap.embed import CLAP_KINDS, DEFAULT_CLAP, ClapEmbedder, clap_scores, load_clap
-from fusion_datasets.experts.base import ERRORS, Expert, ExpertConfig
+from fusion_datasets.experts.base import Expert, ExpertConfig
 from fusion_datasets.media import MediaBatch
 
 PAPER_THRESHOLD = 0.08
@@ -37,6 +37,7 @@ class ClapFilterConfig(ExpertConfig):
     seed: int = 0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.kind not in CLAP_KINDS:
             raise ValueError(f"kind must be one of {', '.join(CLAP_KINDS)}, got {self.kind!r}")
         if not -1.0 <= self.threshold <= 1.0:
@@ -65,11 +66,17 @@ class ClapSimilarityFilter(Expert[ClapFilterConfig]):
 
         return {"clap_score": Value("float32"), "clap_keep": Value("bool")}
 
-    def __call__(self, batch: Mapping[str, Sequence[Any]], rank: int | None = None) -> dict[str, list]:
-        media = MediaBatch(batch, self.config.audio_column)
-        outputs = self.process(media, rank)
-        outputs[ERRORS] = media.errors
-        return outputs
+    @property
+    def audio_column(self) -> str:
+        return self.config.audio_column
+
+    def reads(self) -> tuple[str, ...]:
+        return (*super().reads(), self.config.caption_column)
+
+    def counters(self, outputs: Mapping[str, Sequence[Any]]) -> dict[str, float]:
+        scored = sum(score is not None for score in outputs["clap_score"])
+        kept = sum(bool(keep) for keep in outputs["clap_keep"])
+        return {"scored": scored, "kept": kept, "removed": scored - kept}
 
     def clap(self, rank: int | None = None) -> ClapEmbedder:
         """This worker's CLAP model, loaded once per process."""
@@ -141,8 +148,6 @@ def filter_stats(
     values = values[~np.isnan(values)]
     kept = int(np.sum(values >= threshold))
     removed = int(values.size - kept)
-    # float32 rounding may put a cosine a hair outside [-1, 1]
-    counts, _ = np.histogram(np.clip(values, edges[0], edges[-1]), bins=np.asarray(edges))
     return {
         "threshold": threshold,
         "total": len(scores),
@@ -151,5 +156,13 @@ def filter_stats(
         "removed": removed,
         "missing": len(scores) - int(values.size),
         "removal_rate": removed / values.size if values.size else 0.0,
-        "histogram": {"edges": list(edges), "counts": counts.tolist()},
+        "histogram": {"edges": list(edges), "counts": score_histogram(values, edges)},
     }
+
+
+def score_histogram(scores: Sequence[float] | np.ndarray, edges: Sequence[float] = HISTOGRAM_EDGES) -> list[int]:
+    """Counts of ``scores`` in the fixed bins ``edges`` (so that histograms of several parts add up)."""
+    values = np.asarray(scores, dtype=np.float64)
+    # float32 rounding may put a cosine a hair outside [-1, 1]
+    counts, _ = np.histogram(np.clip(values, edges[0], edges[-1]), bins=np.asarray(edges))
+    return counts.tolist()

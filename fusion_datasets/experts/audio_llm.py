@@ -46,6 +46,7 @@ class AudioLLMConfig(ExpertConfig):
     max_seconds: float = 30.0  # the processor pads/truncates to 30 s anyway
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not self.prompt.strip():
             raise ValueError(f"prompt must be a non-empty instruction, got {self.prompt!r}")
         if self.max_new_tokens < 1:
@@ -57,11 +58,13 @@ class AudioLLMConfig(ExpertConfig):
 @dataclass(frozen=True)
 class SoundConfig(AudioLLMConfig):
     prompt: str = read_prompt("sound_v1")
+    prompt_version: str = "sound_v1"  # the prompt's name on the card: rename it with your own prompt
 
 
 @dataclass(frozen=True)
 class MusicConfig(AudioLLMConfig):
     prompt: str = read_prompt("music_v1")
+    prompt_version: str = "music_v1"
     music_threshold: float = 0.5  # a clip has music when its tagger music_score is at least this
 
     def __post_init__(self) -> None:
@@ -82,6 +85,9 @@ class AudioLLMExpert(Expert[ConfigT]):
     """The shared part: the audio LLM answers ``config.prompt`` for chosen rows, one generate per batch."""
 
     config_class: ClassVar[type[AudioLLMConfig]]
+
+    def reads(self) -> tuple[str, ...]:
+        return (*super().reads(), self.config.track)
 
     def _load(self, device: str, dtype: Any) -> _AudioLM:
         from transformers import AutoModelForMultimodalLM, AutoProcessor
@@ -172,6 +178,9 @@ class AudioLLMMusicCaptioner(AudioLLMExpert[MusicConfig]):
 
     stage = "music"
     config_class = MusicConfig
+
+    def reads(self) -> tuple[str, ...]:
+        return (*super().reads(), MUSIC_SCORE)
 
     def features(self) -> dict[str, Any]:
         from datasets import Value

@@ -11,10 +11,12 @@ in the columns the expert could not fill; no row is ever dropped.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any, ClassVar, Generic, TypeVar
 
 from fusion_datasets import __version__, runtime
@@ -23,6 +25,11 @@ from fusion_datasets.media import MediaBatch
 logger = logging.getLogger(__name__)
 
 ERRORS = "errors"
+# Config fields that say how a step runs, not what it computes: they stay out of its fingerprint, so
+# changing them never reruns a stage.
+RESOURCE_FIELDS = frozenset({
+    "device", "batch_size", "max_concurrency", "base_urls", "timeout", "max_retries", "backoff", "token_env",
+})
 R = TypeVar("R")
 ConfigT = TypeVar("ConfigT", bound="ExpertConfig")
 
@@ -36,6 +43,11 @@ class ExpertConfig:
     device: str | None = None
     dtype: str = "auto"
     trust_remote_code: bool = False
+    batch_size: int | None = None  # clips per model call (None: every clip of the map batch at once)
+
+    def __post_init__(self) -> None:
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ValueError(f"batch_size must be None or >= 1, got {self.batch_size}")
 
 
 def errors_feature() -> Any:
@@ -61,6 +73,8 @@ class Expert(ABC, Generic[ConfigT]):
 
     stage: ClassVar[str]
     config_class: ClassVar[type[ExpertConfig]]
+    # a streaming step takes every row of a part in one call and keeps its backend busy by itself (LLM stages)
+    streaming: ClassVar[bool] = False
 
     @abstractmethod
     def features(self) -> dict[str, Any]:
@@ -68,6 +82,52 @@ class Expert(ABC, Generic[ConfigT]):
 
     def columns(self) -> tuple[str, ...]:
         return tuple(self.features())
+
+    def reads(self) -> tuple[str, ...]:
+        """The columns this step reads (``audio`` and ``video`` for the media): it reruns when they change."""
+        return (self.audio_column, "start", "end")
+
+    def writes(self) -> tuple[str, ...]:
+        """The columns this step fills, including what it hands to later steps without storing it."""
+        return self.columns()
+
+    @property
+    def audio_column(self) -> str:
+        return "audio"
+
+    @property
+    def batch_size(self) -> int | None:
+        """Clips per model call (``None``: the whole map batch)."""
+        return self.config.batch_size
+
+    def counters(self, outputs: Mapping[str, Sequence[Any]]) -> dict[str, float]:
+        """This step's own counts over one batch of its ``outputs``, added up into ``stats.json``."""
+        return {}
+
+    def fingerprint(self) -> str:
+        """A hash of what this step computes: its class and its config, resources aside.
+
+        Two runs whose step has the same fingerprint give the same columns; a rerun with another one
+        reruns the step and the steps that read its columns.
+        """
+        settings = {f.name: getattr(self.config, f.name) for f in fields(self.config) if f.name not in RESOURCE_FIELDS}
+        text = json.dumps([type(self).__name__, _plain(settings)], sort_keys=True, default=str)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+    def card_entry(self) -> dict[str, Any]:
+        """What the dataset card says of this step: its model, revision and numeric settings."""
+        values = {f.name: getattr(self.config, f.name) for f in fields(self.config)}
+        prompt = values.get("prompt")
+        return {
+            "stage": self.stage,
+            "step": type(self).__name__,
+            "model": values.get("model"),
+            "revision": values.get("revision"),
+            "prompt": prompt and (values.get("prompt_version") or "custom"),
+            "prompt_sha256": prompt and hashlib.sha256(prompt.encode("utf-8")).hexdigest(),
+            "settings": {name: value for name, value in values.items() if _is_number(value)},
+            "fingerprint": self.fingerprint(),
+        }
 
     def output_features(self, input_features: Any) -> Any:
         """The features of ``ds.map(self, ...)`` over a dataset with ``input_features``."""
@@ -93,7 +153,7 @@ class Expert(ABC, Generic[ConfigT]):
         self.config = state["config"]
 
     def __call__(self, batch: Mapping[str, Sequence[Any]], rank: int | None = None) -> dict[str, list]:
-        media = MediaBatch(batch)
+        media = MediaBatch(batch, self.audio_column)
         outputs = self.process(media, rank)
         outputs[ERRORS] = media.errors
         return outputs
@@ -129,9 +189,14 @@ class Expert(ABC, Generic[ConfigT]):
             )
 
     def run_guarded(self, media: MediaBatch, rows: list[int], infer: Callable[[list[int]], list[R]]) -> dict[int, R]:
-        """``infer`` on ``rows`` in one call; if it raises, row by row, recording each failing row's error."""
+        """``infer`` on ``rows``, ``batch_size`` rows per call; a call that raises is redone row by row,
+        recording each failing row's error."""
         if not rows:
             return {}
+        size = self.batch_size or len(rows)
+        if len(rows) > size:
+            return {row: value for start in range(0, len(rows), size)
+                    for row, value in self.run_guarded(media, rows[start:start + size], infer).items()}
         try:
             results = infer(rows)
         except Exception as error:  # noqa: BLE001 - a bad row must become a recorded error, not a crash
@@ -145,3 +210,16 @@ class Expert(ABC, Generic[ConfigT]):
 
     def empty_outputs(self, size: int) -> dict[str, list]:
         return {column: [None] * size for column in self.columns()}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _plain(value: Any) -> Any:
+    """Config values as JSON data (nested configs as mappings), for fingerprints."""
+    if hasattr(value, "__dataclass_fields__"):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value) if f.name not in RESOURCE_FIELDS}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value

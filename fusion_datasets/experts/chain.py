@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -10,58 +11,75 @@ from fusion_datasets import __version__
 from fusion_datasets.experts.base import ERRORS, Expert, merge_features
 from fusion_datasets.media import MediaBatch
 
-STAGE_SECONDS = "stage_seconds"  # each row's share of its batch's time per stage (for the runner's stats)
+COUNTERS = "_counters"  # each batch's counters per stage, on its first row (for the executor's stats)
+DECODE = "decode"  # the stage name of the errors of clips that cannot be decoded
 
 
-def stage_seconds_feature() -> Any:
-    from datasets import List, Value
-
-    return List({"stage": Value("string"), "seconds": Value("float64")})
+def stage_errors(errors: Sequence[Sequence[Mapping[str, str]] | None], stage: str) -> int:
+    """The rows whose ``errors`` hold an error of ``stage``."""
+    return sum(any(error["stage"] == stage for error in row or []) for row in errors)
 
 
 class ExpertChain:
     """Run ``experts`` in order on each batch; one decode and one resample per rate serve them all.
 
-    With ``record_timings`` it also writes ``stage_seconds``: the batch's time in each stage, split
-    evenly over its rows, so time per stage adds up across shards and worker processes.
+    Experts that read another audio column (the CLAP filter's ``audio_column``) get their own view of
+    the batch, which shares the rows' errors. With ``record_counters`` the chain also writes
+    ``_counters``: per stage, the batch's rows, rows with an error of the stage, seconds, and the
+    expert's own :meth:`~fusion_datasets.experts.base.Expert.counters`, as JSON on the batch's first
+    row, so the counts add up across batches and worker processes.
 
     Example:
         >>> chain = ExpertChain([ASTAudioTagger(model=tags), WhisperTranscriber(model=asr)])  # doctest: +SKIP
         >>> ds = ds.map(chain, batched=True, with_rank=True)  # doctest: +SKIP
     """
 
-    def __init__(self, experts: Sequence[Expert], record_timings: bool = False) -> None:
+    def __init__(self, experts: Sequence[Expert], record_counters: bool = False) -> None:
         self.experts = list(experts)
-        self.record_timings = record_timings
+        self.record_counters = record_counters
 
     def features(self) -> dict[str, Any]:
         """The ``datasets`` feature of every column the chain writes (``errors`` aside)."""
+        from datasets import Value
+
         features = {name: feature for expert in self.experts for name, feature in expert.features().items()}
-        return {**features, STAGE_SECONDS: stage_seconds_feature()} if self.record_timings else features
+        return {**features, COUNTERS: Value("string")} if self.record_counters else features
 
     def output_features(self, input_features: Any) -> Any:
         """The features of ``ds.map(self, ...)`` over a dataset with ``input_features``."""
         return merge_features(input_features, self.features())
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"experts": self.experts, "record_timings": self.record_timings, "version": __version__}
+        return {"experts": self.experts, "record_counters": self.record_counters, "version": __version__}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.experts = state["experts"]
-        self.record_timings = state["record_timings"]
+        self.record_counters = state["record_counters"]
 
     def __call__(self, batch: Mapping[str, Sequence[Any]], rank: int | None = None) -> dict[str, list]:
-        media = MediaBatch(batch)
+        views: dict[str, MediaBatch] = {}
         outputs: dict[str, list] = {}
-        timings = []
+        counters: dict[str, dict[str, float]] = {}
+        errors = None
         for expert in self.experts:
+            media = views.get(expert.audio_column)
+            if media is None:
+                media = views[expert.audio_column] = MediaBatch(batch, expert.audio_column)
+                if errors is None:
+                    errors = media.errors
+                media.errors = errors  # one list of errors per row, whichever view records them
             # later experts read earlier ones' columns (the music gate reads the tagger's music_score)
-            media.batch = {**media.batch, **outputs}
+            media.batch = {**batch, **outputs}
             started = time.perf_counter()
-            outputs.update(expert.process(media, rank))
-            seconds = (time.perf_counter() - started) / max(1, media.size)
-            timings.append({"stage": expert.stage, "seconds": seconds})
-        outputs[ERRORS] = media.errors
-        if self.record_timings:
-            outputs[STAGE_SECONDS] = [timings] * media.size
+            produced = expert.process(media, rank)
+            seconds = time.perf_counter() - started
+            outputs.update(produced)
+            counters[expert.stage] = {"rows": media.size, "errors": stage_errors(errors, expert.stage),
+                                      "seconds": seconds, **expert.counters(produced)}
+        size = len(next(iter(batch.values()))) if batch else 0
+        outputs[ERRORS] = errors if errors is not None else [list(row or []) for row in batch.get(ERRORS, [])]
+        if self.record_counters:
+            if any(media.decoded for media in views.values()):
+                counters[DECODE] = {"rows": size, "errors": stage_errors(outputs[ERRORS], DECODE)}
+            outputs[COUNTERS] = [json.dumps(counters)] + [None] * (size - 1) if size else []
         return outputs

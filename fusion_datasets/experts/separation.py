@@ -27,13 +27,6 @@ class SeparationConfig(ExpertConfig):
     overlap: float = 0.25
     output_tracks: bool = True  # write ``vocals`` and ``accompaniment`` audio columns
     output_sampling_rate: int = 16000
-    # clips per apply_model call; None: the whole batch on a GPU, one clip on the CPU, where
-    # benchmarks/experts.py measured a batch of 16 at 0.45x the speed of a loop over the clips
-    micro_batch: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.micro_batch is not None and self.micro_batch < 1:
-            raise ValueError(f"micro_batch must be None or >= 1, got {self.micro_batch}")
 
 
 class HTDemucsSeparator(Expert[SeparationConfig]):
@@ -45,6 +38,17 @@ class HTDemucsSeparator(Expert[SeparationConfig]):
 
     stage = "separation"
     config_class = SeparationConfig
+
+    @property
+    def batch_size(self) -> int | None:
+        # None: the whole batch on a GPU, one clip on the CPU, where benchmarks/experts.py measured a
+        # batch of 16 at 0.45x the speed of a loop over the clips
+        if self.config.batch_size is None and not self.device(None).startswith("cuda"):
+            return 1
+        return self.config.batch_size
+
+    def writes(self) -> tuple[str, ...]:
+        return TRACKS  # kept on the batch for the experts that follow, stored only with ``output_tracks``
 
     def features(self) -> dict[str, Any]:
         from datasets import Audio
@@ -90,13 +94,7 @@ class HTDemucsSeparator(Expert[SeparationConfig]):
         clips = media.audio(model.samplerate, channels=model.audio_channels)
         rows = [row for row, clip in enumerate(clips) if clip is not None]
         device = self.device(rank)
-        size = self.config.micro_batch or (len(rows) if device.startswith("cuda") else 1)
-        separated = {}
-        for start in range(0, len(rows), max(size, 1)):
-            chunk = rows[start : start + size]
-            separated.update(
-                self.run_guarded(media, chunk, lambda subset: self._separate(model, device, [clips[r] for r in subset]))
-            )
+        separated = self.run_guarded(media, rows, lambda subset: self._separate(model, device, [clips[r] for r in subset]))
         for index, track in enumerate(TRACKS):
             media.set_track(track, [separated[row][index] if row in separated else None for row in range(media.size)])
         if not self.config.output_tracks:

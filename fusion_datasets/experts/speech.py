@@ -36,6 +36,7 @@ class SpeechConfig(ExpertConfig):
     chunk_seconds: float = 30.0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.task not in _TASKS:
             raise ValueError(f"task must be one of {', '.join(_TASKS)}, got {self.task!r}")
         if not 0 < self.chunk_seconds <= 30:
@@ -100,6 +101,9 @@ class WhisperTranscriber(Expert[SpeechConfig]):
     """
 
     stage = "speech"
+
+    def reads(self) -> tuple[str, ...]:
+        return (*super().reads(), self.config.track)
     config_class = SpeechConfig
 
     def features(self) -> dict[str, Any]:

@@ -27,6 +27,7 @@ class TaggerConfig(ExpertConfig):
     keep_source_tags: bool = True
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.activation not in ("sigmoid", "softmax"):
             raise ValueError(f"activation must be 'sigmoid' or 'softmax', got {self.activation!r}")
 

@@ -45,11 +45,13 @@ class VisualConfig(ExpertConfig):
     num_frames: int | None = 8  # frames spread evenly over the clip; exclusive with fps
     fps: float | None = None  # frames per second of the clip; exclusive with num_frames
     prompt: str = DEFAULT_PROMPT  # str.format placeholders: {duration}, {frame_times}
+    prompt_version: str = "visual_v1"  # the prompt's name on the card: rename it with your own prompt
     max_new_tokens: int = 256
     video_column: str = "video"
     max_pixels: int | None = None  # per-frame pixel budget; None keeps the processor's
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         _check_sampling(self.num_frames, self.fps)
         try:
             self.prompt.format(duration="", frame_times="")
@@ -186,6 +188,9 @@ class VideoDescriber(Expert[VisualConfig]):
     """
 
     stage = "visual"
+
+    def reads(self) -> tuple[str, ...]:
+        return ("start", "end", self.config.video_column)
     config_class = VisualConfig
 
     def features(self) -> dict[str, Any]:

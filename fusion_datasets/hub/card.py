@@ -12,14 +12,13 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
 import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -34,9 +33,9 @@ from datasets.info import DatasetInfosDict
 from fusion_datasets import __version__
 from fusion_datasets.http_errors import redact
 from fusion_datasets.hub.push import parse_hub_output
-from fusion_datasets.pipeline.config import PipelineConfig, build_steps, load_config
+from fusion_datasets.pipeline.config import PipelineConfig, load_config
 from fusion_datasets.pipeline.outputs import CONFIGS, config_files, data_files, write_text_atomically
-from fusion_datasets.prompts import read_prompt
+from fusion_datasets.pipeline.state import RunState
 
 TEMPLATE = "dataset_card.md"  # in cards/ (installed as fusion_datasets.cards)
 PLOT = "card_stats.png"  # beside README.md, which embeds it with a relative link
@@ -59,10 +58,11 @@ COUNT_LABELS = {
     "filter_removal_rate": "filter removal rate",
     "captions": "captions kept (`captions`)",
     "qa_pairs": "QA pairs (`qa`)",
-    "shards": "shards",
-    "complete": "every shard done",
-    "seconds_by_stage": "seconds (summed over shards)",  # nested counters: "<label>: <keys>"
+    "parts": "parts",
+    "complete": "every clip done with this config",
+    "seconds_by_stage": "seconds (summed over parts and reruns)",  # nested counters: "<label>: <keys>"
     "llm_usage": "LLM usage",
+    "stages": "work per stage",
 }
 # The Hub's size buckets: (upper bound, name)
 _SIZES = (
@@ -161,41 +161,6 @@ def plot_summary(summary: DataSummary, path: Path) -> Path:
     return write_text_atomically(path, buffer.getvalue())
 
 
-def _prompt_version(text: str) -> str:
-    """The bundled prompt whose text is ``text`` (``sound_v1``), or ``custom``."""
-    for entry in resources.files("fusion_datasets.prompts").iterdir():
-        if entry.name.endswith(".txt") and read_prompt(entry.name[: -len(".txt")]) == text:
-            return entry.name[: -len(".txt")]
-    return "custom"
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def describe_steps(config: PipelineConfig) -> list[dict[str, Any]]:
-    """Each step of ``config`` in order: stage, class, model, revision, prompt, numeric settings.
-
-    A prompt is named by its version and the sha256 of its text, as in each row's ``provenance``.
-    """
-    steps = []
-    for step in build_steps(config):
-        options = step.config
-        model = getattr(options, "backend", options)  # an LLM step's model is its backend's
-        prompt = getattr(options, "prompt", None)
-        values = {f.name: getattr(options, f.name) for f in fields(options)}
-        steps.append({
-            "stage": step.stage,
-            "step": type(step).__name__,
-            "model": model.model,
-            "revision": model.revision,
-            "prompt": prompt and (getattr(options, "prompt_version", "") or _prompt_version(prompt)),
-            "prompt_sha256": prompt and hashlib.sha256(prompt.encode("utf-8")).hexdigest(),
-            "settings": {name: value for name, value in values.items() if _is_number(value)},
-        })
-    return steps
-
-
 def _flatten(stats: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
     """The scalar counters of ``stats`` (nested ones as ``a.b``); histograms and errors by stage aside."""
     for key, value in stats.items():
@@ -279,20 +244,21 @@ def card_data(config: PipelineConfig, summary: DataSummary) -> Any:
 def render_card(root: Path | str) -> Path:
     """Write ``root/README.md`` (the dataset card) and its plot ``root/card_stats.png``; return the README.
 
-    ``root`` is a run's output folder: ``config.yaml``, ``stats.json`` and ``data/<config>/*.parquet``.
+    ``root`` is a run's output folder: ``config.yaml``, ``stats.json``, ``manifest.json`` (whose plan
+    describes each step: model, revision, prompt version and hash, settings) and ``data/<config>/*.parquet``.
     A token of the Hub or of the LLM server never reaches the card, even where a config field holds one.
     """
     from huggingface_hub import DatasetCard, get_token
 
     root = Path(root)
-    for name in ("config.yaml", "stats.json"):
+    for name in ("config.yaml", "stats.json", "manifest.json"):
         if not (root / name).is_file():
             raise FileNotFoundError(f"{root / name} is missing: a card renders a run's output folder")
     config = load_config(str(root / "config.yaml"))
     stats = json.loads((root / "stats.json").read_text(encoding="utf-8"))
     summary = summarize(root)
     plot_summary(summary, root / PLOT)
-    steps = describe_steps(config)
+    steps = RunState(root).read_manifest()["plan"]  # each step as the run's steps described themselves
     settings = {step["stage"]: step["settings"] for step in steps}
     clips = summary.rows.get("cues", 0)
     template = resources.files("fusion_datasets.cards").joinpath(TEMPLATE).read_text(encoding="utf-8")

@@ -117,15 +117,16 @@ class HubPublisher:
         """The paths already in the repository (listed from the Hub once, and again after each commit)."""
         return sorted(self._remote_files())
 
-    def publish(self, root: Path, files: Sequence[Path], message: str) -> None:
-        """Commit ``files`` (their paths in the repository are relative to ``root``) in one commit.
+    def publish(self, root: Path, files: Sequence[Path], message: str, deleted: Sequence[str] = ()) -> None:
+        """Commit ``files`` (their paths in the repository are relative to ``root``) in one commit, and the
+        removal of the ``deleted`` paths the repository holds.
 
         Files the Hub already holds with the same size and sha256 are left out; nothing left, no commit.
         """
-        from huggingface_hub import CommitOperationAdd
+        from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 
         remote = self._remote_files()
-        operations = []
+        operations: list[Any] = [CommitOperationDelete(path_in_repo=name) for name in deleted if name in remote]
         for path in files:
             name = Path(path).relative_to(root).as_posix()
             known = remote.get(name)

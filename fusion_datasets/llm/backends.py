@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from fusion_datasets import runtime
 from fusion_datasets.http_errors import is_transient, redact
-from fusion_datasets.llm.base import ChatBackend, Completion, Conversation
+from fusion_datasets.llm.base import ChatBackend, Completion, Conversation, FollowUp, converse_in_rounds
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +130,9 @@ class TransformersChatBackend:
     def model_id(self) -> str:
         return self.config.model
 
+    def converse(self, conversations: Sequence[Conversation], follow_up: FollowUp, **params: Any) -> None:
+        converse_in_rounds(self, conversations, follow_up, **params)
+
     def generate(self, conversations: Sequence[Conversation], **params: Any) -> list[Completion]:
         options = GenerationParams.of(params)
         size = self.config.batch_size
@@ -189,7 +192,17 @@ class ServerChatBackend:
 
     def generate(self, conversations: Sequence[Conversation], **params: Any) -> list[Completion]:
         """Blocks until every conversation has a Completion; callable from inside a running event loop too."""
-        work = self._generate_all(list(conversations), GenerationParams.of(params))
+        completions: list[Completion | None] = [None] * len(conversations)
+
+        def keep(index: int, completion: Completion) -> None:
+            completions[index] = completion
+
+        self.converse(conversations, keep, **params)
+        return completions  # type: ignore[return-value]  # every index was answered
+
+    def converse(self, conversations: Sequence[Conversation], follow_up: FollowUp, **params: Any) -> None:
+        """Keeps ``max_concurrency`` requests in flight: a follow-up joins the queue as soon as its answer is in."""
+        work = self._converse_all(list(conversations), follow_up, GenerationParams.of(params))
         try:
             asyncio.get_running_loop()
         except RuntimeError:
@@ -198,8 +211,8 @@ class ServerChatBackend:
         with ThreadPoolExecutor(max_workers=1) as pool:
             return pool.submit(asyncio.run, work).result()
 
-    async def _generate_all(self, conversations: list[Conversation],
-                            options: GenerationParams) -> list[Completion]:
+    async def _converse_all(self, conversations: list[Conversation], follow_up: FollowUp,
+                            options: GenerationParams) -> None:
         from huggingface_hub import AsyncInferenceClient
 
         token = os.environ.get(self.config.token_env) if self.config.token_env else None
@@ -214,8 +227,13 @@ class ServerChatBackend:
                     "authorization": f"Bearer {token}" if token else None})
                 client._async_client = session  # the client's session slot, which it otherwise fills itself
                 clients.append(await stack.enter_async_context(client))
-            requests = (self._complete(clients, c, options, semaphore, token) for c in conversations)
-            return list(await asyncio.gather(*requests))
+
+            async def talk(index: int, conversation: Conversation | None) -> None:
+                while conversation is not None:
+                    completion = await self._complete(clients, conversation, options, semaphore, token)
+                    conversation = follow_up(index, completion)
+
+            await asyncio.gather(*(talk(index, c) for index, c in enumerate(conversations)))
 
     async def _complete(self, clients: list[Any], conversation: Conversation, options: GenerationParams,
                         semaphore: asyncio.Semaphore, token: str | None) -> Completion:

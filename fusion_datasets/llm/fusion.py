@@ -112,6 +112,9 @@ class CaptionFuser(ChatStep[FusionConfig]):
             "caption_reasoning": Value("string"),
         }
 
+    def reads(self) -> tuple[str, ...]:
+        return _CUE_COLUMNS
+
     def pending_rows(self, media: MediaBatch) -> list[int]:
         captions, uncertain = media.column("caption"), media.column("caption_uncertain")
         return [row for row in range(media.size) if captions[row] is None and uncertain[row] is not True]

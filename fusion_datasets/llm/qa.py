@@ -97,6 +97,9 @@ class QAGenerator(ChatStep[QAConfig]):
         rejected = List(Value("string"))
         return {"qa_pairs": List(pair), "qa_rejected": rejected}
 
+    def reads(self) -> tuple[str, ...]:
+        return _CONTEXT_COLUMNS
+
     def pending_rows(self, media: MediaBatch) -> list[int]:
         captions, pairs = media.column("caption"), media.column("qa_pairs")
         return [row for row in range(media.size) if captions[row] is not None and pairs[row] is None]
@@ -124,7 +127,11 @@ def explode_qa(dataset: datasets.Dataset) -> datasets.Dataset:
 
     ``id`` is the clip's id and the pair's index (``clip-7-0``); clips without pairs add no row.
     """
-    from datasets import Features, Value
+    from datasets import Dataset, Features, Value
+
+    features = Features({column: Value("string") for column in QA_COLUMNS})
+    if dataset.num_rows == 0:  # map over no rows would keep the input's columns
+        return Dataset.from_dict({column: [] for column in QA_COLUMNS}, features=features)
 
     def explode(batch: dict[str, list]) -> dict[str, list]:
         rows: dict[str, list] = {column: [] for column in QA_COLUMNS}
@@ -140,6 +147,6 @@ def explode_qa(dataset: datasets.Dataset) -> datasets.Dataset:
         explode,
         batched=True,
         remove_columns=["id", "qa_pairs"],
-        features=Features({column: Value("string") for column in QA_COLUMNS}),
+        features=features,
         desc="QA pairs to rows",
     )

@@ -13,7 +13,7 @@ import hashlib
 import json
 import logging
 from abc import abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, ClassVar, TypeVar
@@ -21,7 +21,7 @@ from typing import Any, ClassVar, TypeVar
 from fusion_datasets import __version__
 from fusion_datasets.experts.base import Expert
 from fusion_datasets.llm.backends import BackendConfig, make_backend
-from fusion_datasets.llm.base import ChatBackend, Conversation
+from fusion_datasets.llm.base import ChatBackend, Completion, Conversation
 from fusion_datasets.llm.parsing import ParseError, split_reasoning
 from fusion_datasets.media import MediaBatch
 
@@ -105,6 +105,7 @@ class ChatStep(Expert[StepConfigT]):  # type: ignore[type-var]  # an Expert whos
     """Base of the LLM steps. Subclasses pick the rows, build the data, parse the answers, store results."""
 
     answer_format: ClassVar[str]  # what a re-ask asks for, in words
+    streaming = True
 
     @abstractmethod
     def result_features(self) -> dict[str, Any]:
@@ -112,6 +113,26 @@ class ChatStep(Expert[StepConfigT]):  # type: ignore[type-var]  # an Expert whos
 
     def features(self) -> dict[str, Any]:
         return {**self.result_features(), PROVENANCE: provenance_feature(), LLM_USAGE: usage_feature()}
+
+    def writes(self) -> tuple[str, ...]:
+        return tuple(self.result_features())  # provenance and usage are shared: each step replaces its entry
+
+    @property
+    def batch_size(self) -> int | None:
+        return None  # one call over every row: the backend batches (in-process) or streams (server)
+
+    def counters(self, outputs: Mapping[str, Sequence[Any]]) -> dict[str, float]:
+        totals = dict.fromkeys(USAGE_FIELDS, 0)
+        for entries in outputs[LLM_USAGE]:
+            for entry in entries or []:
+                if entry["stage"] == self.stage:
+                    for name in USAGE_FIELDS:
+                        totals[name] += entry[name]
+        return totals
+
+    def card_entry(self) -> dict[str, Any]:
+        backend = self.config.backend
+        return {**super().card_entry(), "model": backend.model, "revision": backend.revision}
 
     @abstractmethod
     def pending_rows(self, media: MediaBatch) -> list[int]:
@@ -178,44 +199,45 @@ class ChatStep(Expert[StepConfigT]):  # type: ignore[type-var]  # an Expert whos
         parse: Callable[[int, str], T],
         usage: dict[int, dict[str, int]],
     ) -> tuple[dict[int, T], dict[int, str]]:
-        """Answers parsed by ``parse`` and error messages, by row; one ``generate`` call per round.
+        """Answers parsed by ``parse`` and error messages, by row, through ``backend.converse``.
 
-        Each row's tokens, server retries and re-asks are added up in ``usage[row]``.
+        An answer that does not parse is shown back to the model with the reason as soon as it arrives
+        (a server backend keeps the other rows in flight meanwhile). Each row's tokens, server retries and
+        re-asks are added up in ``usage[row]``.
         """
+        from tqdm.auto import tqdm
+
+        rows = list(conversations)
+        history = [conversations[row] for row in rows]
         results: dict[int, T] = {}
         failures: dict[int, str] = {}
-        pending = dict(conversations)
-        for reasks in range(self.config.max_reasks + 1):
-            if not pending:
-                break
-            rows = list(pending)
-            completions = backend.generate([pending[row] for row in rows], **self.config.generation_params())
-            if len(completions) != len(rows):
-                raise RuntimeError(
-                    f"{backend.model_id} answered {len(completions)} of {len(rows)} conversations"
-                )
-            retry: dict[int, Conversation] = {}
-            for row, completion in zip(rows, completions):
-                counts = usage[row]
-                counts["prompt_tokens"] += completion.prompt_tokens
-                counts["completion_tokens"] += completion.completion_tokens
-                counts["retries"] += completion.retries
-                counts["reasks"] += int(reasks > 0)
-                if not completion.ok:
-                    failures[row] = completion.error or "no answer"
-                    continue
+        progress = tqdm(total=len(rows), desc=self.stage, unit="clip", disable=len(rows) < 64, leave=False)
+
+        def follow_up(index: int, completion: Completion) -> Conversation | None:
+            row = rows[index]
+            counts = usage[row]
+            reasks = counts["reasks"]
+            counts["prompt_tokens"] += completion.prompt_tokens
+            counts["completion_tokens"] += completion.completion_tokens
+            counts["retries"] += completion.retries
+            if completion.ok:
                 try:
                     results[row] = parse(row, completion.text)
                 except ParseError as error:
-                    if reasks == self.config.max_reasks:
-                        failures[row] = f"invalid answer after {reasks} re-asks: {error}"
-                        continue
-                    answer, _ = split_reasoning(completion.text)
-                    retry[row] = [*pending[row], {"role": "assistant", "content": answer},
-                                  {"role": "user", "content": self.reask_message(str(error))}]
-            logger.debug("%s round %d: %d answered, %d to re-ask", self.stage, reasks, len(rows) - len(retry),
-                         len(retry))
-            pending = retry
+                    if reasks < self.config.max_reasks:
+                        counts["reasks"] += 1
+                        answer, _ = split_reasoning(completion.text)
+                        history[index] = [*history[index], {"role": "assistant", "content": answer},
+                                          {"role": "user", "content": self.reask_message(str(error))}]
+                        return history[index]
+                    failures[row] = f"invalid answer after {reasks} re-asks: {error}"
+            else:
+                failures[row] = completion.error or "no answer"
+            progress.update()
+            return None
+
+        with progress:
+            backend.converse(history, follow_up, **self.config.generation_params())
         return results, failures
 
     def reask_message(self, problem: str) -> str:

@@ -36,6 +36,10 @@ class InputConfig:
     split: str = "train"
     limit: int | None = None  # only the first N clips (a trial run)
 
+    def __post_init__(self) -> None:
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"limit must be null (every clip) or >= 1, got {self.limit}")
+
 
 @dataclass(frozen=True)
 class OutputConfig:
@@ -49,6 +53,7 @@ class OutputConfig:
     license: str = "other"  # the dataset's license on its card (an id from the Hub's list)
     pretty_name: str | None = None  # the card's title (default: the config's name)
     private: bool = False  # for hf:// outputs: create the repository private
+    removed_clips: str = "keep"  # clips of the output no longer in the input: "keep" them, or "drop" them
 
     def __post_init__(self) -> None:
         if self.shard_size < 1 or self.batch_size < 1:
@@ -59,6 +64,8 @@ class OutputConfig:
             raise ValueError(f"num_proc must be >= 1, got {self.num_proc}")
         if self.export not in (None, "fusionaudio"):
             raise ValueError(f"export must be null or 'fusionaudio', got {self.export!r}")
+        if self.removed_clips not in ("keep", "drop"):
+            raise ValueError(f"removed_clips must be 'keep' or 'drop', got {self.removed_clips!r}")
 
 
 @dataclass(frozen=True)

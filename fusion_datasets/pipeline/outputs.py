@@ -5,10 +5,18 @@ The card (``README.md`` and its plot) is rendered by :func:`fusion_datasets.hub.
 
 from __future__ import annotations
 
+import logging
 import os
+from collections import Counter
 from pathlib import Path
+from typing import Any
+
+import datasets
+
+logger = logging.getLogger(__name__)
 
 CONFIGS = ("cues", "captions", "qa")
+EXPORT = "fusionaudio.json"  # --export fusionaudio
 
 
 def data_files(config: str) -> str:
@@ -30,3 +38,93 @@ def write_text_atomically(path: Path, text: str | bytes) -> Path:
     os.replace(temporary, path)
     return path
 
+
+
+def kept_captions(cues: datasets.Dataset) -> datasets.Dataset:
+    """The rows of ``cues`` whose caption is certain and passed the CLAP filter (where it ran).
+
+    Only those columns are read: the audio is neither decoded nor loaded.
+    """
+    columns = [name for name in ("caption", "caption_uncertain", "clap_keep") if name in cues.column_names]
+
+    def keep(*values: Any) -> bool:
+        row = dict(zip(columns, values))
+        return row["caption"] is not None and not row.get("caption_uncertain") and bool(row.get("clap_keep", True))
+
+    return cues.filter(keep, input_columns=columns, desc="captions")
+
+
+def derived_configs(cues: datasets.Dataset) -> dict[str, datasets.Dataset]:
+    """The configs made from a part's ``cues``: ``captions`` where there are captions, ``qa`` where QA pairs."""
+    from fusion_datasets.llm.qa import explode_qa
+
+    configs = {}
+    if "caption" in cues.column_names:
+        configs["captions"] = kept_captions(cues)
+        if "qa_pairs" in cues.column_names:
+            configs["qa"] = explode_qa(configs["captions"])
+    return configs
+
+
+def data_counts(cues: datasets.Dataset, captions: datasets.Dataset | None, qa: datasets.Dataset | None) -> dict:
+    """What a part's data holds: clips, errors by stage, captions, QA pairs, and the CLAP score histogram."""
+    columns = set(cues.column_names)
+    errors = cues["errors"]
+
+    def count(column: str) -> int:
+        return sum(1 for value in cues[column] if value) if column in columns else 0
+
+    counts: dict[str, Any] = {
+        "clips": cues.num_rows,
+        "clips_with_errors": sum(1 for row in errors if row),
+        "errors_by_stage": dict(Counter(error["stage"] for row in errors for error in row or [])),
+        "captioned": count("caption"),
+        "uncertain": count("caption_uncertain"),
+        "captions": captions.num_rows if captions is not None else 0,
+        "qa_pairs": qa.num_rows if qa is not None else 0,
+    }
+    if "clap_score" in columns:
+        from fusion_datasets.clap.filter import score_histogram
+
+        scored = [row for row in cues.select_columns(["clap_score", "clap_keep"]) if row["clap_score"] is not None]
+        counts["clap_scored"] = len(scored)
+        counts["removed_by_filter"] = sum(1 for row in scored if not row["clap_keep"])
+        counts["clap_histogram"] = score_histogram([row["clap_score"] for row in scored])
+    return counts
+
+
+def _embedded(audio: str | dict | None) -> dict | None:
+    reference = audio if isinstance(audio, dict) or audio is None else {"bytes": None, "path": audio}
+    if reference is None or reference["bytes"] is not None or not reference["path"]:
+        return reference
+    path = Path(reference["path"])
+    try:
+        return {"bytes": path.read_bytes(), "path": path.name}
+    except OSError as error:  # the row's decode error already says why; keep the reference
+        logger.warning("cannot embed %s: %s", path, error)
+        return reference
+
+
+def embed_audio(ds: datasets.Dataset) -> datasets.Dataset:
+    """``ds`` with each audio file embedded as bytes in a ``datasets.Audio`` column (``--embed-audio``)."""
+    features = datasets.Features({**ds.features, "audio": datasets.Audio()})
+    return ds.map(lambda batch: {"audio": [_embedded(audio) for audio in batch["audio"]]}, batched=True,
+                  batch_size=16, features=features, desc="embedding audio")
+
+
+def load_output_config(root: Path, config: str) -> datasets.Dataset | None:
+    """The rows of one config (``cues``, ``captions``, ``qa``) of an output folder, or ``None``."""
+    files = [str(path) for path in config_files(root, config)]
+    return datasets.Dataset.from_parquet(files) if files else None
+
+
+def export_fusionaudio(root: Path) -> Path:
+    """Write ``fusionaudio.json`` (the FusionAudio release format) from an output's captions and QA pairs."""
+    from fusion_datasets.llm.export import to_fusionaudio, write_fusionaudio
+
+    captions = load_output_config(root, "captions")
+    if captions is None:
+        raise ValueError(f"{root} has no captions to export (data/captions/ is empty)")
+    path = root / EXPORT
+    write_fusionaudio(to_fusionaudio(captions, load_output_config(root, "qa")), path)
+    return path

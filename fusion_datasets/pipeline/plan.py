@@ -1,78 +1,97 @@
-"""``run --dry-run``: what a run would do, and a rough estimate of the compute each stage would take.
+"""The stage plan: the pipeline's steps in order, what each reads and writes, and what a change reruns.
 
-The estimate divides the clips still to do by clips per second that ``benchmarks/experts.py --save``
-measured. The bundled figures were measured on the tiny zoo on a 2-core CPU: they show the plumbing's
-own cost, not a 7B model's; measure your models and hardware with the benchmark and pass the file.
+The plan knows its steps only through the expert protocol (``stage``, ``reads()``, ``writes()``,
+``fingerprint()``, ``streaming``, ``batch_size``). From it come:
+
+- the fingerprint of each stage, recorded with every part of an output, so a rerun knows which stages
+  made which clips;
+- the stages to rerun when some change: those, and every later stage that reads a column they write
+  (and so on), plus the producer of any column a rerun stage reads but the output does not store
+  (separated tracks kept in memory only);
+- the passes an executor makes over a part: consecutive media steps share one pass, so each clip is
+  decoded once and resampled once per rate for all of them; a streaming step (an LLM stage) takes a
+  pass of its own over every row of the part.
 """
 
 from __future__ import annotations
 
-import json
+from collections.abc import Iterable
 from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
 from typing import Any
 
+from fusion_datasets.experts.base import Expert, merge_features
+from fusion_datasets.experts.chain import DECODE
 from fusion_datasets.pipeline.config import PipelineConfig, build_steps
-from fusion_datasets.pipeline.inputs import load_input
 
 
 @dataclass(frozen=True)
-class Throughput:
-    """Clips per second per stage, and where the figures come from."""
+class Plan:
+    """The ordered steps of a run.
 
-    clips_per_second: dict[str, float]
-    measured_on: str = "unknown"  # device and models, in words
-    clip_seconds: float | None = None  # the length of the benchmark's clips
+    Example:
+        >>> plan = Plan.from_config(load_config("tiny"))  # doctest: +SKIP
+        >>> plan.to_rerun({"fusion"})  # doctest: +SKIP
+        ['fusion', 'clap_filter', 'qa']
+    """
 
+    steps: tuple[Expert, ...]
 
-def load_throughput(path: str | Path | None = None) -> Throughput:
-    """Figures written by ``benchmarks/experts.py --save FILE``; the bundled ones without ``path``."""
-    if path is None:
-        text = resources.files("fusion_datasets").joinpath("resources/throughput.json").read_text("utf-8")
-    else:
-        text = Path(path).read_text("utf-8")
-    data = json.loads(text)
-    return Throughput({stage: float(value) for stage, value in data["clips_per_second"].items()},
-                      data.get("measured_on", "unknown"), data.get("clip_seconds"))
+    @classmethod
+    def from_config(cls, config: PipelineConfig) -> Plan:
+        return cls(tuple(build_steps(config)))
 
+    @property
+    def stages(self) -> list[str]:
+        return [step.stage for step in self.steps]
 
-def _model(step_config: Any) -> str:
-    backend = getattr(step_config, "backend", None)
-    model = getattr(step_config, "model", None) or (backend.model if backend else "?")
-    revision = getattr(step_config, "revision", None) or (backend.revision if backend else None)
-    return f"{model}@{revision}" if revision else str(model)
+    def step(self, stage: str) -> Expert:
+        return next(step for step in self.steps if step.stage == stage)
 
+    def fingerprints(self) -> dict[str, dict[str, Any]]:
+        """Per stage: its fingerprint and the columns it writes (what a part records of its plan)."""
+        return {step.stage: {"fingerprint": step.fingerprint(), "writes": list(step.writes())} for step in self.steps}
 
-def _duration(seconds: float) -> str:
-    hours, rest = divmod(round(seconds), 3600)
-    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+    def describe(self) -> list[dict[str, Any]]:
+        """Each step as the dataset card shows it (model, revision, prompt and its hash, settings)."""
+        return [step.card_entry() for step in self.steps]
 
+    def output_features(self, input_features: Any) -> Any:
+        """The features of a part's ``cues`` rows: the input's, then every step's columns and ``errors``."""
+        produced = {name: feature for step in self.steps for name, feature in step.features().items()}
+        return merge_features(input_features, produced)
 
-def describe_plan(config: PipelineConfig, throughput: Throughput | None = None) -> str:
-    """The plan of ``run`` with ``config``, as text: clips, shards (done and to do), steps, estimates."""
-    from fusion_datasets.pipeline.runner import ShardPaths, shard_count
+    def stored(self) -> set[str]:
+        """The columns the output keeps (a step may write more, for the steps after it only)."""
+        return {name for step in self.steps for name in step.columns()}
 
-    throughput = throughput or load_throughput()
-    clips = load_input(config.input).num_rows
-    total = shard_count(clips, config.output)
-    root = Path(config.output.path)
-    done = sum(ShardPaths(root, index, total).done for index in range(total))
-    todo = round(clips * (total - done) / total)
-    lines = [
-        f"config {config.name}: {clips} clips from {config.input.path}",
-        f"{total} shards under {root} ({done} already done, {todo} clips to do), "
-        f"batch size {config.output.batch_size}",
-        f"estimates from {throughput.measured_on}"
-        + (f", {throughput.clip_seconds:g} s clips" if throughput.clip_seconds else ""),
-        f"{'stage':<13}{'model':<58}{'clips/s':>9}{'estimate':>10}",
-    ]
-    seconds = 0.0
-    for step in build_steps(config):
-        rate = throughput.clips_per_second.get(step.stage)
-        estimate = todo / rate if rate else None
-        seconds += estimate or 0.0
-        lines.append(f"{step.stage:<13}{_model(step.config)[-57:]:<58}{rate or 0:>9.2f}"
-                     f"{_duration(estimate) if estimate is not None else 'not measured':>10}")
-    lines.append(f"total (measured stages): {_duration(seconds)} on one process")
-    return "\n".join(lines)
+    def to_rerun(self, changed: Iterable[str]) -> list[str]:
+        """``changed`` stages, the stages that read what they write, and the producers of what those read
+        but the output does not keep; in plan order. ``decode`` stands for every step that reads audio."""
+        wanted = set(changed)
+        if DECODE in wanted:
+            wanted |= {step.stage for step in self.steps if step.audio_column in step.reads()}
+        stored = self.stored()
+        while True:
+            grown = set(wanted)
+            for index, step in enumerate(self.steps):
+                earlier = self.steps[:index]
+                if step.stage in grown:  # what it reads must be there: redo the producers of unstored columns
+                    grown |= {e.stage for e in earlier if set(e.writes()) & set(step.reads()) - stored}
+                elif any(e.stage in grown and set(e.writes()) & set(step.reads()) for e in earlier):
+                    grown.add(step.stage)
+            if grown == wanted:
+                return [stage for stage in self.stages if stage in wanted]
+            wanted = grown
+
+    def passes(self, stages: Iterable[str]) -> list[list[Expert]]:
+        """The executor's passes over a part for ``stages``: runs of media steps, each streaming step alone."""
+        chosen = set(stages)
+        passes: list[list[Expert]] = []
+        for step in self.steps:
+            if step.stage not in chosen:
+                continue
+            if step.streaming or not passes or passes[-1][0].streaming:
+                passes.append([step])
+            else:
+                passes[-1].append(step)
+        return passes

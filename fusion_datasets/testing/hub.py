@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import httpx2
-from huggingface_hub import CommitInfo, CommitOperationAdd, HfApi, RepoUrl
+from huggingface_hub import CommitInfo, CommitOperationAdd, CommitOperationDelete, HfApi, RepoUrl
 from huggingface_hub.errors import HfHubHTTPError
 from huggingface_hub.hf_api import RepoFile
 from huggingface_hub.utils import DEFAULT_IGNORE_PATTERNS, filter_repo_objects, hf_raise_for_status
@@ -47,6 +47,9 @@ class LocalHub(HfApi):
             raise self.failures.pop(0)
         for operation in operations:
             target = self.remote / operation.path_in_repo
+            if isinstance(operation, CommitOperationDelete):
+                target.unlink()
+                continue
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(operation.path_or_fileobj, target)
         return CommitInfo(commit_url=f"https://huggingface.co/datasets/{repo_id}/commit/{len(self.calls)}",

@@ -42,7 +42,7 @@ def test_tracks_are_left_on_the_batch_for_the_next_experts(separator, good_clips
 
 def test_batched_separation_matches_one_clip_at_a_time(tmp_path, separator, good_clips):
     ds = clips_dataset({name: good_clips[name] for name in ("speech", "music")}, tmp_path)
-    batched = HTDemucsSeparator(model="htdemucs", repo=separator.config.repo, micro_batch=2)
+    batched = HTDemucsSeparator(model="htdemucs", repo=separator.config.repo, batch_size=2)
     together = run_map(ds, batched, batch_size=2)
     alone = run_map(ds, separator, batch_size=1, load_from_cache_file=False)
     for one, two in zip(together, alone):

@@ -74,7 +74,7 @@ def test_counts_on_the_card_equal_stats_json(run_output):
     text = (run_output / "README.md").read_text()
     counts = _table(text, "Counts")
     for key in ("clips", "clips_with_errors", "captioned", "uncertain", "clap_scored", "removed_by_filter",
-                "filter_removal_rate", "captions", "qa_pairs", "shards", "complete"):
+                "filter_removal_rate", "captions", "qa_pairs", "parts", "complete"):
         assert counts[count_label(key)] == str(stats[key]), key
     for stage, usage in stats["llm_usage"].items():  # nested counters too
         for name, value in usage.items():
@@ -87,7 +87,8 @@ def test_counts_on_the_card_equal_stats_json(run_output):
 
 def test_card_names_every_model_and_prompt_hash_and_the_thresholds(run_output, tiny_zoo):
     text = (run_output / "README.md").read_text()
-    cues = pq.read_table(sorted((run_output / "data" / "cues").glob("*.parquet"))[0]).to_pylist()
+    cues = [row for path in sorted((run_output / "data" / "cues").glob("*.parquet"))
+            for row in pq.read_table(path).to_pylist()]
     provenance = {entry["stage"]: entry for row in cues for entry in row["provenance"] or []}
     assert set(provenance) == {"fusion", "qa"}
     for entry in provenance.values():  # the hashes the rows carry are the ones on the card

@@ -19,6 +19,7 @@ from transformers import AutoTokenizer
 
 import fusion_datasets
 from fusion_datasets.llm.backends import BackendConfig, TransformersChatBackend
+from fusion_datasets.llm.base import converse_in_rounds
 from fusion_datasets.llm.fusion import CaptionFuser, FusionConfig, fusion_cues
 from fusion_datasets.llm.parsing import ParseError, parse_fusion_answer, split_reasoning
 from fusion_datasets.llm.qa import QAGenerator, explode_qa
@@ -177,6 +178,9 @@ class RecordingBackend:
     @property
     def model_id(self) -> str:
         return self.inner.model_id
+
+    def converse(self, conversations, follow_up, **params):
+        converse_in_rounds(self, conversations, follow_up, **params)
 
     def generate(self, conversations, **params):
         self.sent.append([list(conversation) for conversation in conversations])

@@ -21,6 +21,7 @@ import pytest
 
 from fusion_datasets.cli import main
 from fusion_datasets.pipeline.config import load_config
+from fusion_datasets.pipeline.work import owner
 from fusion_datasets.runtime import ProcessRank, process_rank
 from fusion_datasets.testing import media
 
@@ -87,10 +88,12 @@ def _assert_complete(output: Path) -> dict[str, str]:
     qa = datasets.load_dataset(str(output), "qa", split="train", download_mode="force_redownload")
     assert set(qa["clip_id"]) <= set(captions)
     stats = json.loads((output / "stats.json").read_text())
-    assert stats["complete"] and stats["shards"] == 4
+    assert stats["complete"] and stats["parts"] == len(list((output / "data" / "cues").glob("*.parquet")))
     assert (stats["clips"], stats["captions"], stats["qa_pairs"]) == (len(IDS), len(captions), qa.num_rows)
     assert stats["errors_by_stage"].get("decode", 0) >= 1  # the corrupt clip, recorded, not fatal
-    assert not [*(output / "data").rglob("*.tmp"), *(output / "stats").rglob("*.tmp")]
+    assert not [*(output / "data").rglob("*.tmp"), *(output / "state").rglob("*.tmp")]
+    parts = {path.stem for path in (output / "data").rglob("*.parquet")} | {p.stem for p in (output / "state").glob("*")}
+    assert parts == {path.stem for path in (output / "data" / "cues").glob("*.parquet")}  # no stray file
     return captions
 
 
@@ -102,27 +105,28 @@ def reference(clips, tmp_path_factory) -> dict[str, str]:
     return _assert_complete(output)
 
 
-def _shard_files(output: Path, index: int) -> list[Path]:
-    return sorted((output / "data").glob(f"*/shard-{index:05d}-of-*.parquet"))
+def _done_part_files(output: Path) -> list[Path]:
+    return sorted(path for path in (output / "data").rglob("part-*.parquet")
+                  if (output / "data" / "cues" / path.name).exists())
 
 
-def _first_shard_done(output: Path) -> bool:
-    return bool(list((output / "data" / "cues").glob("shard-00000-of-*.parquet")))
+def _first_part_done(output: Path) -> bool:
+    return bool(list((output / "data" / "cues").glob("part-*.parquet")))
 
 
-def _writing_a_shard(output: Path) -> bool:
-    """A shard is being written: a temporary file exists, or a shard has files but no ``cues`` yet."""
+def _writing_a_part(output: Path) -> bool:
+    """A part is being written: a temporary file exists, or a part has files but no ``cues`` yet."""
     data = output / "data"
-    if list(data.glob("*/.*.tmp")):
+    if list(data.glob("*/.*.tmp")) or list((output / "state").glob(".*.tmp")):
         return True
-    started = {path.name for path in data.glob("*/shard-*.parquet") if path.parent.name != "cues"}
-    return bool(started - {path.name for path in data.glob("cues/shard-*.parquet")})
+    started = {path.name for path in data.glob("*/part-*.parquet") if path.parent.name != "cues"}
+    return bool(started - {path.name for path in data.glob("cues/part-*.parquet")})
 
 
 KILL_POINTS = {
     "right_after_start": (lambda output: (output / "config.yaml").exists(), 0.01),
-    "during_a_step": (_first_shard_done, 0.05),  # shard 0 is written: the process maps shard 1
-    "while_writing_a_shard": (_writing_a_shard, 0.001),
+    "during_a_step": (_first_part_done, 0.05),  # a part is written: the process works on the next one
+    "while_writing_a_part": (_writing_a_part, 0.001),
 }
 
 
@@ -132,11 +136,11 @@ def test_sigkill_then_rerun_gives_every_clip_once(point, clips, reference, tmp_p
     output = tmp_path / "out"
     ready, poll = KILL_POINTS[point]
     _kill_when(_command(clips, output), tmp_path / "killed.log", lambda: ready(output), poll)
-    kept = {path: path.stat().st_mtime_ns for path in _shard_files(output, 0) if _first_shard_done(output)}
+    kept = {path: path.stat().st_mtime_ns for path in _done_part_files(output)}
 
     _run(_command(clips, output), tmp_path / "rerun.log")
     assert _assert_complete(output) == reference  # the same dataset as a run never killed
-    assert {path: path.stat().st_mtime_ns for path in kept} == kept  # a finished shard is not redone
+    assert {path: path.stat().st_mtime_ns for path in kept} == kept  # a finished part is not redone
 
 
 @pytest.mark.slow
@@ -145,8 +149,10 @@ def test_two_processes_split_the_shards_by_rank(clips, reference, tmp_path):
     output = tmp_path / "out"
     launcher = ("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2")
     log = _run(_command(clips, output, launcher=launcher), tmp_path / "torchrun.log")
-    took = dict(re.findall(r"rank (\d) of 2 took shards \[([\d, ]*)\]", log))
-    assert took == {"0": "0, 2", "1": "1, 3"}
+    took = {rank: (int(total), int(here)) for rank, total, here in
+            re.findall(r"rank (\d) of 2: \d+ new clips in all, (\d+) parts to write, (\d+) of them here", log)}
+    assert sorted(took) == ["0", "1"] and took["0"][0] == took["1"][0]  # both saw the same work
+    assert took["0"][1] > 0 and took["1"][1] > 0 and took["0"][1] + took["1"][1] == took["0"][0]
     assert _assert_complete(output).keys() == reference.keys()
 
 
@@ -157,7 +163,7 @@ def test_num_proc_2_gives_the_same_dataset(clips, reference, tmp_path):
     assert _assert_complete(output) == reference
 
 
-def test_ranks_from_the_environment_take_their_shards_and_the_last_completes_the_stats(
+def test_ranks_from_the_environment_take_their_clips_and_the_last_completes_the_stats(
     tmp_path, tiny_zoo, monkeypatch
 ):
     folder = tmp_path / "clips"
@@ -165,26 +171,33 @@ def test_ranks_from_the_environment_take_their_shards_and_the_last_completes_the
     media.write_audio(folder / "b.wav", media.music(1.0, 16000), 16000)
     media.write_audio(folder / "c.wav", media.speech(1.0, 16000), 16000)
     output = tmp_path / "out"
-    stale = {index: output / "data" / "captions" / f".shard-{index:05d}-of-00002.parquet.42.tmp"
-             for index in (0, 1)}
-    for path in stale.values():  # left by a killed writer
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    writer = subprocess.Popen(["sleep", "120"])  # another rank, still writing
+    stale = output / "data" / "captions" / f".part-0123456789ab-0000.parquet.{finished.pid}.tmp"
+    live = output / "data" / "captions" / f".part-ba9876543210-0000.parquet.{writer.pid}.tmp"
+    for path in (stale, live):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"half a parquet file")
     argv = ["run", "tiny", "--input", str(folder), "--output", str(output), "--num-shards", "2",
             "--set", "experts.separation.enabled=false", "--set", "qa.enabled=false"]
-
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    monkeypatch.setenv("RANK", "1")
-    assert main(argv) == 0
-    stats = json.loads((output / "stats.json").read_text())
-    assert (stats["complete"], stats["shards"], stats["clips"]) == (False, 1, 1)  # shard 1 of [a, b], [c]
-    assert stale[0].exists() and not stale[1].exists()  # rank 1 leaves rank 0's files alone
+    by_rank = {rank: sorted(clip for clip in "abc" if owner(clip, 2) == rank) for rank in (0, 1)}
+    try:
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        monkeypatch.setenv("RANK", "1")
+        assert main(argv) == 0
+        stats = json.loads((output / "stats.json").read_text())
+        assert (stats["complete"], stats["clips"], stats["clips_to_do"]) == (False, len(by_rank[1]), len(by_rank[0]))
+        assert not stale.exists() and live.exists()  # a live writer's file is left alone
+    finally:
+        writer.kill()
+        writer.wait()
 
     monkeypatch.setenv("RANK", "0")
     assert main(argv) == 0
     stats = json.loads((output / "stats.json").read_text())
-    assert (stats["complete"], stats["shards"], stats["clips"]) == (True, 2, 3)
-    assert not stale[0].exists()
+    assert (stats["complete"], stats["clips"], stats["clips_to_do"]) == (True, 3, 0)
+    assert not live.exists()
     cues = datasets.load_dataset(str(output), "cues", split="train", download_mode="force_redownload")
     assert sorted(cues["id"]) == ["a", "b", "c"]
 

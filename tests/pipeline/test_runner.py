@@ -2,6 +2,7 @@ import json
 
 import datasets
 import huggingface_hub
+import pyarrow.parquet as pq
 import pytest
 
 import fusion_datasets
@@ -44,7 +45,7 @@ def test_tiny_run_writes_a_loadable_hub_dataset_and_resumes(tmp_path, tiny_zoo, 
     stats = json.loads((output / "stats.json").read_text())
     counts = (stats["clips"], stats["clips_with_errors"], stats["captions"], stats["qa_pairs"])
     assert counts == (3, 1, 2, qa.num_rows)
-    assert stats["complete"] and stats["shards"] == 2
+    assert stats["complete"] and stats["parts"] == 2
     assert sum(stats["clap_histogram"]) == stats["clap_scored"] == 2 and stats["filter_removal_rate"] == 0.0
     overrides = [f"input.path={clip_folder}", f"output.path={output}", "output.shard_size=2",
                  "experts.separation.enabled=false"]
@@ -60,8 +61,10 @@ def test_tiny_run_writes_a_loadable_hub_dataset_and_resumes(tmp_path, tiny_zoo, 
     cues = datasets.load_dataset(str(output), "cues", split="train", download_mode="force_redownload")
     assert sorted(cues["id"]) == ["corrupt", "music", "speech"]
     assert all(row["errors"] == [] for row in cues)
-    changed = {path.name for path in shard_files if path.stat().st_mtime_ns != before[path]}
-    assert changed and all(name.startswith("shard-00000-") for name in changed)  # only the failed row's shard
+    kept = {path for path in shard_files if path.exists()}
+    assert kept and all(path.stat().st_mtime_ns == before[path] for path in kept)  # the part without errors
+    redone = sorted((output / "data" / "cues").glob("*-0001.parquet"))  # the failed row's part, next generation
+    assert len(redone) == 1 and "corrupt" in pq.read_table(redone[0])["id"].to_pylist()
 
 
 def test_unknown_stage_options_are_named():
@@ -114,7 +117,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, tiny_zoo, clip_fol
                                       "clips_per_second": {"speech": 0.001, "fusion": 2.0}}))
     _run(clip_folder, output, "--dry-run", "--throughput", str(throughput))
     plan = capsys.readouterr().out
-    assert "3 clips" in plan and "2 shards" in plan and "0 already done" in plan
+    assert "3 clips" in plan and "0 clips already done, 3 new clips to do in 2 parts" in plan
     assert "estimates from a test, 5 s clips" in plan
     speech = next(line for line in plan.splitlines() if line.startswith("speech"))
     assert str(tiny_zoo["whisper"])[-40:] in speech and "50m00s" in speech  # 3 clips at 0.001 clips/s
@@ -142,11 +145,14 @@ def test_an_hf_output_pushes_each_shard_then_the_card(tmp_path, tiny_zoo, clip_f
     staging = staging_dir("my-org/captions")
     assert staging == tmp_path / "cache" / "hub" / "my-org" / "captions" and (staging / "stats.json").exists()
     (hub,) = hubs
+    parts = sorted(path.stem for path in (staging / "data" / "cues").glob("*.parquet"))
     messages = [commit["message"] for commit in hub.commits()]
-    assert messages == ["Shard 0 of 2", "Shard 1 of 2", "Dataset card, stats and config"]
-    shard = "shard-00000-of-00002"
-    parquet = [f"data/{config}/{shard}.parquet" for config in ("captions", "cues", "qa")]
-    assert hub.commits()[0]["paths"] == [*parquet, f"stats/{shard}.json"]
+    assert sorted(messages[:2]) == [f"Part {part} ({count} clips)" for part, count in zip(parts, (1, 2))] or \
+        sorted(messages[:2]) == [f"Part {part} ({count} clips)" for part, count in zip(parts, (2, 1))]
+    assert messages[2:] == ["Dataset card, stats and config"]
+    first = messages[0].split()[1]
+    parquet = [f"data/{config}/{first}.parquet" for config in ("captions", "cues", "qa")]
+    assert hub.commits()[0]["paths"] == sorted([*parquet, f"state/{first}.json"])
     captions = datasets.load_dataset(str(remote), "captions", split="train")
     assert sorted(captions["id"]) == ["music", "speech"]
     assert 'load_dataset("my-org/captions", "captions"' in (remote / "README.md").read_text()

@@ -1,0 +1,107 @@
+"""The local executor: runs the plan's stages over the rows of one part, in this process.
+
+Each pass over the rows is one ``datasets.map``: a run of media steps shares a pass (each clip decoded
+once per map batch and resampled once per rate for all of them, each step calling its model on
+``batch_size`` clips at a time), and each streaming step (an LLM stage) takes every row of the part in
+one call, so a served model sees up to ``max_concurrency`` requests in flight and a re-ask is sent as
+soon as the answer it corrects arrives.
+
+Parts run one after another: while an LLM stage waits on its server, this process does not start the
+next part's experts. Overlapping parts is what the Ray executor is for (every stage working at once on
+its own actors); here it would take a second thread holding models on the same devices, and a Ctrl-C or
+a SIGKILL would no longer stop one part at one known point.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import datasets
+
+from fusion_datasets.experts.base import ERRORS, Expert
+from fusion_datasets.experts.chain import COUNTERS, DECODE, ExpertChain
+from fusion_datasets.pipeline.config import OutputConfig
+from fusion_datasets.pipeline.plan import Plan
+from fusion_datasets.pipeline.stats import add_up
+
+logger = logging.getLogger(__name__)
+
+ROW = "_row"
+
+
+@dataclass(frozen=True)
+class Work:
+    """``stages`` (in plan order) to run on the part's ``rows``."""
+
+    stages: tuple[str, ...]
+    rows: tuple[int, ...]
+
+
+def _clear(batch: dict[str, list], columns: Sequence[str], stages: set[str]) -> dict[str, list]:
+    """Empty ``columns`` and drop the errors of ``stages``: what a rerun of those stages fills again."""
+    size = len(batch[ERRORS])
+    cleared: dict[str, list] = {column: [None] * size for column in columns}
+    cleared[ERRORS] = [[error for error in row or [] if error["stage"] not in stages] for row in batch[ERRORS]]
+    return cleared
+
+
+class LocalExecutor:
+    """Runs :class:`Work` over a part's rows with the steps of ``plan``.
+
+    Example:
+        >>> cues, counters = LocalExecutor(plan, config.output).run(rows, [Work(tuple(plan.stages), (0, 1))])  # doctest: +SKIP
+    """
+
+    def __init__(self, plan: Plan, output: OutputConfig) -> None:
+        self.plan = plan
+        self.output = output
+
+    def run(self, table: datasets.Dataset, work: Sequence[Work], desc: str = "part"
+            ) -> tuple[datasets.Dataset, dict[str, dict[str, float]]]:
+        """``table`` with ``work`` done (its rows in order), and the counters of each stage that ran."""
+        features = self.plan.output_features(table.features)
+        missing = [name for name in features if name not in table.column_names]
+        table = table.map(lambda batch: {name: [None] * len(next(iter(batch.values()))) for name in missing},
+                          batched=True, features=features, desc="preparing rows") if missing else table
+        counters: dict[str, dict[str, float]] = {}
+        redone, touched = [], set()
+        for item in (item for item in work if item.rows and item.stages):
+            rows = table.select(item.rows)
+            stages = set(item.stages)
+            if any(self.plan.step(stage).audio_column in self.plan.step(stage).reads() for stage in stages):
+                stages.add(DECODE)
+            columns = [name for stage in item.stages for name in self.plan.step(stage).writes() if name in features]
+            rows = rows.map(_clear, batched=True, fn_kwargs={"columns": columns, "stages": stages},
+                            features=features, desc="clearing the stages to redo")
+            for steps in self.plan.passes(item.stages):
+                rows, counts = self._pass(rows, steps, features, desc)
+                counters = add_up(counters, counts)
+            redone.append(rows.add_column(ROW, list(item.rows)))
+            touched.update(item.rows)
+        if not redone:
+            return table, counters
+        kept = [row for row in range(table.num_rows) if row not in touched]
+        merged = datasets.concatenate_datasets([table.select(kept).add_column(ROW, kept), *redone])
+        order = sorted(range(merged.num_rows), key=merged[ROW].__getitem__)
+        return merged.select(order).remove_columns(ROW).flatten_indices(), counters
+
+    def _pass(self, rows: datasets.Dataset, steps: list[Expert], features: datasets.Features, desc: str
+              ) -> tuple[datasets.Dataset, dict[str, dict[str, float]]]:
+        chain = ExpertChain(steps, record_counters=True)
+        if steps[0].streaming:
+            size, workers = rows.num_rows, None
+        else:
+            size = max(self.output.batch_size, *(step.batch_size or 0 for step in steps))
+            workers = self.output.num_proc if self.output.num_proc and self.output.num_proc > 1 else None
+        mapped = rows.map(chain, batched=True, batch_size=size, with_rank=True, num_proc=workers,
+                          features=chain.output_features(features), load_from_cache_file=False,
+                          desc=f"{desc}: {', '.join(step.stage for step in steps)}")
+        counters: dict[str, Any] = {}
+        for entry in mapped[COUNTERS]:
+            if entry:
+                counters = add_up(counters, json.loads(entry))
+        return mapped.remove_columns(COUNTERS), counters

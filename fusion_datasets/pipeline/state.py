@@ -1,0 +1,179 @@
+"""The run state of an output folder, keyed by clip id and stage.
+
+An output is a set of *parts*. A part is a group of clips and four files named after it:
+``data/{cues,captions,qa}/<part>.parquet`` and ``state/<part>.json``, which holds the part's clip ids,
+the plan that made them (each stage's fingerprint and columns), the counts of its data, the work
+counters of every run that touched it, and the parts it replaces. A part's name comes from its clip
+ids and a generation number, never from how many parts there are, so no rerun can leave a stale file
+beside a new one under another name.
+
+A part is committed under the output's lock by renaming its files into place, ``cues`` last: a part is
+done when its ``cues`` file exists. A rerun that redoes a part writes the next generation and then
+deletes the old one; killed in between, the next run finishes the deletion (``replaces``). Files
+without their ``cues`` (a commit cut short) and temporary files of dead processes are removed when the
+state is loaded. ``manifest.json`` at the root sums the state up for people and tools.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fusion_datasets.errors import UserError
+from fusion_datasets.pipeline.outputs import CONFIGS, write_text_atomically
+
+logger = logging.getLogger(__name__)
+
+STATE = "state"
+MANIFEST = "manifest.json"
+_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.tmp$")
+
+
+class OutputMismatch(UserError):
+    """The output folder was made in a way this run cannot continue; the message says what to do."""
+
+
+@dataclass
+class Part:
+    """One committed part: its clips, the plan that made them, its counts and its work counters."""
+
+    name: str
+    ids: list[str]
+    plan: dict[str, dict[str, Any]]  # stage -> {"fingerprint", "writes"}
+    counts: dict[str, Any] = field(default_factory=dict)  # of its data (clips, captions, errors, ...)
+    work: dict[str, dict[str, float]] = field(default_factory=dict)  # stage -> counters, every run added up
+    embed_audio: bool = False
+    replaces: list[str] = field(default_factory=list)
+
+    @property
+    def generation(self) -> int:
+        return int(self.name.rsplit("-", 1)[1])
+
+
+def part_name(ids: Sequence[str], generation: int = 0) -> str:
+    """``part-<hash of the ids>-<generation>``: the same clips give the same name on every run."""
+    digest = hashlib.sha256("\n".join(ids).encode("utf-8")).hexdigest()[:12]
+    return f"part-{digest}-{generation:04d}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class RunState:
+    """The parts of an output folder, and the lock that ranks take to commit or to tidy them."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def data(self, config: str, name: str) -> Path:
+        return self.root / "data" / config / f"{name}.parquet"
+
+    def state(self, name: str) -> Path:
+        return self.root / STATE / f"{name}.json"
+
+    def temporary(self, path: Path) -> Path:
+        """Where ``path`` is written before its commit (removed on a later load once this process is gone)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+    def files(self, name: str) -> list[Path]:
+        """A part's files in commit order (``cues`` last); only those that exist."""
+        paths = [*(self.data(config, name) for config in CONFIGS if config != "cues"), self.state(name),
+                 self.data("cues", name)]
+        return [path for path in paths if path.exists()]
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """One process of a run at a time commits, tidies, or writes the stats and the card."""
+        path = self.root / ".cache" / "run.lock"  # .cache/ is never uploaded (see hub.push.IGNORED)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes, or when the process dies
+            yield
+
+    def check_layout(self) -> None:
+        """Refuse an output written by the shard layout of fusion_datasets before 0.2."""
+        old = sorted((self.root / "data").glob("*/shard-*-of-*.parquet"))
+        if old:
+            raise OutputMismatch(
+                f"{self.root} holds shards of an earlier fusion_datasets layout ({old[0].name}): their clips "
+                "cannot be matched by id. Write to a new output folder, or delete this one and rerun.")
+
+    def load(self) -> dict[str, Part]:
+        """The done parts by name, after removing what interrupted runs left behind (call under the lock)."""
+        self.check_layout()
+        self._remove_dead_temporaries()
+        parts = {}
+        for path in sorted((self.root / "data" / "cues").glob("part-*.parquet")):
+            name = path.stem
+            if self.state(name).exists():
+                parts[name] = Part(**json.loads(self.state(name).read_text("utf-8")))
+        for part in list(parts.values()):
+            for old in part.replaces:
+                if old in parts:
+                    logger.info("removing %s, replaced by %s", old, part.name)
+                    self.delete(old)
+                    del parts[old]
+        self._remove_orphans(set(parts))
+        return parts
+
+    def _remove_dead_temporaries(self) -> None:
+        for folder in [*(self.root / "data").glob("*"), self.root / STATE]:
+            for path in folder.glob(".*.tmp"):
+                match = _TEMPORARY.match(path.name)
+                if match and not _pid_alive(int(match["pid"])):
+                    logger.info("removing %s, left by an interrupted run", path)
+                    path.unlink(missing_ok=True)
+
+    def _remove_orphans(self, done: set[str]) -> None:
+        """Files of parts whose commit was cut short before their ``cues`` file."""
+        for path in [*(self.root / "data").glob("*/part-*.parquet"), *(self.root / STATE).glob("part-*.json")]:
+            if path.stem not in done:
+                logger.info("removing %s, left by an interrupted commit", path)
+                path.unlink(missing_ok=True)
+
+    def delete(self, name: str) -> None:
+        """Remove a part, ``cues`` first, so that it is no longer done before anything else goes."""
+        for path in reversed(self.files(name)):
+            path.unlink(missing_ok=True)
+
+    def commit(self, part: Part, written: dict[str, Path]) -> list[Path]:
+        """Rename a part's written temporary files into place (``cues`` last), then delete what it replaces.
+
+        ``written`` maps each config to its temporary Parquet file. Returns the part's files.
+        """
+        state = self.temporary(self.state(part.name))
+        state.write_text(json.dumps(asdict(part)), encoding="utf-8")
+        with self.lock():
+            for config in [name for name in CONFIGS if name != "cues" and name in written]:
+                os.replace(written[config], self.data(config, part.name))
+            os.replace(state, self.state(part.name))
+            os.replace(written["cues"], self.data("cues", part.name))
+            for old in part.replaces:
+                self.delete(old)
+        return self.files(part.name)
+
+    def write_manifest(self, manifest: dict[str, Any]) -> Path:
+        return write_text_atomically(self.root / MANIFEST, json.dumps(manifest, indent=2))
+
+    def read_manifest(self) -> dict[str, Any]:
+        path = self.root / MANIFEST
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing: it is written by `fusion-datasets run`")
+        return json.loads(path.read_text("utf-8"))
