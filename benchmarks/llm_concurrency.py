@@ -11,48 +11,11 @@ request per ``generate`` call, as a per-row loop would; the others send all requ
 from __future__ import annotations
 
 import argparse
-import json
-import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from fusion_datasets.llm.backends import BackendConfig, ServerChatBackend
-
-ANSWER = {
-    "id": "stub", "object": "chat.completion", "created": 0, "model": "stub",
-    "choices": [{"index": 0, "finish_reason": "stop",
-                 "message": {"role": "assistant", "content": "A dog barks."}}],
-    "usage": {"prompt_tokens": 12, "completion_tokens": 4, "total_tokens": 16},
-}
-
-
-class StubServer(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 256  # the default backlog of 5 would drop a burst of 64 connections
-
-    def __init__(self, latency: float) -> None:
-        self.latency = latency
-        super().__init__(("127.0.0.1", 0), StubHandler)
-
-
-class StubHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # else the body waits ~40 ms behind the headers for a delayed ACK
-
-    def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
-        self.rfile.read(int(self.headers.get("content-length", 0)))
-        time.sleep(self.server.latency)  # type: ignore[attr-defined]
-        body = json.dumps(ANSWER).encode()
-        self.send_response(200)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - quiet
-        pass
-
+from fusion_datasets.testing.stub_chat import StubChatServer
 
 def timed(run: Callable[[], list]) -> float:
     start = time.perf_counter()
@@ -71,9 +34,11 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.2, help="seconds the stub waits per request")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16, 64])
     args = parser.parse_args()
-    server = StubServer(args.latency)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}"
+    with StubChatServer(lambda request: "A dog barks.", args.latency) as server:
+        compare(server.base_url, args)
+
+
+def compare(url: str, args: argparse.Namespace) -> None:
     conversations = [[{"role": "user", "content": f"Caption clip {i}."}] for i in range(args.requests)]
 
     def backend(concurrency: int) -> ServerChatBackend:
@@ -89,7 +54,6 @@ def main() -> None:
         seconds = timed(lambda: backend(concurrency).generate(conversations, max_new_tokens=8))
         rate, speedup = args.requests / seconds, sequential / seconds
         print(f"{concurrency:>16} {seconds:8.2f} {rate:11.1f} {speedup:8.1f}x")
-    server.shutdown()
 
 
 if __name__ == "__main__":

@@ -100,6 +100,9 @@ def load_config(name_or_path: str, overrides: tuple[str, ...] | list[str] = ()) 
         build_tiny_zoo(zoo)
         text = text.replace(TINY_ZOO, str(zoo))
     data = yaml.safe_load(text) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {name_or_path}: expected a mapping of sections (name, input, experts, llm, "
+                          f"fusion, filter, qa, output), got a {type(data).__name__}")
     return from_mapping(PipelineConfig, apply_overrides(data, overrides))
 
 

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import datasets
+import pyarrow.parquet as pq
 
 from fusion_datasets.errors import UserError
 from fusion_datasets.pipeline.config import InputConfig
@@ -91,6 +92,8 @@ def load_input(config: InputConfig, exclude: Sequence[Path] = ()) -> datasets.Da
     elif path.suffix == ".parquet" or path.is_dir():
         files = [str(path)] if path.is_file() else sorted(str(p) for p in path.rglob("*.parquet")
                                                            if not _inside(Path(os.path.abspath(p)), skip))
+        if not sum(pq.read_metadata(file).num_rows for file in files):
+            raise InputError(f"the input {config.path} has no clips (0 rows)")
         ds = datasets.load_dataset("parquet", data_files=files, split="train")
     elif path.exists():
         raise InputError(f"input {config.path!r} is a file but not Parquet: give a folder of clips, a Parquet "
