@@ -35,10 +35,15 @@ ROW = "_row"
 
 @dataclass(frozen=True)
 class Work:
-    """``stages`` (in plan order) to run on the part's ``rows``."""
+    """``stages`` (in plan order) to run on the part's ``rows``.
+
+    A rerun (``clear``) first empties what those stages wrote and drops their errors; new rows keep the
+    columns their input gave (human labels that a step keeps, say).
+    """
 
     stages: tuple[str, ...]
     rows: tuple[int, ...]
+    clear: bool = True
 
 
 def _clear(batch: dict[str, list], columns: Sequence[str], stages: set[str]) -> dict[str, list]:
@@ -71,12 +76,8 @@ class LocalExecutor:
         redone, touched = [], set()
         for item in (item for item in work if item.rows and item.stages):
             rows = table.select(item.rows)
-            stages = set(item.stages)
-            if any(self.plan.step(stage).audio_column in self.plan.step(stage).reads() for stage in stages):
-                stages.add(DECODE)
-            columns = [name for stage in item.stages for name in self.plan.step(stage).writes() if name in features]
-            rows = rows.map(_clear, batched=True, fn_kwargs={"columns": columns, "stages": stages},
-                            features=features, desc="clearing the stages to redo")
+            if item.clear:
+                rows = self._clear(rows, item.stages, features)
             for steps in self.plan.passes(item.stages):
                 rows, counts = self._pass(rows, steps, features, desc)
                 counters = add_up(counters, counts)
@@ -88,6 +89,13 @@ class LocalExecutor:
         merged = datasets.concatenate_datasets([table.select(kept).add_column(ROW, kept), *redone])
         order = sorted(range(merged.num_rows), key=merged[ROW].__getitem__)
         return merged.select(order).remove_columns(ROW).flatten_indices(), counters
+
+    def _clear(self, rows: datasets.Dataset, stages: Sequence[str], features: datasets.Features) -> datasets.Dataset:
+        steps = [self.plan.step(stage) for stage in stages]
+        dropped = {*stages, *([DECODE] if any(step.audio_column in step.reads() for step in steps) else [])}
+        columns = [name for step in steps for name in step.writes() if name in features]
+        return rows.map(_clear, batched=True, fn_kwargs={"columns": columns, "stages": dropped}, features=features,
+                        desc="clearing the stages to redo")
 
     def _pass(self, rows: datasets.Dataset, steps: list[Expert], features: datasets.Features, desc: str
               ) -> tuple[datasets.Dataset, dict[str, dict[str, float]]]:

@@ -128,5 +128,6 @@ def plan_work(
         own = [clip for clip in new if owner(clip, world_size) == index]
         for start in range(0, len(own), max(size, 1)):
             ids = tuple(own[start:start + size])
-            result.parts.append(PartWork(part_name(ids), ids, (Work(tuple(plan.stages), tuple(range(len(ids)))),)))
+            work = Work(tuple(plan.stages), tuple(range(len(ids))), clear=False)
+            result.parts.append(PartWork(part_name(ids), ids, (work,)))
     return result

@@ -59,19 +59,23 @@ def _run(command: list[str], log: Path) -> str:
     return log.read_text()
 
 
-def _kill_when(command: list[str], log: Path, ready: Callable[[], bool], poll: float) -> None:
-    """Start ``command``, SIGKILL it (and the workers it forked) once ``ready()``; fail if it ends first."""
+def _signal_when(command: list[str], log: Path, ready: Callable[[], bool], poll: float,
+                 sent: signal.Signals = signal.SIGKILL) -> int:
+    """Start ``command``, send ``sent`` to it and the workers it forked (as a terminal's Ctrl-C does) once
+    ``ready()``; fail if it ends first. Returns its exit code."""
     with log.open("w") as stream:
         process = subprocess.Popen(command, env=os.environ, stdout=stream, stderr=subprocess.STDOUT,
                                    start_new_session=True)
     try:
         while process.poll() is None and not ready():
             time.sleep(poll)
+        assert process.poll() is None, f"ended before the signal:\n{log.read_text()[-3000:]}"
+        os.killpg(process.pid, sent)
+        return process.wait(timeout=120)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-    assert process.returncode == -signal.SIGKILL, f"ended before the kill point:\n{log.read_text()[-3000:]}"
+            process.wait()
 
 
 def _captions_by_id(output: Path) -> dict[str, str]:
@@ -135,12 +139,29 @@ KILL_POINTS = {
 def test_sigkill_then_rerun_gives_every_clip_once(point, clips, reference, tmp_path):
     output = tmp_path / "out"
     ready, poll = KILL_POINTS[point]
-    _kill_when(_command(clips, output), tmp_path / "killed.log", lambda: ready(output), poll)
+    code = _signal_when(_command(clips, output), tmp_path / "killed.log", lambda: ready(output), poll)
+    assert code == -signal.SIGKILL
     kept = {path: path.stat().st_mtime_ns for path in _done_part_files(output)}
 
     _run(_command(clips, output), tmp_path / "rerun.log")
     assert _assert_complete(output) == reference  # the same dataset as a run never killed
     assert {path: path.stat().st_mtime_ns for path in kept} == kept  # a finished part is not redone
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", list(KILL_POINTS))
+def test_ctrl_c_stops_with_a_line_saying_how_to_resume(point, clips, reference, tmp_path):
+    output = tmp_path / "out"
+    ready, poll = KILL_POINTS[point]
+    log = tmp_path / "interrupted.log"
+    code = _signal_when(_command(clips, output), log, lambda: ready(output), poll, signal.SIGINT)
+    text = log.read_text()
+    assert code == 130, text[-3000:]
+    assert "interrupted. Finished parts are kept: rerun the same command to resume." in text
+    assert "Traceback" not in text and "KeyboardInterrupt" not in text
+
+    _run(_command(clips, output), tmp_path / "rerun.log")
+    assert _assert_complete(output) == reference
 
 
 @pytest.mark.slow
