@@ -207,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--input", help="a folder of audio/video files, Parquet, a saved dataset or a Hub id")
     run.add_argument("--output", help="the output folder (Hub dataset layout)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
-    run.add_argument("--num-shards", type=int, metavar="N", help="split the input into N shards")
+    run.add_argument("--num-shards", type=int, metavar="N", help="split the new clips into N parts")
     run.add_argument("--retry-errors", action="store_true", help="rerun only the rows that carry errors")
     run.add_argument("--embed-audio", action="store_true", help="store the audio in the Parquet files")
     run.add_argument("--export", choices=["fusionaudio"], help="also write the FusionAudio JSON release format")
@@ -324,8 +324,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    from fusion_datasets.runtime import raise_if_interrupted, stop_on_interrupt
+
+    stop_on_interrupt()
     try:
-        return args.handler(args)
+        code = args.handler(args)
+        raise_if_interrupted()  # a Ctrl-C that a library swallowed still ends the command as interrupted
+        return code
     except KeyboardInterrupt:
         _say("interrupted. Finished parts are kept: rerun the same command to resume.", args.verbose)
         return 130

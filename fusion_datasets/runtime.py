@@ -127,3 +127,32 @@ def require(module: str, extra: str) -> Any:
         raise ImportError(
             f"{module} is needed here but is not installed: pip install 'fusion-datasets[{extra}]'"
         ) from error
+
+
+_INTERRUPTED = threading.Event()
+
+
+def stop_on_interrupt() -> None:
+    """Make Ctrl-C stop a run even where a library swallows ``KeyboardInterrupt``.
+
+    ``datasets`` hashes every transform inside a bare ``except``, so a Ctrl-C that lands there is lost
+    and the run would go on. The handler installed here also records the interrupt, and
+    :func:`raise_if_interrupted` raises it again at the next check (after each pass, before a commit).
+    A process started with SIGINT ignored (a background job) is left as it is.
+    """
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        _INTERRUPTED.set()
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupt)
+
+
+def raise_if_interrupted() -> None:
+    """Raise ``KeyboardInterrupt`` if Ctrl-C was pressed since :func:`stop_on_interrupt`, even if it was swallowed."""
+    if _INTERRUPTED.is_set():
+        raise KeyboardInterrupt

@@ -19,7 +19,7 @@ from fusion_datasets.experts.base import Expert, ExpertConfig
 from fusion_datasets.media import MediaBatch
 
 PAPER_THRESHOLD = 0.08
-# Fixed edges over the whole cosine range, so that the histograms of several shards add up.
+# Fixed edges over the whole cosine range, so that the histograms of several parts add up.
 HISTOGRAM_EDGES = tuple(np.round(np.linspace(-1.0, 1.0, 41), 6).tolist())
 
 

@@ -1,11 +1,11 @@
-"""Publish a run's output folder to a Hub dataset: shard by shard while a run goes, or a finished folder.
+"""Publish a run's output folder to a Hub dataset: part by part while a run goes, or a finished folder.
 
 The token is huggingface_hub's own business (``HF_TOKEN`` or ``hf auth login``): this module never passes
 one, and every message it logs or raises names the repository and the HTTP status, with tokens scrubbed.
 
 Example:
     >>> publisher = HubPublisher("my-org/fusion-captions")  # doctest: +SKIP
-    >>> publisher.publish(root, [root / "data/cues/shard-00000-of-00002.parquet"], "0")  # doctest: +SKIP
+    >>> publisher.publish(root, [root / "data/cues/part-3fa9c2d1e0b4-0000.parquet"], "0")  # doctest: +SKIP
     >>> push_folder("output", "my-org/fusion-captions")  # doctest: +SKIP
     'https://huggingface.co/datasets/my-org/fusion-captions'
 """

@@ -43,11 +43,11 @@ class InputConfig:
 
 @dataclass(frozen=True)
 class OutputConfig:
-    path: str = "output"  # a folder, or hf://datasets/ORG/NAME to push each shard as it is done
-    shard_size: int = 256  # clips per shard: the unit of resume and of work per process
-    num_shards: int | None = None  # a fixed number of shards instead (shard_size is then ignored)
-    batch_size: int = 8  # clips per map batch (one model call per batch and step)
-    num_proc: int | None = None  # worker processes per shard for `datasets.map` (CPU work)
+    path: str = "output"  # a folder, or hf://datasets/ORG/NAME to push each part as it is done
+    shard_size: int = 256  # clips per part of the output: the unit of commit and of work per process
+    num_shards: int | None = None  # a fixed number of parts for the new clips instead (shard_size is then ignored)
+    batch_size: int = 8  # clips decoded together per map batch (an expert's own batch_size splits its model calls)
+    num_proc: int | None = None  # worker processes for each pass of experts over a part (CPU work)
     embed_audio: bool = False  # store the audio bytes in the Parquet files instead of a reference
     export: str | None = None  # "fusionaudio": also write the FusionAudio JSON release format
     license: str = "other"  # the dataset's license on its card (an id from the Hub's list)

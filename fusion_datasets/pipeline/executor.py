@@ -27,6 +27,7 @@ from fusion_datasets.experts.chain import COUNTERS, DECODE, ExpertChain
 from fusion_datasets.pipeline.config import OutputConfig
 from fusion_datasets.pipeline.plan import Plan
 from fusion_datasets.pipeline.stats import add_up
+from fusion_datasets.runtime import raise_if_interrupted
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +109,7 @@ class LocalExecutor:
         mapped = rows.map(chain, batched=True, batch_size=size, with_rank=True, num_proc=workers,
                           features=chain.output_features(features), load_from_cache_file=False,
                           desc=f"{desc}: {', '.join(step.stage for step in steps)}")
+        raise_if_interrupted()  # a Ctrl-C that datasets' hashing swallowed during the map
         counters: dict[str, Any] = {}
         for entry in mapped[COUNTERS]:
             if entry:

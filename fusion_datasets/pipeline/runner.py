@@ -37,7 +37,7 @@ from fusion_datasets.pipeline.plan import Plan
 from fusion_datasets.pipeline.state import MANIFEST, STATE, Part, RunState
 from fusion_datasets.pipeline.stats import add_up, failed_stages, summarize
 from fusion_datasets.pipeline.work import PartWork, WorkPlan, plan_work
-from fusion_datasets.runtime import process_rank
+from fusion_datasets.runtime import process_rank, raise_if_interrupted
 
 logger = logging.getLogger(__name__)
 
@@ -137,6 +137,7 @@ class PipelineRunner:
         for config, data in configs.items():
             written[config] = self.state.temporary(self.state.data(config, item.name))
             data.to_parquet(str(written[config]))
+        raise_if_interrupted()  # never commit a part whose work a swallowed Ctrl-C cut short
         work = add_up(item.previous.work if item.previous else {}, counters)
         part = Part(item.name, list(item.ids), self.plan.fingerprints(),
                     data_counts(cues, configs.get("captions"), configs.get("qa")), work,

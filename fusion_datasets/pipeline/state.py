@@ -108,7 +108,7 @@ class RunState:
             yield
 
     def check_layout(self) -> None:
-        """Refuse an output written by the shard layout of fusion_datasets before 0.2."""
+        """Refuse an output written in the shard layout of earlier versions (``shard-*-of-*`` files)."""
         old = sorted((self.root / "data").glob("*/shard-*-of-*.parquet"))
         if old:
             raise OutputMismatch(

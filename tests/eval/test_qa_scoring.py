@@ -189,24 +189,14 @@ def test_air_bench_foundation_end_to_end(make_benchmark, fa_row, tmp_path, repor
     assert not any(name.startswith(("unmappable", "missing")) for name in metrics)
 
 
-def test_a_benchmark_of_unknown_kind_needs_one(make_benchmark, fa_row, write_jsonl, tmp_path, report_rows):
+def test_a_benchmark_of_unknown_kind_needs_one(make_benchmark, fa_row, write_jsonl, tmp_path, report_rows, capsys):
     benchmark = make_benchmark("clotho-aqa", [fa_row("music", "Is music playing?", "yes")])
     (benchmark / "stats.json").unlink()  # no builder name: the folder's name, which is no known benchmark
     renamed = benchmark.rename(tmp_path / "my-qa")
     file = write_jsonl(tmp_path / "p.jsonl", [])
-    with pytest.raises(ValueError, match="'my-qa' is unknown: give kind"):
-        main(
-            [
-                "eval",
-                "qa",
-                "--predictions",
-                str(file),
-                "--benchmark",
-                str(renamed),
-                "--output",
-                str(tmp_path / "r"),
-            ]
-        )
+    assert main(["eval", "qa", "--predictions", str(file), "--benchmark", str(renamed), "--output",
+                 str(tmp_path / "r")]) == 2  # a user error: one line, no traceback
+    assert "'my-qa' is unknown: give kind" in capsys.readouterr().err
     assert main(["eval", "qa", "--predictions", str(file), "--benchmark", str(renamed), "--output",
                  str(tmp_path / "r"), "--kind", "closed"]) == 0
     assert report_rows(tmp_path / "r")["overall", "missing"] == (1, 1)

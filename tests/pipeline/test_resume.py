@@ -64,8 +64,10 @@ def _signal_when(command: list[str], log: Path, ready: Callable[[], bool], poll:
     """Start ``command``, send ``sent`` to it and the workers it forked (as a terminal's Ctrl-C does) once
     ``ready()``; fail if it ends first. Returns its exit code."""
     with log.open("w") as stream:
+        # SIGINT as in a terminal's foreground job (a shell starts background jobs with SIGINT ignored)
         process = subprocess.Popen(command, env=os.environ, stdout=stream, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+                                   start_new_session=True,
+                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         while process.poll() is None and not ready():
             time.sleep(poll)

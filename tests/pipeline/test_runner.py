@@ -57,7 +57,13 @@ def test_tiny_run_writes_a_loadable_hub_dataset_and_resumes(tmp_path, tiny_zoo, 
     assert {path: path.stat().st_mtime_ns for path in shard_files} == before  # nothing done twice
 
     media.write_audio(clip_folder / "corrupt.wav", media.noise(2.0, 16000), 16000)  # the failure is fixed
+    first = stats["stages"]
     _run(clip_folder, output, "--retry-errors")
+    retried = json.loads((output / "stats.json").read_text())["stages"]
+    for stage in ("speech", "tagging", "sound", "music", "fusion", "clap_filter", "qa"):  # decode's readers
+        assert retried[stage]["rows"] == first[stage]["rows"] + 1, stage  # the first run's counts, plus one row
+        assert retried[stage]["seconds"] > first[stage]["seconds"]
+    assert retried["visual"] == first["visual"]  # the corrupt clip has no video: nothing to redo
     cues = datasets.load_dataset(str(output), "cues", split="train", download_mode="force_redownload")
     assert sorted(cues["id"]) == ["corrupt", "music", "speech"]
     assert all(row["errors"] == [] for row in cues)
@@ -145,10 +151,9 @@ def test_an_hf_output_pushes_each_shard_then_the_card(tmp_path, tiny_zoo, clip_f
     staging = staging_dir("my-org/captions")
     assert staging == tmp_path / "cache" / "hub" / "my-org" / "captions" and (staging / "stats.json").exists()
     (hub,) = hubs
-    parts = sorted(path.stem for path in (staging / "data" / "cues").glob("*.parquet"))
+    sizes = {path.stem: pq.read_metadata(path).num_rows for path in (staging / "data" / "cues").glob("*.parquet")}
     messages = [commit["message"] for commit in hub.commits()]
-    assert sorted(messages[:2]) == [f"Part {part} ({count} clips)" for part, count in zip(parts, (1, 2))] or \
-        sorted(messages[:2]) == [f"Part {part} ({count} clips)" for part, count in zip(parts, (2, 1))]
+    assert sorted(messages[:2]) == sorted(f"Part {name} ({rows} clips)" for name, rows in sizes.items())
     assert messages[2:] == ["Dataset card, stats and config"]
     first = messages[0].split()[1]
     parquet = [f"data/{config}/{first}.parquet" for config in ("captions", "cues", "qa")]
@@ -157,9 +162,16 @@ def test_an_hf_output_pushes_each_shard_then_the_card(tmp_path, tiny_zoo, clip_f
     assert sorted(captions["id"]) == ["music", "speech"]
     assert 'load_dataset("my-org/captions", "captions"' in (remote / "README.md").read_text()
 
-    _run(clip_folder, "hf://datasets/my-org/captions")  # a rerun: the shards' files are on the Hub already
+    _run(clip_folder, "hf://datasets/my-org/captions")  # a rerun: the parts' files are on the Hub already
     rerun = hubs[1].commits()
     assert rerun == []  # nor are the card, stats and config, unchanged
+
+    _run(clip_folder, "hf://datasets/my-org/captions", "--set", "fusion.max_new_tokens=97")  # every part redone
+    remote_parts = sorted(path.relative_to(remote) for path in (remote / "data").rglob("*.parquet"))
+    assert remote_parts == sorted(path.relative_to(staging) for path in (staging / "data").rglob("*.parquet"))
+    assert all(path.stem.endswith("-0001") for path in remote_parts)  # the replaced parts are gone
+    captions = datasets.load_dataset(str(remote), "captions", split="train", download_mode="force_redownload")
+    assert sorted(captions["id"]) == ["music", "speech"]
 
 
 def test_bad_inputs_each_get_a_result_or_an_error_and_the_counts_add_up(tmp_path, tiny_zoo):
