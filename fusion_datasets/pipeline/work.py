@@ -105,17 +105,17 @@ def plan_work(
         gone = tuple(clip for clip in part.ids if clip not in wanted)
         result.clips_not_in_input += len(gone)
         changed = _changed_stages(part, plan)
+        removed = sorted(set(part.plan) - set(plan.stages))
+        dropped = gone if output.removed_clips == "drop" else ()
         if changed:
             work = [Work(tuple(plan.to_rerun(changed)), tuple(range(len(part.ids))))]
             reason = f"stages changed: {', '.join(plan.to_rerun(changed))}"
         elif retry_errors and part.counts.get("clips_with_errors"):
             work, reason = _error_work(state, part, plan), "retrying rows with errors"
         else:
-            work, reason = [], ""
-        dropped = gone if output.removed_clips == "drop" else ()
-        if dropped and not work:
-            reason = "dropping clips no longer in the input"
-        if work or dropped:
+            work = []
+            reason = f"stages removed: {', '.join(removed)}" if removed else "dropping clips no longer in the input"
+        if work or dropped or removed:
             kept = tuple(clip for clip in part.ids if clip not in dropped)
             name = part_name(kept, part.generation + 1)
             result.parts.append(PartWork(name, kept, tuple(work), part, dropped))

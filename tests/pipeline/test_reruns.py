@@ -44,13 +44,16 @@ def part_files(output: Path) -> dict[Path, int]:
     return {path: path.stat().st_mtime_ns for path in sorted((output / "data").rglob("*.parquet"))}
 
 
-def assert_every_clip_once(output: Path, ids: list[str]) -> None:
+def assert_every_clip_once(output: Path, ids: list[str], qa: bool = True) -> None:
     cues = rows(output)
     assert sorted(cues["id"]) == sorted(ids)
     captions = rows(output, "captions")
     assert len(set(captions["id"])) == captions.num_rows and set(captions["id"]) <= set(ids)
-    qa = rows(output, "qa")
-    assert len(set(qa["id"])) == qa.num_rows and set(qa["clip_id"]) <= set(captions["id"])
+    if qa:
+        pairs = rows(output, "qa")
+        assert len(set(pairs["id"])) == pairs.num_rows and set(pairs["clip_id"]) <= set(captions["id"])
+    else:
+        assert not list((output / "data" / "qa").glob("*.parquet"))
     summary = stats(output)
     assert summary["complete"] and summary["clips"] == len(ids) and summary["clips_to_do"] == 0
 
@@ -117,6 +120,12 @@ def test_a_changed_stage_reruns_itself_and_its_readers_only(tmp_path, tiny_zoo, 
     assert "asr_text" not in cues.column_names  # the removed stage's columns are gone
     assert third["tagging"]["rows"] == clips_count and third["fusion"]["rows"] == 3 * clips_count
     assert_every_clip_once(output, ids_of(clips))
+
+    # a stage that no other stage reads: its columns go, nothing reruns, and the output is complete again
+    assert run(clips, output, "--set", "fusion.max_new_tokens=97", "--set", "experts.speech.enabled=false",
+               "--set", "qa.enabled=false") == 0
+    assert "qa_pairs" not in rows(output).column_names and stats(output)["stages"]["fusion"] == third["fusion"]
+    assert_every_clip_once(output, ids_of(clips), qa=False)
 
 
 def test_another_filter_threshold_reruns_only_the_filter(tmp_path, tiny_zoo, clips):
