@@ -45,6 +45,10 @@ def _run(args: argparse.Namespace) -> int:
         overrides.append("output.embed_audio=true")
     if args.export:
         overrides.append(f"output.export={args.export}")
+    if args.engine:
+        overrides.append(f"engine={args.engine}")
+    if args.ray_address:
+        overrides.append(f"ray.address={args.ray_address}")
     config = load_config(args.config, overrides)
     if args.dry_run:
         from fusion_datasets.pipeline.dryrun import describe_plan, load_throughput
@@ -212,6 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--embed-audio", action="store_true", help="store the audio in the Parquet files")
     run.add_argument("--export", choices=["fusionaudio"], help="also write the FusionAudio JSON release format")
     run.add_argument("--dry-run", action="store_true", help="print the plan and compute estimates, run nothing")
+    run.add_argument("--engine", choices=["local", "ray"], help="local (default) or Ray Data (extra `ray`)")
+    run.add_argument("--ray-address", help="the Ray cluster to join (auto, ray://HOST:PORT); default: a local Ray")
     run.add_argument("--throughput", type=Path, help="clips/s per stage from benchmarks/experts.py --save")
     run.set_defaults(handler=_run)
 

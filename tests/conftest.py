@@ -26,6 +26,8 @@ os.environ.setdefault("FUSION_DATASETS_TINY_ZOO", str(_SESSION_DIR / "tiny-zoo")
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ["RAY_AUTH_MODE"] = "disabled"  # local Ray instances of the tests: no token, no usage report
+os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
 os.environ.pop("HF_TOKEN", None)
 
 _LOOPBACK = ("127.", "localhost", "::1")

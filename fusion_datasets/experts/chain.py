@@ -11,7 +11,7 @@ from fusion_datasets import __version__
 from fusion_datasets.experts.base import ERRORS, Expert, merge_features
 from fusion_datasets.media import MediaBatch
 
-COUNTERS = "_counters"  # each batch's counters per stage, on its first row (for the executor's stats)
+COUNTERS = "_counters"  # each row's share of the counters per stage, as JSON (for the executor's stats)
 DECODE = "decode"  # the stage name of the errors of clips that cannot be decoded
 
 
@@ -25,9 +25,10 @@ class ExpertChain:
 
     Experts that read another audio column (the CLAP filter's ``audio_column``) get their own view of
     the batch, which shares the rows' errors. With ``record_counters`` the chain also writes
-    ``_counters``: per stage, the batch's rows, rows with an error of the stage, seconds, and the
-    expert's own :meth:`~fusion_datasets.experts.base.Expert.counters`, as JSON on the batch's first
-    row, so the counts add up across batches and worker processes.
+    ``_counters``: each row's share, per stage, of the rows, the rows with an error of the stage, the
+    seconds (the batch's, split evenly) and the expert's own
+    :meth:`~fusion_datasets.experts.base.Expert.counters`, as JSON, so the counts of any set of rows
+    (a part, whichever batches and processes made it) add up.
 
     Example:
         >>> chain = ExpertChain([ASTAudioTagger(model=tags), WhisperTranscriber(model=asr)])  # doctest: +SKIP
@@ -59,7 +60,7 @@ class ExpertChain:
     def __call__(self, batch: Mapping[str, Sequence[Any]], rank: int | None = None) -> dict[str, list]:
         views: dict[str, MediaBatch] = {}
         outputs: dict[str, list] = {}
-        counters: dict[str, dict[str, float]] = {}
+        counters: list[dict[str, dict[str, float]]] = [{} for _ in range(len(next(iter(batch.values()), [])))]
         errors = None
         for expert in self.experts:
             media = views.get(expert.audio_column)
@@ -72,14 +73,17 @@ class ExpertChain:
             media.batch = {**batch, **outputs}
             started = time.perf_counter()
             produced = expert.process(media, rank)
-            seconds = time.perf_counter() - started
+            seconds = (time.perf_counter() - started) / max(media.size, 1)
             outputs.update(produced)
-            counters[expert.stage] = {"rows": media.size, "errors": stage_errors(errors, expert.stage),
-                                      "seconds": seconds, **expert.counters(produced)}
-        size = len(next(iter(batch.values()))) if batch else 0
+            for row, counts in enumerate(counters):
+                own = expert.counters({column: values[row:row + 1] for column, values in produced.items()})
+                counts[expert.stage] = {"rows": 1, "errors": stage_errors(errors[row:row + 1], expert.stage),
+                                        "seconds": seconds, **own}
         outputs[ERRORS] = errors if errors is not None else [list(row or []) for row in batch.get(ERRORS, [])]
         if self.record_counters:
-            if any(media.decoded for media in views.values()):
-                counters[DECODE] = {"rows": size, "errors": stage_errors(outputs[ERRORS], DECODE)}
-            outputs[COUNTERS] = [json.dumps(counters)] + [None] * (size - 1) if size else []
+            decoded = any(media.decoded for media in views.values())
+            for row, counts in enumerate(counters):
+                if decoded:
+                    counts[DECODE] = {"rows": 1, "errors": stage_errors(outputs[ERRORS][row:row + 1], DECODE)}
+            outputs[COUNTERS] = [json.dumps(counts) for counts in counters]
         return outputs

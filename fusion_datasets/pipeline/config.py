@@ -22,6 +22,8 @@ from fusion_datasets.llm.backends import BackendConfig
 from fusion_datasets.runtime import cache_dir
 
 BUNDLED = ("tiny", "small", "paper")
+ENGINES = ("local", "ray")
+LLM_AND_FILTER_STAGES = ("fusion", "clap_filter", "qa")
 TINY_ZOO = "{tiny_zoo}"  # stands for the tiny zoo's folder in a config (the `tiny` config's models)
 
 
@@ -69,6 +71,36 @@ class OutputConfig:
 
 
 @dataclass(frozen=True)
+class StageResources:
+    """What one stage's actors get on Ray (``ray.resources.<stage>``); the local executor ignores it."""
+
+    num_gpus: float = 0.0  # per actor; fractions let small experts share a GPU
+    num_cpus: float = 1.0  # per actor
+    actors: int | tuple[int, ...] = 1  # a fixed pool size, or [min, max] for an autoscaling pool
+    batch_size: int | None = None  # rows per call of an actor (default: output.batch_size; LLM stages: a part)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "actors", (self.actors,) if isinstance(self.actors, int) else tuple(self.actors))
+        if self.num_gpus < 0 or self.num_cpus < 0:
+            raise ValueError(f"num_gpus and num_cpus must be >= 0, got {self.num_gpus} and {self.num_cpus}")
+        if len(self.actors) not in (1, 2) or min(self.actors) < 1 or self.actors[0] > self.actors[-1]:
+            raise ValueError(f"actors must be a pool size >= 1 or [min, max], got {list(self.actors)}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ValueError(f"batch_size must be null or >= 1, got {self.batch_size}")
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    """Where the Ray executor runs (``address``: ``auto``, ``ray://HOST:PORT``; null starts a local Ray)."""
+
+    address: str | None = None
+    resources: dict[str, Any] = field(default_factory=dict)  # stage -> StageResources options
+
+    def stage(self, name: str) -> StageResources:
+        return from_mapping(StageResources, self.resources.get(name) or {}, f"ray.resources.{name}")
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     name: str = "custom"
     input: InputConfig = field(default_factory=InputConfig)
@@ -78,11 +110,20 @@ class PipelineConfig:
     filter: dict[str, Any] = field(default_factory=dict)
     qa: dict[str, Any] = field(default_factory=dict)
     output: OutputConfig = field(default_factory=OutputConfig)
+    engine: str = "local"  # "local" (this process, or one per rank) or "ray" (Ray Data, every stage at once)
+    ray: RayConfig = field(default_factory=RayConfig)
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.experts) - set(EXPERTS))
         if unknown:
             raise ValueError(f"unknown expert stage {unknown[0]!r}; stages: {', '.join(EXPERTS)}")
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+        for stage in self.ray.resources:
+            if stage not in (*EXPERTS, *LLM_AND_FILTER_STAGES):
+                raise ValueError(f"ray.resources: unknown stage {stage!r}; stages: "
+                                 f"{', '.join((*EXPERTS, *LLM_AND_FILTER_STAGES))}")
+            self.ray.stage(stage)  # checked now, not when the run reaches it
 
 
 def load_config(name_or_path: str, overrides: tuple[str, ...] | list[str] = ()) -> PipelineConfig:

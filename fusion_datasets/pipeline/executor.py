@@ -47,12 +47,52 @@ class Work:
     clear: bool = True
 
 
+def sum_counters(rows: Sequence[str | None]) -> dict[str, dict[str, float]]:
+    """The counters per stage of a set of rows: the sum of their ``_counters``."""
+    total: dict[str, Any] = {}
+    for entry in rows:
+        if entry:
+            total = add_up(total, json.loads(entry))
+    return total
+
+
 def _clear(batch: dict[str, list], columns: Sequence[str], stages: set[str]) -> dict[str, list]:
     """Empty ``columns`` and drop the errors of ``stages``: what a rerun of those stages fills again."""
     size = len(batch[ERRORS])
     cleared: dict[str, list] = {column: [None] * size for column in columns}
     cleared[ERRORS] = [[error for error in row or [] if error["stage"] not in stages] for row in batch[ERRORS]]
     return cleared
+
+
+def with_plan_columns(plan: Plan, table: datasets.Dataset) -> datasets.Dataset:
+    """``table`` with every column of the plan's steps (empty where missing), typed as the output's ``cues``."""
+    features = plan.output_features(table.features)
+    missing = [name for name in features if name not in table.column_names]
+    if not missing:
+        return table
+    return table.map(lambda batch: {name: [None] * len(next(iter(batch.values()))) for name in missing},
+                     batched=True, features=features, desc="preparing rows")
+
+
+def clear_stages(plan: Plan, rows: datasets.Dataset, stages: Sequence[str]) -> datasets.Dataset:
+    """``rows`` without what ``stages`` wrote and without their errors (and decode's, where they read audio)."""
+    steps = [plan.step(stage) for stage in stages]
+    dropped = {*stages, *([DECODE] if any(step.audio_column in step.reads() for step in steps) else [])}
+    columns = [name for step in steps for name in step.writes() if name in rows.features]
+    return rows.map(_clear, batched=True, fn_kwargs={"columns": columns, "stages": dropped}, features=rows.features,
+                    desc="clearing the stages to redo")
+
+
+def replace_rows(table: datasets.Dataset, rows: Sequence[int], replacement: datasets.Dataset) -> datasets.Dataset:
+    """``table`` with its ``rows`` replaced by those of ``replacement``, in order."""
+    if len(rows) == table.num_rows:
+        return replacement.flatten_indices()
+    replaced = set(rows)
+    kept = [row for row in range(table.num_rows) if row not in replaced]
+    merged = datasets.concatenate_datasets([table.select(kept).add_column(ROW, kept),
+                                            replacement.add_column(ROW, list(rows))])
+    order = sorted(range(merged.num_rows), key=merged[ROW].__getitem__)
+    return merged.select(order).remove_columns(ROW).flatten_indices()
 
 
 class LocalExecutor:
@@ -69,34 +109,17 @@ class LocalExecutor:
     def run(self, table: datasets.Dataset, work: Sequence[Work], desc: str = "part"
             ) -> tuple[datasets.Dataset, dict[str, dict[str, float]]]:
         """``table`` with ``work`` done (its rows in order), and the counters of each stage that ran."""
-        features = self.plan.output_features(table.features)
-        missing = [name for name in features if name not in table.column_names]
-        table = table.map(lambda batch: {name: [None] * len(next(iter(batch.values()))) for name in missing},
-                          batched=True, features=features, desc="preparing rows") if missing else table
+        table = with_plan_columns(self.plan, table)
         counters: dict[str, dict[str, float]] = {}
-        redone, touched = [], set()
         for item in (item for item in work if item.rows and item.stages):
             rows = table.select(item.rows)
             if item.clear:
-                rows = self._clear(rows, item.stages, features)
+                rows = clear_stages(self.plan, rows, item.stages)
             for steps in self.plan.passes(item.stages):
-                rows, counts = self._pass(rows, steps, features, desc)
+                rows, counts = self._pass(rows, steps, table.features, desc)
                 counters = add_up(counters, counts)
-            redone.append(rows.add_column(ROW, list(item.rows)))
-            touched.update(item.rows)
-        if not redone:
-            return table, counters
-        kept = [row for row in range(table.num_rows) if row not in touched]
-        merged = datasets.concatenate_datasets([table.select(kept).add_column(ROW, kept), *redone])
-        order = sorted(range(merged.num_rows), key=merged[ROW].__getitem__)
-        return merged.select(order).remove_columns(ROW).flatten_indices(), counters
-
-    def _clear(self, rows: datasets.Dataset, stages: Sequence[str], features: datasets.Features) -> datasets.Dataset:
-        steps = [self.plan.step(stage) for stage in stages]
-        dropped = {*stages, *([DECODE] if any(step.audio_column in step.reads() for step in steps) else [])}
-        columns = [name for step in steps for name in step.writes() if name in features]
-        return rows.map(_clear, batched=True, fn_kwargs={"columns": columns, "stages": dropped}, features=features,
-                        desc="clearing the stages to redo")
+            table = replace_rows(table, item.rows, rows)
+        return table, counters
 
     def _pass(self, rows: datasets.Dataset, steps: list[Expert], features: datasets.Features, desc: str
               ) -> tuple[datasets.Dataset, dict[str, dict[str, float]]]:
@@ -110,8 +133,4 @@ class LocalExecutor:
                           features=chain.output_features(features), load_from_cache_file=False,
                           desc=f"{desc}: {', '.join(step.stage for step in steps)}")
         raise_if_interrupted()  # a Ctrl-C that datasets' hashing swallowed during the map
-        counters: dict[str, Any] = {}
-        for entry in mapped[COUNTERS]:
-            if entry:
-                counters = add_up(counters, json.loads(entry))
-        return mapped.remove_columns(COUNTERS), counters
+        return mapped.remove_columns(COUNTERS), sum_counters(mapped[COUNTERS])

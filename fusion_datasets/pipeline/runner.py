@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,10 @@ class PipelineRunner:
         self.root = staging_dir(self.repo_id) if self.repo_id else Path(config.output.path)
         self.plan = Plan.from_config(config)
         self.state = RunState(self.root)
+        if config.engine == "ray":
+            from fusion_datasets.pipeline.ray_executor import import_ray
+
+            import_ray()  # without the extra: one line saying how to install it, before any work
 
     def prepare(self) -> tuple[datasets.Dataset, list[str], WorkPlan]:
         """The input, its ids and the work of every rank; reads the output, writes nothing but tidying."""
@@ -100,11 +105,11 @@ class PipelineRunner:
         logger.info("rank %d of %d: %d new clips in all, %d parts to write, %d of them here",
                     self.rank, self.world_size, work.new_clips, len(work.parts), len(mine))
         publisher = HubPublisher(self.repo_id, self.config.output.private) if self.repo_id else None
-        executor = LocalExecutor(self.plan, self.config.output)
         rows = {clip: index for index, clip in enumerate(ids)}
         result = RunResult({})
-        for item in tqdm(mine, desc="parts", position=0, unit="part"):
-            counters = self._write_part(ds, rows, item, executor)
+        for item, cues, counters in self._execute(ds, rows, mine):
+            raise_if_interrupted()  # never commit a part whose work a swallowed Ctrl-C cut short
+            self._commit(item, cues, counters)
             result.counters = add_up(result.counters, counters)
             result.parts_written += 1
             if publisher:
@@ -117,16 +122,30 @@ class PipelineRunner:
                 self._publish(publisher, [path for path in files if path.exists()], "Dataset card, stats and config")
         return result
 
-    def _write_part(self, ds: datasets.Dataset, rows: dict[str, int], item: PartWork,
-                    executor: LocalExecutor) -> dict[str, dict[str, float]]:
+    def _execute(self, ds: datasets.Dataset, rows: dict[str, int], mine: list[PartWork]
+                 ) -> Iterator[tuple[PartWork, datasets.Dataset, dict[str, dict[str, float]]]]:
+        """Each part's cues and counters, as the engine finishes them."""
+        if self.config.engine == "ray":
+            from fusion_datasets.pipeline.ray_executor import RayExecutor
+
+            executor = RayExecutor(self.plan, self.config)
+            yield from executor.run((item, self._table(ds, rows, item)) for item in mine)
+            return
+        local = LocalExecutor(self.plan, self.config.output)
+        for item in tqdm(mine, desc="parts", position=0, unit="part"):
+            yield (item, *local.run(self._table(ds, rows, item), item.work, desc=item.name))
+
+    def _table(self, ds: datasets.Dataset, rows: dict[str, int], item: PartWork) -> datasets.Dataset:
+        """A part's rows before its work: the input's for new clips, the kept cues for a part to redo."""
         if item.previous is None:
-            table = ds.select([rows[clip] for clip in item.ids])
-        else:
-            table = datasets.Dataset.from_parquet(str(self.state.data("cues", item.previous.name)))
-            stale = [name for stage, entry in item.previous.plan.items() if stage not in self.plan.stages
-                     for name in entry["writes"] if name in table.column_names and name not in self.plan.stored()]
-            table = table.remove_columns(stale)
-        cues, counters = executor.run(table, item.work, desc=item.name)
+            return ds.select([rows[clip] for clip in item.ids])
+        table = datasets.Dataset.from_parquet(str(self.state.data("cues", item.previous.name)))
+        stale = [name for stage, entry in item.previous.plan.items() if stage not in self.plan.stages
+                 for name in entry["writes"] if name in table.column_names and name not in self.plan.stored()]
+        return table.remove_columns(stale)
+
+    def _commit(self, item: PartWork, cues: datasets.Dataset, counters: dict[str, dict[str, float]]) -> None:
+        """Write a part's configs and state beside their places, then commit them."""
         if item.dropped:
             dropped = set(item.dropped)
             cues = cues.filter(lambda clip: clip not in dropped, input_columns="id", desc="dropping removed clips")
@@ -137,13 +156,11 @@ class PipelineRunner:
         for config, data in configs.items():
             written[config] = self.state.temporary(self.state.data(config, item.name))
             data.to_parquet(str(written[config]))
-        raise_if_interrupted()  # never commit a part whose work a swallowed Ctrl-C cut short
         work = add_up(item.previous.work if item.previous else {}, counters)
         part = Part(item.name, list(item.ids), self.plan.fingerprints(),
                     data_counts(cues, configs.get("captions"), configs.get("qa")), work,
                     self.config.output.embed_audio, [item.previous.name] if item.previous else [])
         self.state.commit(part, written)
-        return counters
 
     def _finish(self, ids: list[str]) -> dict[str, Any]:
         """Stats, manifest and card of the output as it stands (called under the lock)."""

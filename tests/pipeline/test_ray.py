@@ -1,0 +1,185 @@
+"""The Ray Data executor on local Ray instances (2 CPUs): the same output as the local executor, reruns
+across engines, a two-node cluster on 127.0.0.1, an actor that dies, a driver that is killed."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import datasets
+import pytest
+import ray
+from ray.cluster_utils import Cluster
+
+from fusion_datasets.cli import main
+from fusion_datasets.experts.base import Expert, ExpertConfig
+from fusion_datasets.pipeline.config import load_config
+from fusion_datasets.pipeline.executor import Work
+from fusion_datasets.pipeline.plan import Plan
+from fusion_datasets.pipeline.ray_executor import RayExecutor, import_ray
+from fusion_datasets.pipeline.work import PartWork
+from fusion_datasets.testing import media
+
+FAST = ("--set", "experts.separation.enabled=false", "--set", "experts.visual.enabled=false")
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory, tiny_zoo) -> Path:
+    load_config("tiny")  # the zoo, built before any worker process needs it
+    folder = tmp_path_factory.mktemp("ray-clips")
+    for index in range(4):
+        media.write_audio(folder / f"noise{index}.wav", media.noise(1.0, 16000, seed=index), 16000)
+    media.write_audio(folder / "speech.wav", media.speech(1.5, 16000), 16000)
+    media.write_audio(folder / "music.wav", media.music(1.5, 22050, channels=2), 22050)
+    media.write_video(folder / "music.mp4", 1.5, fps=5, size=(64, 48))
+    (folder / "corrupt.wav").write_bytes(b"not audio at all" * 64)
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def _no_ray_left_running():
+    yield
+    ray.shutdown()
+
+
+def run(clips: Path, output: Path, *extra: str) -> int:
+    return main(["run", "tiny", "--input", str(clips), "--output", str(output), "--set", "output.shard_size=3",
+                 *FAST, *extra])
+
+
+def cues_by_id(output: Path) -> dict[str, dict]:
+    cues = datasets.load_dataset(str(output), "cues", split="train", download_mode="force_redownload")
+    assert len(set(cues["id"])) == cues.num_rows  # no clip twice
+    return {row["id"]: row for row in cues}
+
+
+def assert_same_values(left: Any, right: Any) -> None:
+    """Equal, floats to float32 precision (a clip's scores move in the last bits with its batch)."""
+    if isinstance(left, float) and isinstance(right, float):
+        assert math.isclose(left, right, rel_tol=1e-5, abs_tol=1e-6)
+    elif isinstance(left, dict) and isinstance(right, dict):
+        assert left.keys() == right.keys()
+        for key in left:
+            assert_same_values(left[key], right[key])
+    elif isinstance(left, list) and isinstance(right, list):
+        assert len(left) == len(right)
+        for a, b in zip(left, right):
+            assert_same_values(a, b)
+    else:
+        assert left == right
+
+
+def test_ray_gives_the_local_executors_dataset_and_either_engine_resumes_the_other(clips, tmp_path, capsys):
+    local, on_ray = tmp_path / "local", tmp_path / "ray"
+    assert run(clips, local) == 0
+    assert run(clips, on_ray, "--engine", "ray") == 0
+    expected, got = cues_by_id(local), cues_by_id(on_ray)
+    assert sorted(got) == sorted(clip.stem for clip in clips.iterdir() if clip.suffix == ".wav")
+    for clip, row in expected.items():
+        assert list(got[clip]) == list(row)  # the same columns, in order
+        for column in row:
+            assert_same_values(got[clip][column], row[column])
+    stats = json.loads((on_ray / "stats.json").read_text())
+    assert stats["complete"] and stats["stages"]["fusion"]["rows"] == len(expected)
+    assert stats["errors_by_stage"]["decode"] == 1  # the corrupt clip: a recorded error, not a lost row
+    capsys.readouterr()
+
+    assert run(clips, on_ray) == 0  # the local executor finds nothing left to do
+    assert "0 parts written" in capsys.readouterr().out
+    assert run(clips, local, "--engine", "ray", "--set", "fusion.max_new_tokens=97") == 0  # Ray redoes fusion
+    redone = json.loads((local / "stats.json").read_text())["stages"]
+    assert redone["fusion"]["rows"] == 2 * len(expected) and redone["speech"]["rows"] == len(expected)
+    assert sorted(cues_by_id(local)) == sorted(expected)
+
+
+def test_a_two_node_cluster_runs_every_clip_once(clips, tmp_path):
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    cluster.add_node(num_cpus=1)
+    try:
+        output = tmp_path / "out"
+        assert run(clips, output, "--engine", "ray", "--ray-address", cluster.address,
+                   "--set", "ray.resources.tagging.actors=[1, 2]") == 0
+        assert len(ray.nodes()) == 2
+        assert len(cues_by_id(output)) == 7
+        assert json.loads((output / "stats.json").read_text())["complete"]
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+@dataclass(frozen=True)
+class DiesOnceConfig(ExpertConfig):
+    model: str = "none"
+    marker: str = ""  # created by the first call, which then kills its own process
+
+
+class DiesOnce(Expert[DiesOnceConfig]):
+    """A test step: its first call kills the actor's process; Ray restarts it and the call is retried."""
+
+    stage = "dies_once"
+    config_class = DiesOnceConfig
+
+    def reads(self) -> tuple[str, ...]:
+        return ("id",)
+
+    def features(self) -> dict[str, Any]:
+        return {"survived": datasets.Value("bool")}
+
+    def process(self, media, rank=None) -> dict[str, list]:
+        marker = Path(self.config.marker)
+        if not marker.exists():
+            marker.touch()
+            os._exit(1)
+        return {"survived": [True] * media.size}
+
+
+def test_an_actor_that_dies_is_restarted_and_no_row_is_lost(tmp_path):
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    ray.init(num_cpus=2, include_dashboard=False)
+    ids = [f"clip{index}" for index in range(10)]
+    rows = datasets.Dataset.from_dict({"id": ids, "audio": [None] * len(ids)})
+    plan = Plan((DiesOnce(marker=str(tmp_path / "died")),))
+    config = load_config("tiny", ["output.batch_size=4"])
+    item = PartWork("part-test-0000", tuple(ids), (Work(("dies_once",), tuple(range(len(ids))), clear=False),))
+    ((done, cues, counters),) = list(RayExecutor(plan, config).run([(item, rows)]))
+    assert (tmp_path / "died").exists()  # it did die once
+    assert done is item and cues["id"] == ids and cues["survived"] == [True] * len(ids)
+    assert counters["dies_once"]["rows"] == len(ids)
+
+
+@pytest.mark.slow
+def test_a_killed_driver_is_resumed_by_a_rerun(clips, tmp_path):
+    output = tmp_path / "out"
+    command = [sys.executable, "-m", "fusion_datasets.cli", "run", "tiny", "--input", str(clips), "--output",
+               str(output), "--set", "output.shard_size=2", *FAST, "--engine", "ray"]
+    with (tmp_path / "killed.log").open("w") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        while process.poll() is None and not list((output / "data" / "cues").glob("part-*.parquet")):
+            time.sleep(0.05)
+        assert process.poll() is None, (tmp_path / "killed.log").read_text()[-3000:]
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    assert run(clips, output, "--engine", "ray", "--set", "output.shard_size=2") == 0
+    assert len(cues_by_id(output)) == 7
+    assert json.loads((output / "stats.json").read_text())["complete"]
+
+
+def test_without_ray_the_engine_says_how_to_install_it(monkeypatch, tmp_path, capsys, clips):
+    """``sys.modules["ray"] = None`` stands in for an environment without the extra (Ray is installed here)."""
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(Exception, match=r'pip install "fusion-datasets\[ray\]"'):
+        import_ray()
+    assert run(clips, tmp_path / "out", "--engine", "ray") == 2
+    err = capsys.readouterr().err
+    assert 'needs Ray Data, which is not installed: pip install "fusion-datasets[ray]"' in err
+    assert len(err.strip().splitlines()) == 1
