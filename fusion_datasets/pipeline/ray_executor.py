@@ -45,7 +45,7 @@ def import_ray() -> Any:
     """``ray`` (with Ray Data), or a user error saying how to install it."""
     try:
         import ray
-        import ray.data  # noqa: F401 - the extra's part this executor needs
+        import ray.data  # the part of the extra this executor needs
     except ImportError as error:
         raise UserError(f"--engine ray needs Ray Data, which is not installed: {INSTALL}") from error
     return ray
@@ -99,7 +99,7 @@ class RayExecutor:
         self.ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
 
     def _rows(self, parts: Iterable[tuple[PartWork, datasets.Dataset]]) -> tuple[list[Any], dict[str, PartWork]]:
-        """Each part's rows as an Arrow table with the helper columns, and the parts by name."""
+        """Each part's rows as an Arrow table with the helper columns, and the parts by name (in order)."""
         tables, items = [], {}
         for item, table in parts:
             table = with_plan_columns(self.plan, table)
@@ -125,11 +125,11 @@ class RayExecutor:
             return
         self._init()
         data = self.ray.data
-        features = datasets.Features.from_arrow_schema(tables[0].schema)
+        features = _union_features(tables)
         # blocks of one map batch: a block is what flows from one stage's actors to the next, so small
         # blocks let the next stage start on the first clips while this one works on the rest
         size = self.config.output.batch_size
-        blocks = [table.cast(features.arrow_schema).slice(start, size) for table in tables
+        blocks = [_conform(table, features).slice(start, size) for table in tables
                   for start in range(0, table.num_rows, size)]
         stream = data.from_arrow(blocks)
         needed = {stage for item in items.values() for work in item.work for stage in work.stages}
@@ -145,24 +145,42 @@ class RayExecutor:
                 compute=data.ActorPoolStrategy(min_size=actors[0], max_size=actors[-1]),
                 num_gpus=max(r.num_gpus for r in resources), num_cpus=max(r.num_cpus for r in resources),
             )  # Ray Data's actor pools restart dead actors and retry their tasks by default
-        yield from self._gather(stream, items, features)
+        sizes = {item.name: table.num_rows for item, table in zip(items.values(), tables)}
+        yield from self._gather(stream, items, sizes, features)
 
-    def _gather(self, stream: Any, items: dict[str, PartWork], features: datasets.Features
+    def _gather(self, stream: Any, items: dict[str, PartWork], sizes: dict[str, int], features: datasets.Features
                 ) -> Iterator[tuple[PartWork, datasets.Dataset, dict[str, dict[str, float]]]]:
+        """Each part once all its rows are out of the pipeline: its cues in order, and its counters."""
         import pyarrow as pa
         import pyarrow.compute as pc
 
+        cues_features = datasets.Features({name: feature for name, feature in features.items() if name not in HELPERS})
         pending: dict[str, list[Any]] = defaultdict(list)
-        counts: dict[str, int] = defaultdict(int)
         for batch in stream.iter_batches(batch_format="pyarrow", batch_size=None):
             for name in pc.unique(batch[PART]).to_pylist():
-                rows = batch.filter(pc.equal(batch[PART], name))
-                pending[name].append(rows)
-                counts[name] += rows.num_rows
-                item = items[name]
-                if counts[name] == len(item.previous.ids if item.previous else item.ids):
+                pending[name].append(batch.filter(pc.equal(batch[PART], name)))
+                if sum(rows.num_rows for rows in pending[name]) == sizes[name]:
                     table = pa.concat_tables(pending.pop(name)).sort_by(ROW)
                     counters = sum_counters(table[COUNTERS].to_pylist())
-                    cues = datasets.Dataset(table.drop_columns(list(HELPERS)))
-                    yield item, cues.cast(datasets.Features({k: v for k, v in features.items() if k not in HELPERS})), counters
+                    cues = datasets.Dataset(table.drop_columns(list(HELPERS))).cast(cues_features)
+                    yield items[name], cues, counters
 
+
+def _union_features(tables: list[Any]) -> datasets.Features:
+    """Every column of the parts' tables (new clips and kept cues may differ in their input columns)."""
+    features: dict[str, Any] = {}
+    for table in tables:
+        for name, feature in datasets.Features.from_arrow_schema(table.schema).items():
+            features.setdefault(name, feature)
+    return datasets.Features(features)
+
+
+def _conform(table: Any, features: datasets.Features) -> Any:
+    """``table`` with the columns of ``features`` (nulls where it lacks one), in their order and types."""
+    import pyarrow as pa
+
+    schema = features.arrow_schema
+    for name in features:
+        if name not in table.column_names:
+            table = table.append_column(name, pa.nulls(table.num_rows, type=schema.field(name).type))
+    return table.select(list(features)).cast(schema)
