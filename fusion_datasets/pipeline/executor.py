@@ -15,7 +15,6 @@ a SIGKILL would no longer stop one part at one known point.
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,8 +27,6 @@ from fusion_datasets.pipeline.config import OutputConfig
 from fusion_datasets.pipeline.plan import Plan
 from fusion_datasets.pipeline.stats import add_up
 from fusion_datasets.runtime import raise_if_interrupted
-
-logger = logging.getLogger(__name__)
 
 ROW = "_row"
 
