@@ -62,8 +62,12 @@ COUNT_LABELS = {
     "complete": "every clip done with this config",
     "seconds_by_stage": "seconds (summed over parts and reruns)",  # nested counters: "<label>: <keys>"
     "llm_usage": "LLM usage",
-    "stages": "work per stage",
+    "clips_to_do": "input clips not done yet",
+    "clips_not_in_input": "clips no longer in the input",
+    "parts_with_another_plan": "parts made with another config",
 }
+# stats.json's per-stage work counters: the card shows their seconds and LLM usage, not every counter
+_NOT_ON_CARD = ("errors_by_stage", "stages")
 # The Hub's size buckets: (upper bound, name)
 _SIZES = (
     (10**3, "n<1K"), (10**4, "1K<n<10K"), (10**5, "10K<n<100K"), (10**6, "100K<n<1M"), (10**7, "1M<n<10M"),
@@ -162,9 +166,11 @@ def plot_summary(summary: DataSummary, path: Path) -> Path:
 
 
 def _flatten(stats: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """The scalar counters of ``stats`` (nested ones as ``a.b``); histograms and errors by stage aside."""
+    """The scalar counters of ``stats`` (nested ones as ``a.b``); histograms and ``_NOT_ON_CARD`` aside."""
     for key, value in stats.items():
-        if isinstance(value, dict) and key != "errors_by_stage":
+        if key in _NOT_ON_CARD:
+            continue
+        if isinstance(value, dict):
             yield from _flatten(value, f"{prefix}{key}.")
         elif not isinstance(value, (dict, list)):
             yield f"{prefix}{key}", value
