@@ -140,8 +140,9 @@ class PipelineRunner:
         if item.previous is None:
             return ds.select([rows[clip] for clip in item.ids])
         table = datasets.Dataset.from_parquet(str(self.state.data("cues", item.previous.name)))
-        stale = [name for stage, entry in item.previous.plan.items() if stage not in self.plan.stages
-                 for name in entry["writes"] if name in table.column_names and name not in self.plan.stored()]
+        stages, stored = self.plan.stages, self.plan.stored()
+        stale = [name for stage, entry in item.previous.plan.items() if stage not in stages
+                 for name in entry["writes"] if name in table.column_names and name not in stored]
         return table.remove_columns(stale)
 
     def _commit(self, item: PartWork, cues: datasets.Dataset, counters: dict[str, dict[str, float]]) -> None:

@@ -43,10 +43,6 @@ class PartWork:
     previous: Part | None = None
     dropped: tuple[str, ...] = ()  # clips of ``previous`` left out (no longer in the input)
 
-    @property
-    def stages(self) -> list[str]:
-        return sorted({stage for item in self.work for stage in item.stages})
-
 
 @dataclass
 class WorkPlan:
@@ -108,8 +104,9 @@ def plan_work(
         removed = sorted(set(part.plan) - set(plan.stages))
         dropped = gone if output.removed_clips == "drop" else ()
         if changed:
-            work = [Work(tuple(plan.to_rerun(changed)), tuple(range(len(part.ids))))]
-            reason = f"stages changed: {', '.join(plan.to_rerun(changed))}"
+            rerun = plan.to_rerun(changed)
+            work = [Work(tuple(rerun), tuple(range(len(part.ids))))]
+            reason = f"stages changed: {', '.join(rerun)}"
         elif retry_errors and part.counts.get("clips_with_errors"):
             work, reason = _error_work(state, part, plan), "retrying rows with errors"
         else:
