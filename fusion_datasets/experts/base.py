@@ -100,6 +100,12 @@ class Expert(ABC, Generic[ConfigT]):
         """Clips per model call (``None``: the whole map batch)."""
         return self.config.batch_size
 
+    @property
+    def served_concurrency(self) -> int | None:
+        """For a step whose model answers from a server: the requests it keeps in flight (its backend
+        bounds them over all its calls, so an executor may overlap calls). ``None``: it computes here."""
+        return None
+
     def counters(self, outputs: Mapping[str, Sequence[Any]]) -> dict[str, float]:
         """This step's own counts over one batch of its ``outputs``, added up into ``stats.json``."""
         return {}

@@ -18,8 +18,8 @@ import itertools
 import logging
 import os
 import random
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from collections.abc import Coroutine, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, fields
 from typing import Any, Literal
@@ -178,13 +178,20 @@ class TransformersChatBackend:
 class ServerChatBackend:
     """Sends each conversation to an OpenAI-compatible ``/v1/chat/completions`` via ``AsyncInferenceClient``.
 
-    Requests run concurrently (at most ``max_concurrency`` in flight), each attempt goes to the next of
-    ``base_urls``, and 429, 5xx, connection errors and timeouts are retried up to ``max_retries`` times.
+    Requests run concurrently, each attempt goes to the next of ``base_urls``, and 429, 5xx, connection
+    errors and timeouts are retried up to ``max_retries`` times. ``max_concurrency`` bounds the requests in
+    flight over all the calls of this backend at once: calls from several threads (an executor overlapping
+    batches) share one event loop of the backend's own and one limit, so the server sees that many
+    requests and never more.
     """
 
     def __init__(self, config: BackendConfig) -> None:
         self.config = config
         self._turn = itertools.count()  # round-robin position, kept across generate() calls
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_pid: int | None = None  # a forked child must start its own loop: the thread stayed behind
+        self._semaphore: asyncio.Semaphore | None = None
 
     @property
     def model_id(self) -> str:
@@ -201,22 +208,34 @@ class ServerChatBackend:
         return completions  # type: ignore[return-value]  # every index was answered
 
     def converse(self, conversations: Sequence[Conversation], follow_up: FollowUp, **params: Any) -> None:
-        """Keeps ``max_concurrency`` requests in flight: a follow-up joins the queue as soon as its answer is in."""
-        work = self._converse_all(list(conversations), follow_up, GenerationParams.of(params))
+        """Keeps requests in flight up to the limit: a follow-up joins the queue as soon as its answer is in.
+
+        Safe to call from several threads at once, and from inside a running event loop (a notebook).
+        """
+        self._run(self._converse_all(list(conversations), follow_up, GenerationParams.of(params)))
+
+    def _run(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` on the backend's event loop (started on first use, in a daemon thread) and wait."""
+        with self._lock:
+            if self._loop is None or self._loop_pid != os.getpid():
+                self._loop, self._loop_pid = asyncio.new_event_loop(), os.getpid()
+                self._semaphore = None
+                threading.Thread(target=self._loop.run_forever, name="chat-backend", daemon=True).start()
+        future = asyncio.run_coroutine_threadsafe(work, self._loop)
         try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(work)
-        # asyncio.run refuses to nest in a running loop (a notebook, an async app): use a thread of our own
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            return pool.submit(asyncio.run, work).result()
+            future.result()
+        except BaseException:
+            future.cancel()  # Ctrl-C in the caller: stop sending this call's requests
+            raise
 
     async def _converse_all(self, conversations: list[Conversation], follow_up: FollowUp,
                             options: GenerationParams) -> None:
         from huggingface_hub import AsyncInferenceClient
 
+        if self._semaphore is None:  # made on the loop, which is the only thread that touches it
+            self._semaphore = asyncio.Semaphore(self.config.max_concurrency)
+        semaphore = self._semaphore
         token = os.environ.get(self.config.token_env) if self.config.token_env else None
-        semaphore = asyncio.Semaphore(self.config.max_concurrency)
         async with AsyncExitStack() as stack:
             session = await stack.enter_async_context(_loopback_aware_session())
             clients = []

@@ -121,6 +121,11 @@ class ChatStep(Expert[StepConfigT]):  # type: ignore[type-var]  # an Expert whos
     def batch_size(self) -> int | None:
         return None  # one call over every row: the backend batches (in-process) or streams (server)
 
+    @property
+    def served_concurrency(self) -> int | None:
+        backend = self.config.backend
+        return backend.max_concurrency if backend.kind == "server" else None
+
     def counters(self, outputs: Mapping[str, Sequence[Any]]) -> dict[str, float]:
         totals = dict.fromkeys(USAGE_FIELDS, 0)
         for entries in outputs[LLM_USAGE]:

@@ -4,7 +4,9 @@ All the parts of a run flow through one Ray Data pipeline. Each pass of the plan
 or one LLM stage, as :meth:`~fusion_datasets.pipeline.plan.Plan.passes` groups them) is a
 ``map_batches`` over a pool of actors that load their models once, with the resources of
 ``ray.resources.<stage>`` (GPUs, fractions allowed; CPUs; pool size or autoscaling range; rows per call).
-Ray streams blocks between the pools, so decoding, the experts and the LLM server all work at once.
+Ray streams blocks between the pools, so decoding, the experts and the LLM server all work at once:
+a media pass's audio is decoded by CPU tasks ahead of its actors, and a pass of served LLM steps keeps
+``max_concurrency`` requests in flight across its batches.
 Each row carries its part, its place in the part and the stages it needs; a step runs only on the rows
 that need it. The driver gathers the rows of each part as they come out and hands the part back to the
 runner, which commits it exactly as for the local executor: the output cannot tell which engine made it.
@@ -20,13 +22,16 @@ import logging
 import os
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
+from functools import partial
 from typing import Any
 
 import datasets
+import numpy as np
 
 from fusion_datasets.errors import UserError
 from fusion_datasets.experts.base import Expert
 from fusion_datasets.experts.chain import COUNTERS, ExpertChain
+from fusion_datasets.media import MediaError, decode_audio
 from fusion_datasets.pipeline.config import PipelineConfig
 from fusion_datasets.pipeline.executor import ROW, clear_stages, replace_rows, sum_counters, with_plan_columns
 from fusion_datasets.pipeline.plan import Plan
@@ -38,6 +43,7 @@ logger = logging.getLogger(__name__)
 PART = "_part"
 STAGES = "_stages"  # the stages a row needs, as a JSON list
 HELPERS = (PART, ROW, STAGES, COUNTERS)
+PCM = "_pcm:"  # the prefix of a helper column: an audio column's samples, decoded ahead by a CPU task
 INSTALL = 'pip install "fusion-datasets[ray]"'
 
 
@@ -60,6 +66,7 @@ class PassActor:
 
     def __call__(self, batch: Any) -> Any:
         rows = batch.to_pydict()
+        decoded = {name.removeprefix(PCM): rows.pop(name) for name in list(rows) if name.startswith(PCM)}
         wanted: dict[tuple[str, ...], list[int]] = defaultdict(list)
         for index, needs in enumerate(rows[STAGES]):
             stages = tuple(step.stage for step in self.steps if step.stage in json.loads(needs))
@@ -67,7 +74,10 @@ class PassActor:
                 wanted[stages].append(index)
         for stages, indices in wanted.items():
             chain = ExpertChain([step for step in self.steps if step.stage in stages], record_counters=True)
-            outputs = chain({column: [values[i] for i in indices] for column, values in rows.items()})
+            inputs = {column: [values[i] for i in indices] for column, values in rows.items()}
+            for column, cells in decoded.items():  # the samples a decode task made ahead, where it could
+                inputs[column] = [_waveform_cell(cells[i]) or inputs[column][k] for k, i in enumerate(indices)]
+            outputs = chain(inputs)
             for column, values in outputs.items():
                 for index, value in zip(indices, values):
                     if column == COUNTERS:
@@ -134,19 +144,42 @@ class RayExecutor:
         stream = data.from_arrow(blocks)
         needed = {stage for item in items.values() for work in item.work for stage in work.stages}
         for steps in self.plan.passes(needed):
-            resources = [self.config.ray.stage(step.stage) for step in steps]
-            actors = max((r.actors for r in resources), key=lambda sizes: sizes[-1])
-            size = next((r.batch_size for r in resources if r.batch_size), None)
-            if size is None:  # an LLM stage keeps its server busy with many rows per call
-                size = 256 if steps[0].streaming else max(self.config.output.batch_size,
-                                                          *(step.batch_size or 0 for step in steps))
-            stream = stream.map_batches(
-                PassActor, fn_constructor_args=(steps, features), batch_format="pyarrow", batch_size=size,
-                compute=data.ActorPoolStrategy(min_size=actors[0], max_size=actors[-1]),
-                num_gpus=max(r.num_gpus for r in resources), num_cpus=max(r.num_cpus for r in resources),
-            )  # Ray Data's actor pools restart dead actors and retry their tasks by default
+            stream = self._map_pass(stream, steps, features)
         sizes = {item.name: table.num_rows for item, table in zip(items.values(), tables)}
         yield from self._gather(stream, items, sizes, features)
+
+    def _map_pass(self, stream: Any, steps: list[Expert], features: datasets.Features) -> Any:
+        """``stream`` through one pass: a pool of actors with the pass's resources, fed by decode tasks.
+
+        A media pass's audio is decoded ahead by CPU tasks, so the actors (which may hold a GPU) only
+        run their models. A pass of served steps overlaps two calls per actor, each of up to
+        ``max_concurrency`` rows: while one call's last answers come in, the next one's requests fill
+        the server's free slots (the backend bounds what is in flight over both).
+        """
+        data = self.ray.data
+        resources = [self.config.ray.stage(step.stage) for step in steps]
+        actors = max((r.actors for r in resources), key=lambda sizes: sizes[-1])
+        size = next((r.batch_size for r in resources if r.batch_size), None)
+        served = [step.served_concurrency for step in steps]
+        calls = 2 if all(served) else 1
+        if size is None:
+            if all(served):
+                size = max(served)
+            elif steps[0].streaming:  # an in-process LLM stage batches many rows per call
+                size = 256
+            else:
+                size = max(self.config.output.batch_size, *(step.batch_size or 0 for step in steps))
+        readers = _audio_readers(steps)
+        if readers:
+            stream = stream.map_batches(partial(decode_ahead, readers=readers), batch_format="pyarrow",
+                                        batch_size=self.config.output.batch_size, num_cpus=1)
+        return stream.map_batches(
+            PassActor, fn_constructor_args=(steps, features), batch_format="pyarrow", batch_size=size,
+            compute=data.ActorPoolStrategy(min_size=actors[0], max_size=actors[-1],
+                                           max_concurrent_calls_per_actor=calls,
+                                           enable_true_multi_threading=calls > 1),
+            num_gpus=max(r.num_gpus for r in resources), num_cpus=max(r.num_cpus for r in resources),
+        )  # Ray Data's actor pools restart dead actors and retry their tasks by default
 
     def _gather(self, stream: Any, items: dict[str, PartWork], sizes: dict[str, int], features: datasets.Features
                 ) -> Iterator[tuple[PartWork, datasets.Dataset, dict[str, dict[str, float]]]]:
@@ -184,3 +217,51 @@ def _conform(table: Any, features: datasets.Features) -> Any:
         if name not in table.column_names:
             table = table.append_column(name, pa.nulls(table.num_rows, type=schema.field(name).type))
     return table.select(list(features)).cast(schema)
+
+
+def _audio_readers(steps: list[Expert]) -> dict[str, frozenset[str]]:
+    """Per audio column, the stages of ``steps`` that decode it."""
+    readers: dict[str, set[str]] = defaultdict(set)
+    for step in steps:
+        if step.audio_column in step.reads():
+            readers[step.audio_column].add(step.stage)
+    return {column: frozenset(stages) for column, stages in readers.items()}
+
+
+def decode_ahead(batch: Any, readers: dict[str, frozenset[str]]) -> Any:
+    """``batch`` with each audio column's samples (the clip's range, native rate) in a helper column.
+
+    Only rows that need a stage reading the column are decoded. A clip that cannot be decoded gets no
+    samples: the pass decodes it again, which records its error exactly as the local executor does.
+    """
+    import pyarrow as pa
+
+    needs = [set(json.loads(value)) for value in batch[STAGES].to_pylist()]
+    bounds = [batch[name].to_pylist() if name in batch.column_names else [None] * batch.num_rows
+              for name in ("start", "end")]
+    for column, stages in readers.items():
+        cells = []
+        for row, cell in enumerate(batch[column].to_pylist()):
+            try:
+                waveform = decode_audio(cell, bounds[0][row], bounds[1][row]) if needs[row] & stages else None
+            except MediaError:
+                waveform = None
+            cells.append(waveform and {"samples": waveform.samples.tobytes(), "channels": waveform.samples.shape[0],
+                                       "sampling_rate": waveform.sampling_rate})
+        batch = batch.append_column(PCM + column, pa.array(cells, type=_pcm_type()))
+    return batch
+
+
+def _pcm_type() -> Any:
+    """The Arrow type of a helper column of samples: float32 bytes, their channels and rate."""
+    import pyarrow as pa
+
+    return pa.struct({"samples": pa.large_binary(), "channels": pa.int32(), "sampling_rate": pa.int32()})
+
+
+def _waveform_cell(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A decoded helper cell as an audio cell of samples (which the experts take as they are)."""
+    if value is None:
+        return None
+    samples = np.frombuffer(value["samples"], dtype=np.float32).reshape(value["channels"], -1)
+    return {"array": samples, "sampling_rate": value["sampling_rate"]}

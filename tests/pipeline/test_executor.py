@@ -6,6 +6,8 @@ sets: what is measured is the client (requests in flight), which a model server 
 
 from __future__ import annotations
 
+import threading
+
 import datasets
 
 from fusion_datasets.experts import ASTAudioTagger
@@ -60,6 +62,22 @@ def test_a_reask_is_sent_as_soon_as_its_answer_arrives_while_others_are_in_fligh
         backend.converse([[{"role": "user", "content": f"q{i}"}] for i in range(3)], follow_up, max_new_tokens=8)
     assert events.index("answer to again") < events.index("answer to q0")
     assert server.requests == 4
+
+
+def test_calls_from_several_threads_share_one_backends_max_concurrency():
+    """An executor overlapping batches (Ray's threaded actors) must not multiply the server's load."""
+    with StubChatServer(lambda request: "ok", latency=0.1) as server:
+        backend = ServerChatBackend(_stub_backend(server.base_url, 4))
+        conversations = [[{"role": "user", "content": f"q{i}"}] for i in range(12)]
+        results: list[list] = []
+        callers = [threading.Thread(target=lambda: results.append(backend.generate(conversations, max_new_tokens=4)))
+                   for _ in range(3)]
+        for caller in callers:
+            caller.start()
+        for caller in callers:
+            caller.join()
+        assert server.requests == 36 and server.peak_in_flight == 4
+    assert [completion.text for answers in results for completion in answers] == ["ok"] * 36
 
 
 def test_each_stage_calls_its_model_on_its_own_batch_size(tiny_zoo):

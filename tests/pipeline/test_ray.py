@@ -20,13 +20,19 @@ import ray
 from ray.cluster_utils import Cluster
 
 from fusion_datasets.cli import main
+from fusion_datasets.experts import ASTAudioTagger
 from fusion_datasets.experts.base import Expert, ExpertConfig
+from fusion_datasets.experts.chain import COUNTERS
+from fusion_datasets.llm.backends import BackendConfig
+from fusion_datasets.llm.fusion import CaptionFuser
 from fusion_datasets.pipeline.config import load_config
-from fusion_datasets.pipeline.executor import Work
+from fusion_datasets.pipeline.executor import Work, with_plan_columns
 from fusion_datasets.pipeline.plan import Plan
-from fusion_datasets.pipeline.ray_executor import RayExecutor, import_ray
+from fusion_datasets.pipeline.ray_executor import PCM, STAGES, PassActor, RayExecutor, decode_ahead, import_ray
 from fusion_datasets.pipeline.work import PartWork
 from fusion_datasets.testing import media
+from fusion_datasets.testing.stub_chat import StubChatServer
+from fusion_datasets.testing.zoo.fixed_answer import FUSION_ANSWER
 
 FAST = ("--set", "experts.separation.enabled=false", "--set", "experts.visual.enabled=false")
 
@@ -153,6 +159,39 @@ def test_an_actor_that_dies_is_restarted_and_no_row_is_lost(tmp_path):
     assert (tmp_path / "died").exists()  # it did die once
     assert done is item and cues["id"] == ids and cues["survived"] == [True] * len(ids)
     assert counters["dies_once"]["rows"] == len(ids)
+
+
+def test_a_served_llm_stage_keeps_max_concurrency_in_flight_across_its_batches(tmp_path):
+    """Batches of 4 rows, 8 requests allowed: only overlapping calls of the actor reach 8 in flight."""
+    ray.init(num_cpus=2, include_dashboard=False)
+    ids = [f"clip{index}" for index in range(48)]
+    rows = datasets.Dataset.from_dict({"id": ids, "audio": [None] * len(ids),
+                                       "sound_caption": [f"A dog barks, take {i}." for i in range(len(ids))]})
+    with StubChatServer(lambda request: FUSION_ANSWER, latency=0.2) as server:
+        backend = BackendConfig(kind="server", model="stub", base_urls=(server.base_url,), max_concurrency=8,
+                                token_env=None)
+        config = load_config("tiny", ["ray.resources.fusion.batch_size=4"])
+        item = PartWork("part-test-0000", tuple(ids), (Work(("fusion",), tuple(range(len(ids)))),))
+        ((_, cues, counters),) = list(RayExecutor(Plan((CaptionFuser(backend=backend),)), config).run([(item, rows)]))
+        assert server.requests == len(ids) and server.peak_in_flight == 8
+    assert all(cues["caption"]) and counters["fusion"]["errors"] == 0
+
+
+def test_media_passes_decode_ahead_and_their_actors_use_those_samples(tiny_zoo, tmp_path):
+    """The decode task's samples are what the experts get; a clip it cannot decode is the pass's error."""
+    wav = media.write_audio(tmp_path / "good.wav", media.noise(1.0, 16000, seed=0), 16000).read_bytes()
+    tagger = ASTAudioTagger(model=str(tiny_zoo["ast-audioset"]))
+    rows = datasets.Dataset.from_dict({"id": ["good", "corrupt"], "audio": [wav, b"not audio" * 64]})
+    rows = (with_plan_columns(Plan((tagger,)), rows)
+            .add_column(STAGES, [json.dumps(["tagging"])] * 2)
+            .add_column(COUNTERS, [None] * 2, feature=datasets.Value("string")))
+    ahead = decode_ahead(rows.with_format("arrow")[:], readers={"audio": frozenset({"tagging"})})
+    assert ahead[PCM + "audio"].to_pylist()[1] is None  # left to the pass, which records the error
+    # the actor tags from the decoded samples: the audio cell itself is no longer read
+    swapped = ahead.set_column(ahead.column_names.index("audio"), "audio", ahead["audio"].take([1, 1]))
+    out = PassActor([tagger], rows.features)(swapped).to_pylist()
+    assert out[0]["audio_tags"] and out[0]["errors"] == []
+    assert out[1]["audio_tags"] is None and [error["stage"] for error in out[1]["errors"]] == ["decode"]
 
 
 @pytest.mark.slow
