@@ -21,13 +21,10 @@ from fusion_datasets.builders import (  # noqa: F401 - each module registers its
     urbansound8k,
     wavcaps_qa,
 )
-from fusion_datasets.builders.base import (
-    BUILDERS,
-    BuildReport,
-    benchmark_clip_ids,
-    build,
-    clip_key,
-    recorded_benchmarks,
-)
+from fusion_datasets.builders.base import BUILDERS, build
+from fusion_datasets.builders.leakage import BenchmarkClips, benchmark_clip_ids, recorded_benchmarks
+from fusion_datasets.builders.names import clip_key, source_key
+from fusion_datasets.builders.report import BuildReport
 
-__all__ = ["BUILDERS", "BuildReport", "benchmark_clip_ids", "build", "clip_key", "recorded_benchmarks"]
+__all__ = ["BUILDERS", "BenchmarkClips", "BuildReport", "benchmark_clip_ids", "build", "clip_key",
+           "recorded_benchmarks", "source_key"]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fusion_datasets.builders.base import ClipIndex, read_csv, register
+from fusion_datasets.builders.base import ClipIndex, register
 from fusion_datasets.builders.sources import SourceBuilder, SourceConfig
 from fusion_datasets.labels import audioset_labels
 
@@ -31,7 +31,7 @@ class AudioSet(SourceBuilder):
     def _label_names(self) -> dict[str, str]:
         path = Path(self.config.labels) if self.config.labels else self.data_dir / "class_labels_indices.csv"
         if path.is_file():
-            rows = read_csv(path, self.report, columns=("mid", "display_name"))
+            rows = self.read_csv(path, columns=("mid", "display_name"))
             return {row["mid"]: row["display_name"] for _, row in rows}
         if self.config.labels:
             raise FileNotFoundError(f"audioset: label index {path} not found")
@@ -45,7 +45,7 @@ class AudioSet(SourceBuilder):
             raise FileNotFoundError(f"audioset: no *segments*.csv in {self.data_dir}; give --data-file")
         index, seen = ClipIndex(self.audio_root), set()
         for path in files:
-            for line, row in read_csv(path, self.report, fieldnames=SEGMENT_COLUMNS):
+            for line, row in self.read_csv(path, fieldnames=SEGMENT_COLUMNS):
                 where = f"{path}:{line}"
                 try:
                     start, end = float(row["start_seconds"]), float(row["end_seconds"])

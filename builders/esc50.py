@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import re
+
 from fusion_datasets.builders.base import register
-from fusion_datasets.builders.classification import ClassificationBuilder
+from fusion_datasets.builders.classification import ClassificationBuilder, Entry
 
 
 @register("esc50")
 class ESC50(ClassificationBuilder):
     """ESC-50 from ``ESC-50-master`` (``meta/esc50.csv``: filename, fold, target, category, ...) or the
-    FusionAudio eval JSON with ``vocabulary/ESC50.csv``."""
+    FusionAudio eval JSON with ``vocabulary/ESC50.csv``; 5 folds (file names ``<fold>-<clip>-<take>-<target>``)."""
 
     METADATA = {"test": "meta/esc50.csv"}
     VOCABULARY_KEY = "esc50"
+    FOLD = re.compile(r"(?:^|/)(\d+)-\d+-[A-Z]-\d+\.\w+$")
 
-    def entry(self, split: str, row: dict[str, str]) -> tuple[str, list[str]]:
-        return f"audio/{row['filename']}", [row["category"]]
+    def entry(self, split: str, row: dict[str, str]) -> Entry:
+        return Entry(f"audio/{row['filename']}", [row["category"]], int(row["fold"]), int(row["target"]))

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fusion_datasets.builders.base import inside, read_csv, register
+from fusion_datasets.builders.base import register
 from fusion_datasets.builders.sources import SourceBuilder, SourceConfig
 from fusion_datasets.pipeline.inputs import pair_media
 
@@ -31,19 +31,15 @@ class MediaFolder(SourceBuilder):
             if self.config.metadata:
                 raise FileNotFoundError(f"folder: metadata file {path} not found")
             return {}
-        rows = read_csv(path, self.report, columns=("id",))
+        rows = self.read_csv(path, columns=("id",))
         return {row["id"]: (f"{path}:{line}", row) for line, row in rows}
 
     def clips(self) -> Iterator[dict[str, Any]]:
         metadata = self._metadata()
         for key, (audio, video) in pair_media(self.audio_root).items():
-            where, row = metadata.pop(key, (str(audio or video), {}))
-            media = [path for path in (audio, video) if path]
-            if any(inside(self.audio_root, str(path.relative_to(self.audio_root))) is None for path in media):
-                self.report.skip("path_escapes_root", where, str(media[0]))
-                continue
+            _, row = metadata.pop(key, ("", {}))
             tags = [tag.strip() for tag in re.split(r"[;,]", row.get("tags") or "") if tag.strip()]
-            yield {"id": key, "audio": str(media[0]), "video": str(video) if video else None,
+            yield {"id": key, "audio": str(audio or video), "video": str(video) if video else None,
                    "source": "folder", "license": row.get("license") or None,
                    "source_caption": row.get("caption") or None,
                    "audio_tags": [{"label": tag, "score": 1.0} for tag in tags]}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fusion_datasets.builders.base import register
-from fusion_datasets.builders.classification import ClassificationBuilder
+from fusion_datasets.builders.classification import ClassificationBuilder, Entry
 
 _AUDIO = {"test": "FSD50K.eval_audio", "dev": "FSD50K.dev_audio"}
 
@@ -17,6 +17,6 @@ class FSD50K(ClassificationBuilder):
     NATIVE_VOCABULARY = "FSD50K.ground_truth/vocabulary.csv"
     VOCABULARY_KEY = "fsd50k"
 
-    def entry(self, split: str, row: dict[str, str]) -> tuple[str, list[str]]:
+    def entry(self, split: str, row: dict[str, str]) -> Entry:
         labels = [label.strip() for label in row["labels"].split(",") if label.strip()]
-        return f"{_AUDIO.get(split, _AUDIO['test'])}/{row['fname']}.wav", labels
+        return Entry(f"{_AUDIO.get(split, _AUDIO['test'])}/{row['fname']}.wav", labels)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fusion_datasets.builders.base import register
-from fusion_datasets.builders.classification import ClassificationBuilder
+from fusion_datasets.builders.classification import ClassificationBuilder, Entry
 
 _AUDIO = {"test": "FSDnoisy18k.audio_test", "train": "FSDnoisy18k.audio_train"}
 
@@ -16,5 +16,5 @@ class FSDnoisy18K(ClassificationBuilder):
     METADATA = {"test": "FSDnoisy18k.meta/test.csv", "train": "FSDnoisy18k.meta/train.csv"}
     VOCABULARY_KEY = "fsdnoisy18k"
 
-    def entry(self, split: str, row: dict[str, str]) -> tuple[str, list[str]]:
-        return f"{_AUDIO.get(split, _AUDIO['test'])}/{row['fname']}", [row["label"]]
+    def entry(self, split: str, row: dict[str, str]) -> Entry:
+        return Entry(f"{_AUDIO.get(split, _AUDIO['test'])}/{row['fname']}", [row["label"]])

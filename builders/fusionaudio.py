@@ -7,7 +7,8 @@ from typing import Any
 
 import datasets
 
-from fusion_datasets.builders.base import BuildConfig, FusionBuilder, clip_key, read_json_rows, register
+from fusion_datasets.builders.base import BuildConfig, FusionBuilder, register
+from fusion_datasets.builders.names import clip_key
 from fusion_datasets.llm.export import CAPTION_TASK
 
 _FEATURES = {
@@ -46,12 +47,12 @@ class FusionAudioRelease(FusionBuilder):
         return _FEATURES[self.config.name]
 
     def splits(self) -> tuple[str, ...]:
-        return ("train",)
+        return (self.config.split or "train",)
 
     def rows(self, split: str) -> Iterator[dict[str, Any]]:
         captions, seen = self.config.name == "captions", set()
         for path in self.json_files(single=False):
-            for number, (where, item) in enumerate(read_json_rows(path, self.report)):
+            for number, (where, item) in enumerate(self.read_json(path)):
                 if (str(item.get("task")) == CAPTION_TASK) != captions:
                     continue
                 clip = clip_key(item["audio_id"])

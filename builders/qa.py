@@ -11,7 +11,8 @@ from typing import Any
 
 import datasets
 
-from fusion_datasets.builders.base import FusionBuilder, clip_key, media_stem, read_json_rows
+from fusion_datasets.builders.base import FusionBuilder
+from fusion_datasets.builders.names import media_stem, source_key
 
 QA_FEATURES = datasets.Features({
     "id": datasets.Value("string"),
@@ -38,7 +39,9 @@ class FusionAudioQABuilder(FusionBuilder):
         return {}
 
     def rows(self, split: str) -> Iterator[dict[str, Any]]:
-        for number, (where, item) in enumerate(read_json_rows(self.json_files()[0], self.report)):
+        for number, (where, item) in enumerate(self.read_json(self.json_files()[0])):
+            key = source_key(item["audio_id"])
+            self.benchmark_clips.add(key)
             instruction = item.get("instruction")
             if not isinstance(instruction, str) or not instruction.strip():
                 self.report.skip("empty_field", where, "no instruction")
@@ -47,7 +50,7 @@ class FusionAudioQABuilder(FusionBuilder):
             stem = media_stem(item["audio_id"])
             audio = None if extra is None else self.find_audio(item["audio_id"], where, stem)
             if audio:
-                yield {"id": f"{stem}-{number}", "clip_id": clip_key(stem), "audio": audio,
+                yield {"id": f"{stem}-{number}", "clip_id": key[0], "audio": audio,
                        "audio_id": item["audio_id"], "instruction": instruction,
                        "question": instruction.strip(), "answer": item["output"],
                        "dataset": str(item.get("dataset") or ""),

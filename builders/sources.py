@@ -9,13 +9,9 @@ from typing import Any
 
 import datasets
 
-from fusion_datasets.builders.base import (
-    BuildConfig,
-    FusionBuilder,
-    benchmark_clip_ids,
-    clip_key,
-    recorded_benchmarks,
-)
+from fusion_datasets.builders.base import BuildConfig, FusionBuilder
+from fusion_datasets.builders.leakage import benchmark_clip_ids, recorded_benchmarks
+from fusion_datasets.builders.names import source_key
 
 logger = logging.getLogger(__name__)
 
@@ -42,14 +38,15 @@ class SourceBuilder(FusionBuilder):
     """Clips for the pipeline (a ``train`` split); clips of benchmarks are left out (the leakage guard).
 
     Left out: the clips of each ``exclude`` benchmark, and unless ``leakage_guard`` is false those of every
-    retrieval and QA test set built on this machine (``fusion-datasets build`` records them).
+    retrieval and QA test set built on this machine (``fusion-datasets build`` records them), matched by
+    YouTube id and start time (a clip or benchmark entry without a start matches every start), else by stem.
     """
 
     BUILDER_CONFIG_CLASS = SourceConfig
     FEATURES = SOURCE_FEATURES
 
     def splits(self) -> tuple[str, ...]:
-        return ("train",)
+        return (self.config.split or "train",)
 
     def rows(self, split: str) -> Iterator[dict[str, Any]]:
         benchmarks = [*self.config.exclude, *(recorded_benchmarks() if self.config.leakage_guard else [])]
@@ -59,7 +56,7 @@ class SourceBuilder(FusionBuilder):
                     ", ".join(map(str, benchmarks)))
         excluded = benchmark_clip_ids(*dict.fromkeys(map(str, benchmarks)))
         for row in self.clips():
-            if clip_key(row["id"]) in excluded:
+            if source_key(row["id"]) in excluded:
                 self.report.excluded += 1
             else:
                 yield {**dict.fromkeys(SOURCE_FEATURES), "audio_tags": [], **row}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fusion_datasets.builders.base import register
-from fusion_datasets.builders.classification import ClassificationBuilder
+from fusion_datasets.builders.classification import ClassificationBuilder, Entry
 
 
 @register("tau-urban")
@@ -16,5 +16,5 @@ class TAUUrban(ClassificationBuilder):
     DELIMITER = "\t"
     VOCABULARY_KEY = "tauurban"
 
-    def entry(self, split: str, row: dict[str, str]) -> tuple[str, list[str]]:
-        return row["filename"], [row["scene_label"]]
+    def entry(self, split: str, row: dict[str, str]) -> Entry:
+        return Entry(row["filename"], [row["scene_label"]])

@@ -91,11 +91,12 @@ def _build(args: argparse.Namespace) -> int:
     from fusion_datasets.builders import build
 
     options = {key: yaml.safe_load(value) for key, _, value in (item.partition("=") for item in args.set)}
-    given = {"data_file": args.data_file, "audio_root": args.audio_root, "exclude": args.exclude}
+    given = {"data_file": args.data_file, "audio_root": args.audio_root, "exclude": args.exclude,
+             "split": args.split, "encoding": args.encoding, "clip_list": args.clip_list}
     options.update({key: value for key, value in given.items() if value})
     if args.no_leakage_guard:
         options["leakage_guard"] = False
-    print(build(args.name, args.data_dir, args.output, **options).summary())
+    print(build(args.name, args.data_dir, args.output, allow_empty=args.allow_empty, **options).summary())
     return 0
 
 
@@ -238,6 +239,11 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--output", required=True, type=Path, help="the output folder (Parquet, Hub layout)")
     build.add_argument("--data-file", help="the metadata or FusionAudio JSON file, if not the default one")
     build.add_argument("--audio-root", help="the folder audio paths resolve in (default: --data-dir)")
+    build.add_argument("--split", help="the split built (default: what --data-file's name says, else test)")
+    build.add_argument("--encoding", help="the metadata's text encoding, when not UTF-8 (cp949, cp1252, ...)")
+    build.add_argument("--clip-list", metavar="FILE",
+                       help="retrieval: build only the clips listed, one id or file name per line")
+    build.add_argument("--allow-empty", action="store_true", help="write the dataset even when no row is found")
     build.add_argument("--exclude", action="append", default=[], metavar="BENCHMARK_DIR",
                        help="a built benchmark whose clips are left out (sources; repeat for several)")
     build.add_argument("--no-leakage-guard", action="store_true",

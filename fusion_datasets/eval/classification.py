@@ -132,13 +132,13 @@ def classify_captions(captions: Sequence[str | None], references: Sequence[Seque
 
 def read_vocabulary_labels(benchmark: str | Path) -> list[str]:
     """The labels of a built benchmark's ``vocabulary.csv`` (``index,label``), in order."""
-    from fusion_datasets.builders.base import BuildReport
     from fusion_datasets.builders.classification import read_vocabulary
+    from fusion_datasets.builders.report import BuildReport
 
     path = Path(benchmark) / "vocabulary.csv"
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: build the benchmark with `fusion-datasets build`")
-    return list(read_vocabulary(path, BuildReport(str(path))).values())
+    return [label for _, label in read_vocabulary(path, BuildReport(str(path)))]
 
 
 def run_classification_eval(

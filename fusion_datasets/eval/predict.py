@@ -182,7 +182,8 @@ def read_predictions(path: str | Path) -> tuple[list[Prediction], Counter]:
 
     A line or row that cannot be used is logged with its ``file:line``, skipped and counted (the Counter).
     """
-    from fusion_datasets.builders.base import BuildReport, read_json_rows
+    from fusion_datasets.builders.readers import read_json_rows
+    from fusion_datasets.builders.report import BuildReport
 
     path = Path(path)
     text = path.read_text(encoding="utf-8-sig", errors="replace")

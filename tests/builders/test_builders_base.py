@@ -1,13 +1,8 @@
 import pytest
 
-from fusion_datasets.builders import BUILDERS, build, clip_key
-from fusion_datasets.builders.base import (
-    BuildReport,
-    audioset_name,
-    benchmark_clip_ids,
-    read_csv,
-    read_json_rows,
-)
+from fusion_datasets.builders import BUILDERS, BuildReport, benchmark_clip_ids, build, clip_key
+from fusion_datasets.builders.names import audioset_name
+from fusion_datasets.builders.readers import read_csv, read_json_rows
 from fusion_datasets.config import ConfigError
 
 

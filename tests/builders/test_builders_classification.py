@@ -2,38 +2,53 @@
 
 import csv
 import json
+import os
 
 import datasets
+import pyarrow.parquet as pq
+
+from fusion_datasets.cli import main
 
 
-def _vocabulary(output):
+def _vocabulary(output, indices=False):
     with open(output / "vocabulary.csv", newline="") as handle:
-        return [row["label"] for row in csv.DictReader(handle)]
+        rows = list(csv.DictReader(handle))
+    return [(int(row["index"]), row["label"]) if indices else row["label"] for row in rows]
 
 
-def test_esc50_from_its_metadata(tmp_path, cli_build, load, write_clip):
+ESC50_HEADER = "filename,fold,target,category,esc10,src_file,take\n"
+
+
+def test_esc50_from_its_metadata_keeps_folds_and_every_class(tmp_path, cli_build, load, write_clip):
     data = tmp_path / "ESC-50-master"
     (data / "meta").mkdir(parents=True)
     (data / "meta" / "esc50.csv").write_text(
-        "filename,fold,target,category,esc10,src_file,take\n"
-        "1-100038-A-14.wav,1,14,chirping_birds,False,100038,A\n"
+        ESC50_HEADER
+        + "1-100038-A-14.wav,1,14,chirping_birds,False,100038,A\n"
         "1-100210-A-36.wav,1,36,vacuum_cleaner,False,100210,A\n"
         "1-115545-A-48.wav,1,48,fireworks,False,115545,A\n"
+        "2-102414-C-17.wav,2,17,pouring_water,False,102414,C\n"
+        "2-1-A-x.wav,2,x,broken_target,False,1,A\n"
     )
-    write_clip(data / "audio" / "1-100038-A-14.wav")
-    write_clip(data / "audio" / "1-100210-A-36.wav")
+    for name in ("1-100038-A-14", "1-100210-A-36", "2-102414-C-17"):
+        write_clip(data / "audio" / f"{name}.wav")
     output = tmp_path / "built"
     stats = cli_build("esc50", data, output)
     ds = load(output)
     assert ds.features["labels"] == datasets.List(datasets.Value("string"))
-    assert {row["id"]: row["labels"] for row in ds} == {"1-100038-A-14": ["chirping_birds"],
-                                                          "1-100210-A-36": ["vacuum_cleaner"]}
+    assert {row["id"]: (row["labels"], row["fold"]) for row in ds} == {
+        "1-100038-A-14": (["chirping_birds"], 1), "1-100210-A-36": (["vacuum_cleaner"], 1),
+        "2-102414-C-17": (["pouring_water"], 2)}
     assert ds[0]["audio_id"] == "audio/1-100038-A-14.wav"
-    assert stats["skipped"] == {"missing_audio": 1} and (output / "missing_clips.csv").exists()
-    assert _vocabulary(output) == ["chirping_birds", "vacuum_cleaner"]
+    assert stats["skipped"] == {"missing_audio": 1, "bad_csv_line": 1} and (output / "missing_clips.csv").exists()
+    # the metadata's classes with their own ids (target), fireworks too although none of its clips is here
+    assert _vocabulary(output, indices=True) == [(14, "chirping_birds"), (17, "pouring_water"),
+                                                 (36, "vacuum_cleaner"), (48, "fireworks")]
+    assert stats["classes_without_clips"] == {"test": ["fireworks"]}
+    assert "test: 1 of 4 classes have no clips (fireworks)" in stats["warnings"]
 
     write_clip(data / "audio" / "1-115545-A-48.wav")  # rebuilt in place: loads the new rows, not a cache
-    assert cli_build("esc50", data, output)["skipped"] == {} and load(output).num_rows == 3
+    assert cli_build("esc50", data, output)["skipped"] == {"bad_csv_line": 1} and load(output).num_rows == 4
     assert not (output / "missing_clips.csv").exists() and len(list(output.rglob("*.parquet"))) == 1
 
 
@@ -54,8 +69,8 @@ def test_esc50_from_the_fusionaudio_json_and_its_vocabulary(tmp_path, cli_build,
     output = tmp_path / "built"
     stats = cli_build("esc50", data, output, "--audio-root", str(tmp_path / "ESC-50-master"))
     ds = load(output)
-    labels = {row["id"]: row["labels"] for row in ds}
-    assert labels == {"2-100648-A-43": ["car_horn"], "2-100786-A-1": ["rooster"]}
+    labels = {row["id"]: (row["labels"], row["fold"]) for row in ds}
+    assert labels == {"2-100648-A-43": (["car_horn"], 2), "2-100786-A-1": (["rooster"], 2)}  # folds by name
     assert ds[0]["audio_id"] == rows[0]["audio_id"]
     assert ds[0]["audio"].metadata.path == str(tmp_path / "ESC-50-master" / "audio" / "2-100648-A-43.wav")
     assert where(stats) == [("path_escapes_root", "eval/ESC50_test.json:20"),
@@ -63,19 +78,66 @@ def test_esc50_from_the_fusionaudio_json_and_its_vocabulary(tmp_path, cli_build,
     assert _vocabulary(output) == ["wind", "car_horn", "rooster"]
 
 
-def test_urbansound8k_finds_audio_in_its_fold(tmp_path, cli_build, load, write_clip):
+US8K_CLASSES = ["air_conditioner", "car_horn", "children_playing", "dog_bark", "drilling", "engine_idling",
+                "gun_shot", "jackhammer", "siren", "street_music"]
+
+
+def test_urbansound8k_partial_build_keeps_folds_and_all_ten_classes(tmp_path, cli_build, load, write_clip):
     data = tmp_path / "UrbanSound8K"
     (data / "metadata").mkdir(parents=True)
+    lines = [f"{100 + class_id}-{class_id}-0-0.wav,{100 + class_id},0.0,4.0,1,{class_id % 10 + 1},{class_id},{label}"
+             for class_id, label in reversed(list(enumerate(US8K_CLASSES)))]  # not in id order
     (data / "metadata" / "UrbanSound8K.csv").write_text(
-        "slice_file_name,fsID,start,end,salience,fold,classID,class\n"
-        "100032-3-0-0.wav,100032,0.0,0.317551,1,5,3,dog_bark\n"
-        "100263-2-0-117.wav,100263,58.5,62.5,1,5,2,children_playing\n"
-    )
-    write_clip(data / "audio" / "fold5" / "100032-3-0-0.wav")
-    write_clip(data / "audio" / "fold1" / "100263-2-0-117.wav")  # in the wrong fold: not found
-    stats = cli_build("urbansound8k", data, tmp_path / "built")
-    assert load(tmp_path / "built")["labels"] == [["dog_bark"]]
-    assert stats["skipped"] == {"missing_audio": 1}
+        "slice_file_name,fsID,start,end,salience,fold,classID,class\n" + "\n".join(lines) + "\n")
+    write_clip(data / "audio" / "fold4" / "103-3-0-0.wav")
+    write_clip(data / "audio" / "fold9" / "108-8-0-0.wav")
+    write_clip(data / "audio" / "fold1" / "102-2-0-0.wav")  # in the wrong fold: not found
+    output = tmp_path / "built"
+    stats = cli_build("urbansound8k", data, output)
+    assert {row["id"]: (row["labels"], row["fold"]) for row in load(output)} == {
+        "103-3-0-0": (["dog_bark"], 4), "108-8-0-0": (["siren"], 9)}
+    assert stats["skipped"] == {"missing_audio": 8}
+    assert _vocabulary(output, indices=True) == list(enumerate(US8K_CLASSES))  # classID, not those found
+    assert stats["classes_without_clips"]["test"] == [label for label in US8K_CLASSES
+                                                      if label not in ("dog_bark", "siren")]
+    assert any("8 of 10 classes have no clips" in warning for warning in stats["warnings"])
+
+
+def test_a_symlinked_audio_folder_is_the_users_layout(tmp_path, cli_build, load, write_clip):
+    """ESC-50 with ``audio/`` on another disk: a symlink inside the data folder is no escape."""
+    data, disk = tmp_path / "ESC-50-master", tmp_path / "other-disk" / "esc50-audio"
+    (data / "meta").mkdir(parents=True)
+    (data / "meta" / "esc50.csv").write_text(ESC50_HEADER + "1-100038-A-14.wav,1,14,chirping_birds,False,100038,A\n"
+                                             "1-100210-A-36.wav,1,36,vacuum_cleaner,False,100210,A\n")
+    write_clip(disk / "1-100038-A-14.wav")
+    write_clip(tmp_path / "other-disk" / "one-file.wav", seed=1)
+    os.symlink(disk, data / "audio")
+    os.symlink(tmp_path / "other-disk" / "one-file.wav", disk / "1-100210-A-36.wav")  # a linked file, too
+    output = tmp_path / "built"
+    stats = cli_build("esc50", data, output)
+    assert (stats["written"], stats["skipped"], stats["warnings"]) == (2, {}, [])
+    ds = load(output)
+    assert ds[0]["audio"].metadata.path == str(data / "audio" / "1-100038-A-14.wav")  # the link is kept
+    assert all(row["audio"].get_all_samples().data.shape[1] > 0 for row in ds)
+
+
+def test_a_build_that_writes_nothing_fails_with_its_counts(tmp_path, capsys, cli_build):
+    data = tmp_path / "ESC-50-master"
+    (data / "meta").mkdir(parents=True)
+    (data / "meta" / "esc50.csv").write_text(ESC50_HEADER + "1-100038-A-14.wav,1,14,chirping_birds,False,100038,A\n"
+                                             "1-100210-A-36.wav,1,36,vacuum_cleaner,False,100210,A\n")
+    output = tmp_path / "built"
+    assert main(["build", "esc50", "--data-dir", str(data), "--output", str(output)]) == 2
+    (message,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("fusion-datasets:")]
+    assert "esc50: no rows written" in message and "2 skipped (missing_audio: 2)" in message
+    assert f"{data}/meta/esc50.csv:2: audio 'audio/1-100038-A-14.wav' not found" in message
+    assert "--allow-empty" in message and not output.exists()
+
+    stats = cli_build("esc50", data, output, "--allow-empty")
+    (parquet,) = output.rglob("*.parquet")  # load_dataset refuses a split without rows: read the file
+    assert (stats["written"], stats["missing_clips"], pq.read_table(parquet).num_rows) == (0, 2, 0)
+    assert main(["build", "esc50", "--data-dir", str(tmp_path / "nowhere"), "--output", str(output)]) == 2
+    assert "--data-dir" in capsys.readouterr().err
 
 
 def test_fsd50k_is_multi_label_and_checks_its_vocabulary(tmp_path, cli_build, load, write_clip, where):

@@ -97,7 +97,7 @@ def test_the_leakage_guard_leaves_benchmark_clips_out_of_sources(
     cli_build("audiocaps", audiocaps, tmp_path / "audiocaps-built")
     cli_build("clotho", clotho, tmp_path / "clotho-built")
     built = [tmp_path / "audiocaps-built", tmp_path / "clotho-built"]
-    assert benchmark_clip_ids(*built) == {"--PJHxphWEs", "notes"}
+    assert set(benchmark_clip_ids(*built).starts) == {"--PJHxphWEs", "notes"}
 
     stats = cli_build("audioset", audioset_dir, tmp_path / "guarded", "--exclude", str(built[0]))
     assert (stats["written"], stats["excluded_benchmark_clips"]) == (2, 1)
@@ -117,14 +117,92 @@ def test_the_leakage_guard_leaves_benchmark_clips_out_of_sources(
     assert (stats["written"], stats["excluded_benchmark_clips"]) == (3, 0)
 
 
+AUDIOCAPS_TEST = """\
+audiocap_id,youtube_id,start_time,caption
+103549,7fmOlUlwoNg,20,Constant rattling noise and sharp vibrations
+103550,6BJ455B1aAs,0,A goat bleating repeatedly
+103551,GOD8Bt5LfDE,100,Wind blows and a woman speaks
+103552,YEGhRlTmJEE,30,A motorboat engine runs
+"""
+
+
+def test_the_leakage_guard_records_every_clip_of_the_metadata(tmp_path, audioset_dir, cli_build, write_clip):
+    """AudioCaps built with one of its four test clips on disk still keeps all four out of sources."""
+    audiocaps = tmp_path / "audiocaps"
+    audiocaps.mkdir()
+    (audiocaps / "test.csv").write_text(AUDIOCAPS_TEST)
+    write_clip(audiocaps / "Y7fmOlUlwoNg.wav")
+    stats = cli_build("audiocaps", audiocaps, tmp_path / "audiocaps-built")
+    assert (stats["written"], stats["benchmark_clips"]) == (1, 4)
+    with open(tmp_path / "audiocaps-built" / "benchmark_clips.csv", newline="") as handle:
+        assert {(row["clip_id"], row["start"]) for row in csv.DictReader(handle)} == {
+            ("7fmOlUlwoNg", "20"), ("6BJ455B1aAs", "0"), ("GOD8Bt5LfDE", "100"), ("YEGhRlTmJEE", "30")}
+
+    folder = tmp_path / "downloads"  # three AudioCaps test clips, named in three layouts, and one other segment
+    write_clip(folder / "Y6BJ455B1aAs.wav")
+    write_clip(folder / "GOD8Bt5LfDE_100.000_110.000.wav")
+    write_clip(folder / "sub" / "YEGhRlTmJEE_30-40.flac")
+    write_clip(folder / "GOD8Bt5LfDE_250.000_260.000.wav")  # the same video at another time: not a test clip
+    stats = cli_build("folder", folder, tmp_path / "folder-built")
+    assert (stats["written"], stats["excluded_benchmark_clips"]) == (1, 3)
+    assert load_input(InputConfig(path=str(tmp_path / "folder-built")))["id"] == ["GOD8Bt5LfDE_250.000_260.000"]
+
+
+def test_the_audioset_source_leaves_out_audiocaps_segments_by_their_start(tmp_path, audioset_dir, cli_build):
+    audiocaps = tmp_path / "audiocaps"
+    audiocaps.mkdir()
+    (audiocaps / "test.csv").write_text("audiocap_id,youtube_id,start_time,caption\n"
+                                        "1,--PJHxphWEs,30,Speech and music\n2,-0RWZT-miFs,100,A dog\n")
+    cli_build("audiocaps", audiocaps, tmp_path / "audiocaps-built", "--allow-empty")
+    stats = cli_build("audioset", audioset_dir, tmp_path / "audioset-built")
+    assert (stats["written"], stats["excluded_benchmark_clips"]) == (2, 1)  # -0RWZT-miFs is at 420 there
+
+
+@pytest.mark.parametrize("name", ["esc50", "audiocaps", "clotho", "folder", "audioset"])
+def test_a_build_made_from_relative_paths_loads_from_any_directory(tmp_path, monkeypatch, write_clip, name):
+    """Every builder stores absolute audio paths (links kept), so a build loads from another directory."""
+    layouts = {
+        "esc50": {"meta/esc50.csv": "filename,fold,target,category,esc10,src_file,take\n"
+                                    "1-100038-A-14.wav,1,14,chirping_birds,False,100038,A\n",
+                  "audio/1-100038-A-14.wav": None},
+        "audiocaps": {"test.csv": "audiocap_id,youtube_id,start_time,caption\n1,--PJHxphWEs,30,Hi\n",
+                      "Y--PJHxphWEs.wav": None},
+        "clotho": {"clotho_captions_evaluation.csv": "file_name,caption_1\nnotes.wav,A voice\n",
+                   "evaluation/notes.wav": None},
+        "folder": {"birds.wav": None},
+        "audioset": {"eval_segments.csv": "--PJHxphWEs, 30.000, 40.000, \"/m/09x0r\"\n", "Y--PJHxphWEs.wav": None},
+    }
+    data = tmp_path / "work" / "data"
+    for path, text in layouts[name].items():
+        (data / path).parent.mkdir(parents=True, exist_ok=True)
+        write_clip(data / path) if text is None else (data / path).write_text(text)
+    monkeypatch.chdir(tmp_path / "work")
+    assert main(["build", name, "--data-dir", "data", "--output", "built", "--no-leakage-guard"
+                 if name in ("folder", "audioset") else "--allow-empty"]) == 0
+    monkeypatch.chdir(tmp_path)
+    split = "train" if name in ("folder", "audioset") else "test"
+    (row,) = datasets.load_dataset(str(tmp_path / "work" / "built"), split=split)
+    assert row["audio"].metadata.path.startswith(str(data) + os.sep)
+    assert row["audio"].get_all_samples().data.shape[1] > 0
+
+
+def test_clips_in_a_symlinked_subfolder_are_found(tmp_path, cli_build, write_clip):
+    """AudioCaps clips in ``test/``, a link to another disk, under the data folder."""
+    write_clip(tmp_path / "other-disk" / "Y--PJHxphWEs.wav")
+    (tmp_path / "audiocaps").mkdir()
+    (tmp_path / "audiocaps" / "test.csv").write_text("audiocap_id,youtube_id,start_time,caption\n1,--PJHxphWEs,30,Hi\n")
+    os.symlink(tmp_path / "other-disk", tmp_path / "audiocaps" / "test")
+    assert cli_build("audiocaps", tmp_path / "audiocaps", tmp_path / "built")["written"] == 1
+
+
 def test_a_media_folder_pairs_audio_with_video_and_reads_its_metadata(tmp_path, where, cli_build, write_clip):
     folder = tmp_path / "media"
     write_clip(folder / "a.wav")
     write_clip(folder / "b.wav")
     media.write_video(folder / "b.mp4", 1.0, fps=5, size=(32, 32))
     media.write_video(folder / "sub" / "c.mp4", 1.0, fps=5, size=(32, 32), audio=media.noise(1.0, 16000))
-    write_clip(tmp_path / "outside.wav")
-    os.symlink(tmp_path / "outside.wav", folder / "escape.wav")
+    write_clip(tmp_path / "elsewhere" / "linked.wav")
+    os.symlink(tmp_path / "elsewhere" / "linked.wav", folder / "linked.wav")  # the user's layout: a clip
     (folder / "metadata.csv").write_text(
         "id,caption,license,tags\n"
         'b,"A dog barks, twice",cc-by-4.0,"Dog;Bark"\n'
@@ -133,11 +211,11 @@ def test_a_media_folder_pairs_audio_with_video_and_reads_its_metadata(tmp_path, 
     )
     output = tmp_path / "folder-out"
     stats = cli_build("folder", folder, output)
-    assert stats["written"] == 3
-    assert stats["skipped"] == {"path_escapes_root": 1, "missing_audio": 1}
-    assert where(stats) == [("path_escapes_root", "media/escape.wav")]
+    assert stats["written"] == 4
+    assert stats["skipped"] == {"missing_audio": 1} and where(stats) == []
     rows = {row["id"]: row for row in load_input(InputConfig(path=str(output)))}
-    assert sorted(rows) == ["a", "b", "sub/c"]
+    assert sorted(rows) == ["a", "b", "linked", "sub/c"]
+    assert rows["linked"]["audio"]["path"] == str(folder / "linked.wav")  # the link, not its target
     assert rows["b"]["video"].endswith("b.mp4") and rows["b"]["audio"]["path"].endswith("b.wav")
     assert rows["b"]["source_caption"] == "A dog barks, twice" and rows["b"]["license"] == "cc-by-4.0"
     assert [tag["label"] for tag in rows["b"]["audio_tags"]] == ["Dog", "Bark"]
