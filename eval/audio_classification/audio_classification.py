@@ -28,8 +28,10 @@ Args:
     vocabulary: every label of the benchmark, in order (a keyword argument).
     text_encoder: a Hub id or folder (default sentence-transformers/all-MiniLM-L6-v2).
     template: the text each label is embedded as (default "sound of {label}").
+    folds: each clip's cross-validation fold (ESC-50, UrbanSound8K), or None: with folds, each fold's clips
+        are scored alone and accuracy and mAP are the mean over folds.
 Returns:
-    accuracy and mAP.
+    accuracy and mAP; with folds also per_fold, each fold's accuracy and mAP.
 Example:
     >>> metric = evaluate.load(module_path("audio_classification"))  # doctest: +SKIP
     >>> metric.compute(predictions=["a dog barks"], references=[["dog"]],
@@ -62,6 +64,6 @@ class AudioClassification(evaluate.Metric):
         )
 
     def _compute(self, predictions, references, vocabulary, text_encoder=DEFAULT_TEXT_ENCODER,
-                 template=LABEL_TEMPLATE):
+                 template=LABEL_TEMPLATE, folds=None):
         encoder = load_text_encoder(text_encoder)
-        return classify_captions(predictions, references, vocabulary, encoder, template)
+        return classify_captions(predictions, references, vocabulary, encoder, template, folds)

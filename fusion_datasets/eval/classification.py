@@ -4,7 +4,9 @@ Each clip's caption and each label's prompt ("sound of <label>") are embedded by
 cosine similarities are the clip's class scores. Reported: accuracy (the best-scoring label is one of
 the clip's labels) and mAP (the mean over classes with a positive clip of the average precision of their
 scores; FSD50K's multi-label mAP). A clip without a caption is wrong and scores lowest for every class,
-and is counted (``missing``).
+and is counted (``missing``). A benchmark with a ``fold`` column (ESC-50, UrbanSound8K: cross-validation
+is their protocol) is scored fold by fold, zero-shot: each fold's clips alone, each fold reported, and
+the overall value is the mean over folds (each row's ``protocol`` says which).
 
 The text encoder is a transformers checkpoint: a sentence-transformers model (mean pooling over the
 tokens, as those models pool) or a CLAP (its text tower).
@@ -116,10 +118,33 @@ def caption_scores(captions: Sequence[str | None], labels: Sequence[str], encode
     return scores
 
 
+def fold_metrics(scores: np.ndarray, targets: np.ndarray, folds: Sequence[int]) -> dict[int, dict[str, float]]:
+    """:func:`classification_metrics` of each fold's clips alone, by fold.
+
+    Example:
+        >>> scores = np.array([[0.9, 0.1], [0.2, 0.7], [0.6, 0.4]])
+        >>> targets = np.array([[1, 0], [0, 1], [0, 1]], dtype=bool)
+        >>> {fold: metrics["accuracy"] for fold, metrics in fold_metrics(scores, targets, [1, 2, 2]).items()}
+        {1: 100.0, 2: 50.0}
+    """
+    folds = np.asarray(folds)
+    return {int(fold): classification_metrics(scores[folds == fold], targets[folds == fold])
+            for fold in np.unique(folds)}
+
+
+def mean_over_folds(per_fold: dict[int, dict[str, float]]) -> dict[str, float]:
+    """Each metric's mean over folds (each fold counts once, whatever its size)."""
+    return {metric: float(np.mean([values[metric] for values in per_fold.values()]))
+            for metric in next(iter(per_fold.values()))}
+
+
 def classify_captions(captions: Sequence[str | None], references: Sequence[Sequence[str]],
-                      vocabulary: Sequence[str], encoder: TextEncoder,
-                      template: str = LABEL_TEMPLATE) -> dict[str, float]:
-    """:func:`classification_metrics` of ``captions`` against each clip's reference labels."""
+                      vocabulary: Sequence[str], encoder: TextEncoder, template: str = LABEL_TEMPLATE,
+                      folds: Sequence[int] | None = None) -> dict[str, Any]:
+    """:func:`classification_metrics` of ``captions`` against each clip's reference labels.
+
+    With ``folds`` (one per clip), accuracy and mAP are the mean over folds and ``per_fold`` holds each fold's.
+    """
     index = {label: position for position, label in enumerate(vocabulary)}
     unknown = sorted({label for labels in references for label in labels} - set(index))
     if unknown:
@@ -127,7 +152,11 @@ def classify_captions(captions: Sequence[str | None], references: Sequence[Seque
     targets = np.zeros((len(captions), len(vocabulary)), dtype=bool)
     for row, labels in enumerate(references):
         targets[row, [index[label] for label in labels]] = True
-    return classification_metrics(caption_scores(captions, vocabulary, encoder, template), targets)
+    scores = caption_scores(captions, vocabulary, encoder, template)
+    if folds is None:
+        return classification_metrics(scores, targets)
+    per_fold = fold_metrics(scores, targets, folds)
+    return {**mean_over_folds(per_fold), "per_fold": per_fold}
 
 
 def read_vocabulary_labels(benchmark: str | Path) -> list[str]:
@@ -157,10 +186,16 @@ def run_classification_eval(
     """``fusion-datasets eval classification``: map ``predictions`` (captions) to the benchmark's vocabulary.
 
     Captions come from a predictions file (``prediction``, ``output`` or ``caption``), matched to clips
-    by ``audio_id``. Writes ``report.json`` / ``report.md`` into ``output``.
+    by ``audio_id``. A benchmark with a ``fold`` column is reported per fold and as the mean over folds.
+    Writes ``report.json`` / ``report.md`` into ``output``.
     """
     name = benchmark_name(benchmark)
-    columns = load_benchmark(benchmark, split, config).select_columns(["audio_id", "labels"])[:]
+    table = load_benchmark(benchmark, split, config)
+    columns = table.select_columns([c for c in ("audio_id", "labels", "fold") if c in table.column_names])[:]
+    folds = columns.get("fold")
+    if folds is not None and None in folds:
+        logger.warning("%s: %d clips have no fold: scored as one set", benchmark, folds.count(None))
+        folds = None
     rows, skipped = read_predictions(predictions)
     if skipped:
         logger.warning("%s: %d predictions skipped (%s)", predictions, sum(skipped.values()), dict(skipped))
@@ -170,10 +205,14 @@ def run_classification_eval(
     captions = [by_audio.get(audio_id) for audio_id in columns["audio_id"]]
     encoder = load_text_encoder(text_encoder, device)
     vocabulary = read_vocabulary_labels(benchmark)
-    metrics = classify_captions(captions, columns["labels"], vocabulary, encoder, template)
-    size = len(captions)
-    results = [{"benchmark": name, "task": OVERALL, "metric": metric, "value": value, "n": size}
-               for metric, value in metrics.items()]
+    metrics = classify_captions(captions, columns["labels"], vocabulary, encoder, template, folds)
+    size, per_fold = len(captions), metrics.pop("per_fold", {})
+    protocol = f"zero-shot/mean-over-{len(per_fold)}-folds" if per_fold else "zero-shot/all-clips"
+    results = [{"benchmark": name, "task": f"fold{fold}", "metric": metric, "value": value,
+                "n": folds.count(fold), "protocol": "zero-shot/one-fold"}
+               for fold, values in per_fold.items() for metric, value in values.items()]
+    results += [{"benchmark": name, "task": OVERALL, "metric": metric, "value": value, "n": size,
+                 "protocol": protocol} for metric, value in metrics.items()]
     missing = sum(not (caption or "").strip() for caption in captions)
     results.append({"benchmark": name, "task": OVERALL, "metric": "missing", "value": missing, "n": size})
     report = write_report(output, model or Path(predictions).stem, results)

@@ -2,7 +2,8 @@
 
 ``report.json`` is ``{"model": ..., "results": [{"benchmark", "task", "metric", "value", "n"}, ...]}``
 with one row per benchmark, task and metric, and a row of task ``overall`` per benchmark and metric.
-A row may carry ``ci95``, ``[low, high]``, a 95% confidence interval of its value.
+A row may carry ``ci95``, ``[low, high]``, a 95% confidence interval of its value, and ``protocol``, the
+reference protocol it follows (``zero-shot/mean-over-5-folds``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ def _checked(row: Mapping[str, Any]) -> dict[str, Any]:
     checked["value"] = float(value)
     if row.get("ci95") is not None:
         checked["ci95"] = [float(bound) for bound in row["ci95"]]
+    if row.get("protocol"):
+        checked["protocol"] = str(row["protocol"])
     return checked
 
 

@@ -1,6 +1,7 @@
 """Zero-shot classification from captions, with the tiny zoo's CLAP text tower as the text encoder."""
 
 import json
+import shutil
 
 import evaluate
 import numpy as np
@@ -137,6 +138,9 @@ def test_evaluate_module(tiny_zoo):
         text_encoder=str(tiny_zoo["clap"]),
     )
     assert result == {"accuracy": 100.0, "mAP": 100.0}
+    by_fold = metric.compute(predictions=["sound of dog", "sound of dog"], references=[["dog"], ["rain"]],
+                             vocabulary=["dog", "rain"], text_encoder=str(tiny_zoo["clap"]), folds=[1, 2])
+    assert by_fold["accuracy"] == 50.0 and by_fold["per_fold"][2]["accuracy"] == 0.0
     with pytest.raises(ValueError, match="labels not in the vocabulary: owl"):
         metric.compute(
             predictions=["sound of owl"],
@@ -144,6 +148,41 @@ def test_evaluate_module(tiny_zoo):
             vocabulary=["dog"],
             text_encoder=str(tiny_zoo["clap"]),
         )
+
+
+def test_esc50_is_scored_per_fold_and_averaged_over_folds(tmp_path, eval_clips, tiny_zoo, write_jsonl):
+    """A native ESC-50 build keeps its folds: each fold's clips are scored alone, the overall is their mean."""
+    from fusion_datasets.builders import build
+
+    data = tmp_path / "ESC-50-master"
+    (data / "meta").mkdir(parents=True)
+    clips = [("1-100032-A-0.wav", 1, 0, "dog", "music"), ("2-100648-A-10.wav", 2, 10, "rain", "noise"),
+             ("2-100786-A-34.wav", 2, 34, "crickets", "speech"), ("2-101-B-46.wav", 2, 46, "church_bells", "silence")]
+    (data / "meta" / "esc50.csv").write_text("filename,fold,target,category,esc10,src_file,take\n" + "".join(
+        f"{name},{fold},{target},{label},False,{name.split('-')[1]},{name.split('-')[2]}\n"
+        for name, fold, target, label, _ in clips))
+    (data / "audio").mkdir()
+    for name, *_, clip in clips:
+        shutil.copy(eval_clips[clip], data / "audio" / name)
+    build("esc50", data, tmp_path / "esc50")
+    captions = ["sound of dog", "sound of rain", "sound of dog", "sound of rain"]  # fold 1: 1/1, fold 2: 1/3
+    file = write_jsonl(tmp_path / "captions.jsonl", [
+        {"id": name, "audio_id": f"audio/{name}", "instruction": None, "prediction": caption}
+        for (name, *_), caption in zip(clips, captions)])
+    assert main(["eval", "classification", "--predictions", str(file), "--benchmark", str(tmp_path / "esc50"),
+                 "--output", str(tmp_path / "report"), "--text-encoder", str(tiny_zoo["clap"])]) == 0
+    rows = json.loads((tmp_path / "report" / "report.json").read_text())["results"]
+    results = {(row["task"], row["metric"]): (row["value"], row["n"], row.get("protocol")) for row in rows}
+    assert results["fold1", "accuracy"] == (100.0, 1, "zero-shot/one-fold")
+    assert results["fold2", "accuracy"] == (pytest.approx(100 / 3), 3, "zero-shot/one-fold")
+    # the mean over folds, not the 2 of 4 clips pooled (50)
+    assert results["overall", "accuracy"] == (pytest.approx(200 / 3), 4, "zero-shot/mean-over-2-folds")
+    labels = ["dog", "rain", "crickets", "church_bells"]  # the vocabulary, by ESC-50's target
+    scores = caption_scores(captions, labels, load_text_encoder(str(tiny_zoo["clap"])))
+    targets = np.eye(4, dtype=bool)
+    fold2 = np.mean([average_precision_score(targets[1:, label], scores[1:, label]) for label in (1, 2, 3)])
+    assert results["fold2", "mAP"][0] == pytest.approx(100 * fold2)
+    assert results["overall", "mAP"][0] == pytest.approx((100 + 100 * fold2) / 2)
 
 
 def test_a_plain_text_model_encodes_by_mean_pooling(tiny_zoo):
