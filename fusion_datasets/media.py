@@ -3,14 +3,17 @@
 A :class:`MediaBatch` wraps one ``datasets`` batch. Experts ask it for audio at their model's rate
 (``media.audio(16000)``); it decodes every clip the first time, keeps the native samples, and caches
 each resampled version, so experts chained over the same batch share the work. Rows that cannot be
-decoded get ``None`` audio and one recorded error; they never stop the batch.
+decoded get ``None`` audio and one recorded error; they never stop the batch. Only a clip's range is
+decoded, a whole file longer than the row's ``_max_seconds`` is refused from its container's metadata,
+and audio that ends well before its header says gets a ``decode_warning`` entry in the row's errors.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +22,8 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 MIX = "mix"
+DECODE_WARNING = "decode_warning"  # the stage of a row's warnings: recorded, but neither a failure nor retried
+MAX_SECONDS = "_max_seconds"  # a helper column: each row's input.max_seconds (the runner adds it, never stores it)
 _SOURCE_LOCATION = re.compile(r"^\w+, \S+\.cpp:\d+, ")
 _EMPTY = "audio is empty (no samples in the clip's range)"
 
@@ -31,6 +36,7 @@ class MediaError(ValueError):
 class Waveform:
     samples: np.ndarray  # (channels, frames), float32
     sampling_rate: int
+    warning: str | None = None  # decoded, but not as the file claims (shorter than its header says)
 
     @property
     def duration(self) -> float:
@@ -48,10 +54,13 @@ def _source(value: Any) -> Any:
     return value
 
 
-def decode_audio(value: Any, start: float | None = None, end: float | None = None) -> Waveform:
+def decode_audio(value: Any, start: float | None = None, end: float | None = None,
+                 max_seconds: float | None = None) -> Waveform:
     """Decode one ``audio`` cell: a path, ``{"bytes", "path"}``, ``{"array", "sampling_rate"}`` or an AudioDecoder.
 
-    Raises :class:`MediaError` for missing, corrupt, empty or non-finite audio.
+    Only the ``start``-``end`` range is decoded. A whole file (no range) longer than ``max_seconds`` by its
+    container's metadata is refused before decoding. Raises :class:`MediaError` for missing, corrupt, empty,
+    too long or non-finite audio; audio that ends well before its header says gets a ``warning``.
     """
     if value is None:
         raise MediaError("no audio")
@@ -59,23 +68,66 @@ def decode_audio(value: Any, start: float | None = None, end: float | None = Non
         samples = np.asarray(value["array"], dtype=np.float32)
         waveform = Waveform(np.atleast_2d(samples), int(value["sampling_rate"]))
     else:
-        from torchcodec.decoders import AudioDecoder
-
-        try:
-            decoder = value if isinstance(value, AudioDecoder) else AudioDecoder(_source(value))
+        with _media_errors():
+            decoder = _decoder(value)
+            claimed = decoder.metadata.duration_seconds
+            if max_seconds is not None and start is None and end is None and claimed and claimed > max_seconds:
+                raise MediaError(f"the file is {claimed:.0f} s long, over input.max_seconds={max_seconds:g}: set "
+                                 "input.segment_seconds to cut long files into clips, or raise input.max_seconds")
             decoded = decoder.get_samples_played_in_range(start or 0.0, end)
-        except (RuntimeError, ValueError, OSError) as error:
-            if "No audio frames were decoded" in str(error):
-                raise MediaError(_EMPTY) from error
-            if "best audio stream is unknown" in str(error):
-                raise MediaError("the file has no audio track") from error
-            raise MediaError(f"cannot decode audio: {_first_line(error)}") from error
-        waveform = Waveform(decoded.data.numpy().astype(np.float32, copy=False), int(decoded.sample_rate))
+        waveform = Waveform(decoded.data.numpy().astype(np.float32, copy=False), int(decoded.sample_rate),
+                            _shortfall(decoded.pts_seconds + decoded.duration_seconds, claimed, end))
     if waveform.samples.shape[1] == 0:
         raise MediaError(_EMPTY)
     if not np.isfinite(waveform.samples).all():
         raise MediaError("audio contains NaN or infinite samples")
     return waveform
+
+
+def claimed_duration(value: Any) -> float | None:
+    """The duration in seconds that a clip's container declares, read without decoding; None if unknown.
+
+    A file that cannot be opened also gives None: its decode records the error, row by row.
+    """
+    if isinstance(value, Mapping) and value.get("array") is not None:
+        return np.atleast_2d(value["array"]).shape[1] / int(value["sampling_rate"])
+    try:
+        with _media_errors():
+            return _decoder(value).metadata.duration_seconds
+    except MediaError:
+        return None
+
+
+def _decoder(value: Any) -> Any:
+    from torchcodec.decoders import AudioDecoder
+
+    return value if isinstance(value, AudioDecoder) else AudioDecoder(_source(value))
+
+
+@contextmanager
+def _media_errors() -> Iterator[None]:
+    """Turn torchcodec's errors into a :class:`MediaError` with a short message."""
+    try:
+        yield
+    except MediaError:
+        raise
+    except (RuntimeError, ValueError, OSError) as error:
+        if "No audio frames were decoded" in str(error):
+            raise MediaError(_EMPTY) from error
+        if "best audio stream is unknown" in str(error):
+            raise MediaError("the file has no audio track") from error
+        raise MediaError(f"cannot decode audio: {_first_line(error)}") from error
+
+
+def _shortfall(decoded_end: float, claimed: float | None, end: float | None) -> str | None:
+    """A warning when the audio stops well before the end its container claims (a truncated file)."""
+    if not claimed:
+        return None
+    expected = min(end, claimed) if end is not None else claimed
+    if expected - decoded_end <= 0.5 + 0.02 * expected:  # codec padding and estimated durations differ a little
+        return None
+    return (f"the audio ends at {decoded_end:.2f} s but the file's header claims {claimed:.2f} s: "
+            "the file may be truncated")
 
 
 def _first_line(error: BaseException) -> str:
@@ -136,14 +188,17 @@ class MediaBatch:
 
     def _mix(self) -> list[Waveform | None]:
         if MIX not in self._tracks:
-            starts, ends = self.column("start"), self.column("end")
+            starts, ends, limits = self.column("start"), self.column("end"), self.column(MAX_SECONDS)
             waveforms: list[Waveform | None] = []
             for row, value in enumerate(self.column(self.audio_column)):
                 try:
-                    waveforms.append(decode_audio(value, starts[row], ends[row]))
+                    waveforms.append(decode_audio(value, starts[row], ends[row], limits[row]))
                 except MediaError as error:
                     self.add_error(row, "decode", str(error))
                     waveforms.append(None)
+                    continue
+                if waveforms[-1].warning:
+                    self.add_error(row, DECODE_WARNING, waveforms[-1].warning)
             self._tracks[MIX] = waveforms
         return self._tracks[MIX]
 
