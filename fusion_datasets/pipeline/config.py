@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -35,12 +35,19 @@ def tiny_zoo_dir() -> Path:
 @dataclass(frozen=True)
 class InputConfig:
     path: str = ""  # a folder of media files, a Parquet file or folder, a saved dataset, or a Hub dataset id
-    split: str = "train"
+    split: str = "train"  # the split of a saved DatasetDict or a Hub dataset
     limit: int | None = None  # only the first N clips (a trial run)
+    format: Literal["auto", "media", "parquet"] = "auto"  # how a folder is read; auto: see the README
+    segment_seconds: float | None = None  # cut longer files into clips of this length (ids carry the offsets)
+    max_seconds: float | None = 600.0  # a whole file longer than this is a decode error, not decoded (null: no limit)
 
     def __post_init__(self) -> None:
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be null (every clip) or >= 1, got {self.limit}")
+        for name in ("segment_seconds", "max_seconds"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"{name} must be null or > 0, got {value}")
 
 
 @dataclass(frozen=True)

@@ -1,68 +1,185 @@
-"""The runner's input as a ``datasets.Dataset`` of clip references (audio is decoded later, per batch)."""
+"""The runner's input as a ``datasets.Dataset`` of clip references (audio is decoded later, per batch).
+
+A folder is a media folder (scanned for audio and video files, symlinked folders followed), a Parquet
+folder or a ``save_to_disk`` folder; ``input.format`` says which where the layout does not. A file is
+Parquet; anything else is a Hub dataset id. Every input is checked before any work: an ``id`` and an
+``audio`` (or ``video``) column. ``input.segment_seconds`` cuts long files into clips by their
+container's duration, which is read without decoding.
+"""
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
-from collections import Counter
-from collections.abc import Sequence
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import datasets
 import pyarrow.parquet as pq
 
 from fusion_datasets.errors import UserError
+from fusion_datasets.media import MAX_SECONDS, claimed_duration
 from fusion_datasets.pipeline.config import InputConfig
 
 logger = logging.getLogger(__name__)
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac")
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".mov", ".avi")
+_SAVED = ("dataset_info.json", "dataset_dict.json")  # what save_to_disk writes (a Dataset, a DatasetDict)
 _HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
+_SHOWN = 5  # paths named in a warning or an error
 
 
 class InputError(UserError):
     """An input that cannot be run: missing, empty, without audio, or with ids that are not unique."""
 
 
+class MediaPairs(dict[str, tuple[Path | None, Path | None]]):
+    """Clips by id: ``(audio, video)``, one may be None; ``unreadable`` lists the folders that could not be read."""
+
+    def __init__(self, pairs: Iterable[tuple[str, tuple[Path | None, Path | None]]], unreadable: Sequence[str]):
+        super().__init__(pairs)
+        self.unreadable = list(unreadable)
+
+
+@dataclass(frozen=True)
+class Input:
+    """An input's clips, and the folders its scan could not read (counted as ``input_unreadable``)."""
+
+    dataset: datasets.Dataset
+    unreadable: tuple[str, ...] = ()
+
+
 def _inside(path: Path, folders: Sequence[Path]) -> bool:
     return any(path == folder or folder in path.parents for folder in folders)
 
 
-def pair_media(folder: Path, exclude: Sequence[Path] = ()) -> dict[str, tuple[Path | None, Path | None]]:
-    """Media files under ``folder`` by key (relative path sans suffix): ``(audio, video)``, one may be None.
+def _shown(items: Sequence[str]) -> str:
+    return ", ".join(items[:_SHOWN]) + (", ..." if len(items) > _SHOWN else "")
 
-    An audio file and the video of the same stem are one clip (the builders pair files the same way).
-    Files under the ``exclude`` folders (a run's own output inside its input) are left out.
+
+def _walk(folder: Path, exclude: Sequence[Path], suffixes: Sequence[str]) -> tuple[list[Path], list[str]]:
+    """The files under ``folder`` with one of ``suffixes``, and the folders that could not be read (with why).
+
+    Symlinked folders are followed, each real folder once (links that loop end there, a folder linked
+    twice is read under its first path in sorted order). Folders under ``exclude`` are left out.
     """
-    audio: dict[str, Path] = {}
-    video: dict[str, Path] = {}
-    skip = [Path(os.path.abspath(path)) for path in exclude]
-    for path in sorted(folder.rglob("*")):
-        suffix = path.suffix.lower()
-        if skip and _inside(Path(os.path.abspath(path)), skip):
+    skip = [Path(os.path.realpath(path)) for path in exclude]
+    seen: set[str] = set()
+    files: list[Path] = []
+    unreadable: list[str] = []
+
+    def report(error: OSError) -> None:
+        unreadable.append(f"{os.path.relpath(error.filename, folder)} ({error.strerror})")
+
+    for root, folders, names in os.walk(folder, onerror=report, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen or _inside(Path(real), skip):
+            folders.clear()
             continue
-        key = str(path.relative_to(folder).with_suffix(""))
-        if suffix in AUDIO_SUFFIXES:
-            audio[key] = path
-        elif suffix in VIDEO_SUFFIXES:
-            video[key] = path
-    return {key: (audio.get(key), video.get(key)) for key in sorted(set(audio) | set(video))}
+        seen.add(real)
+        folders.sort()
+        files += [Path(root, name) for name in names if Path(name).suffix.lower() in suffixes]
+    if unreadable:
+        logger.warning("%d folders under %s cannot be read and are left out: %s", len(unreadable), folder,
+                       _shown(unreadable))
+    return sorted(files), unreadable
 
 
-def scan_folder(folder: Path, exclude: Sequence[Path] = ()) -> datasets.Dataset:
-    """One row per media stem: an audio file, its video of the same stem, or a video alone (its audio track)."""
-    pairs = pair_media(folder, exclude)
-    if not pairs:
-        raise InputError(f"no audio or video files in {folder} (audio: {', '.join(AUDIO_SUFFIXES)}; "
-                         f"video: {', '.join(VIDEO_SUFFIXES)})")
+def _pair(folder: Path, files: Sequence[Path], unreadable: Sequence[str]) -> MediaPairs:
+    """The media ``files`` as clips: see :func:`pair_media`."""
+    stems: dict[str, list[Path]] = defaultdict(list)
+    for path in files:
+        if path.suffix.lower() in (*AUDIO_SUFFIXES, *VIDEO_SUFFIXES):
+            stems[str(path.relative_to(folder).with_suffix(""))].append(path)
+    pairs: dict[str, tuple[Path | None, Path | None]] = {}
+    collided: list[Path] = []
+    for key, paths in stems.items():
+        audio = [path for path in paths if path.suffix.lower() in AUDIO_SUFFIXES]
+        video = [path for path in paths if path.suffix.lower() in VIDEO_SUFFIXES]
+        if len(audio) <= 1 and len(video) <= 1:
+            pairs[key] = (audio[0] if audio else None, video[0] if video else None)
+            continue
+        collided += paths
+        for path in paths:
+            pairs[str(path.relative_to(folder))] = (None, path) if path in video else (path, None)
+    if collided:
+        logger.warning("%d media files under %s share their name with another file of the same kind in their "
+                       "folder: each is its own clip, named by its path with the suffix (%s)", len(collided),
+                       folder, _shown([str(path.relative_to(folder)) for path in collided]))
+    return MediaPairs(sorted(pairs.items()), unreadable)
+
+
+def pair_media(folder: Path, exclude: Sequence[Path] = ()) -> MediaPairs:
+    """Media files under ``folder`` as clips by id: ``(audio, video)``, one may be None.
+
+    An audio file and a video of the same stem in the same folder are one clip, named by its path sans
+    suffix (``sub/take1``). Where more files of one kind share a stem (``a.wav`` and ``a.flac``, ``a.wav``
+    and ``a.WAV``, ``a.mp4`` and ``a.mkv``), each file is its own clip named by its path with the suffix
+    (``sub/a.wav``), with a warning. Symlinked folders are followed; folders that cannot be read are
+    warned about and listed in ``unreadable``; files under the ``exclude`` folders (a run's own output
+    inside its input) are left out. The builders pair files the same way.
+    """
+    return _pair(folder, *_walk(folder, exclude, (*AUDIO_SUFFIXES, *VIDEO_SUFFIXES)))
+
+
+def _clips(pairs: MediaPairs) -> datasets.Dataset:
+    """One row per clip: an audio file, its video of the same stem, or a video alone (its audio track)."""
     return datasets.Dataset.from_dict({
         "id": list(pairs),
         "audio": [str(audio or video) for audio, video in pairs.values()],
         "video": [str(video) if video else None for _, video in pairs.values()],
         "source": ["folder"] * len(pairs),
     })
+
+
+def _read_parquet(files: Sequence[Path], where: str) -> datasets.Dataset:
+    if not files:
+        raise InputError(f"no Parquet files under {where} (input.format=parquet)")
+    if not sum(pq.read_metadata(file).num_rows for file in files):
+        raise InputError(f"the input {where} has no clips (0 rows)")
+    return datasets.load_dataset("parquet", data_files=[str(file) for file in files], split="train")
+
+
+def _read_saved(path: Path, split: str) -> datasets.Dataset:
+    """A ``save_to_disk`` folder: a Dataset, or the ``split`` of a DatasetDict (its only split if it has one)."""
+    saved = datasets.load_from_disk(str(path))
+    if not isinstance(saved, datasets.DatasetDict):
+        return saved
+    if split in saved:
+        return saved[split]
+    if len(saved) == 1:
+        (only,) = saved
+        logger.info("input %s has one split, %r: reading it (input.split=%r)", path, only, split)
+        return saved[only]
+    raise InputError(f"the saved dataset {path} has no split {split!r}; its splits: {', '.join(saved)}. "
+                     "Set input.split to one of them.")
+
+
+def _read_folder(path: Path, config: InputConfig, exclude: Sequence[Path]) -> Input:
+    """A folder by ``input.format``; ``auto``: saved dataset, else media, else Parquet if it has no media."""
+    if config.format == "auto" and any((path / name).is_file() for name in _SAVED):
+        return Input(_read_saved(path, config.split))
+    files, unreadable = _walk(path, exclude, (*AUDIO_SUFFIXES, *VIDEO_SUFFIXES, ".parquet"))
+    tables = [file for file in files if file.suffix.lower() == ".parquet"]
+    if config.format == "parquet":
+        return Input(_read_parquet(tables, config.path), tuple(unreadable))
+    pairs = _pair(path, files, unreadable)
+    if pairs and tables:
+        logger.warning("%s is read as a folder of media files; the %d Parquet files in it are not read "
+                       "(input.format=parquet reads them instead)", path, len(tables))
+    if pairs:
+        return Input(_clips(pairs), tuple(unreadable))
+    if tables and config.format == "auto":
+        return Input(_read_parquet(tables, config.path), tuple(unreadable))
+    cannot = f"; {len(unreadable)} folders cannot be read: {_shown(unreadable)}" if unreadable else ""
+    raise InputError(f"no audio or video files in {path} (audio: {', '.join(AUDIO_SUFFIXES)}; "
+                     f"video: {', '.join(VIDEO_SUFFIXES)}){cannot}")
 
 
 def _load_hub(config: InputConfig) -> datasets.Dataset:
@@ -76,39 +193,104 @@ def _load_hub(config: InputConfig) -> datasets.Dataset:
                          f"{error}") from error
 
 
-def load_input(config: InputConfig, exclude: Sequence[Path] = ()) -> datasets.Dataset:
+def _checked(ds: datasets.Dataset, where: str) -> datasets.Dataset:
+    """``ds`` with the columns a run needs, its audio left undecoded; a video path stands for a missing audio."""
+    columns = ", ".join(ds.column_names)
+    if "id" not in ds.column_names:
+        raise InputError(f"the input {where} has no `id` column (columns: {columns})")
+    if "audio" not in ds.column_names:
+        if ds.features.get("video") != datasets.Value("string"):
+            raise InputError(f"the input {where} has no `audio` column (columns: {columns}): each clip needs "
+                             "`audio` (a path, {bytes, path} or a datasets.Audio) or `video` (a path)")
+        ds = ds.add_column("audio", ds["video"])
+    if isinstance(ds.features["audio"], datasets.Audio):
+        ds = ds.cast_column("audio", datasets.Audio(decode=False))  # decoded per batch by the experts
+    return ds
+
+
+def _offset(seconds: float) -> str:
+    return f"{seconds:.3f}".rstrip("0").rstrip(".")
+
+
+def segment_bounds(duration: float | None, seconds: float) -> list[tuple[float, float]]:
+    """Where a file of ``duration`` is cut into clips of ``seconds``; ``[]`` when it stays whole.
+
+    A rest shorter than half a clip joins the last clip, so clips are 0.5 to 1.5 times ``seconds``.
+
+    Example:
+        >>> segment_bounds(24.0, 10.0)
+        [(0.0, 10.0), (10.0, 24.0)]
+    """
+    count = math.floor(duration / seconds + 0.5) if duration else 0
+    if count < 2:
+        return []
+    return [(round(index * seconds, 6), duration if index == count - 1 else round((index + 1) * seconds, 6))
+            for index in range(count)]
+
+
+def segment(ds: datasets.Dataset, seconds: float) -> datasets.Dataset:
+    """``ds`` with each whole file (no ``start``/``end``) longer than ``seconds`` cut into clips.
+
+    A clip's id is its file's id and its range, ``<id>@<start>-<end>`` (``rec/a@10-20``), and its
+    ``start``/``end`` say which part of the file the experts decode.
+    """
+    features = datasets.Features({**ds.features, "start": datasets.Value("float64"),
+                                  "end": datasets.Value("float64")})
+
+    def cut(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        rows: list[dict[str, Any]] = []
+        for row in range(len(batch["id"])):
+            values = {"start": None, "end": None, **{name: column[row] for name, column in batch.items()}}
+            whole = values["start"] is None and values["end"] is None
+            bounds = segment_bounds(claimed_duration(values["audio"]), seconds) if whole else []
+            rows += [{**values, "id": f"{values['id']}@{_offset(start)}-{_offset(end)}", "start": start, "end": end}
+                     for start, end in bounds] or [values]
+        return {name: [values[name] for values in rows] for name in features}
+
+    return ds.map(cut, batched=True, batch_size=64, remove_columns=ds.column_names, features=features,
+                  desc=f"cutting files into {seconds:g} s clips")
+
+
+def read_input(config: InputConfig, exclude: Sequence[Path] = ()) -> Input:
     """The clips of ``config.path``: a media folder, Parquet, a ``save_to_disk`` folder or a Hub dataset.
 
-    ``exclude`` names folders a media folder's scan leaves out (the run's own output).
+    ``exclude`` names folders a folder's scan leaves out (the run's own output).
     """
     if not config.path:
         raise InputError("input.path is empty: give --input with a folder of clips or a dataset")
     path = Path(config.path)
-    skip = [Path(os.path.abspath(folder)) for folder in exclude]
-    if path.is_dir() and (path / "dataset_info.json").exists():
-        ds = datasets.load_from_disk(str(path))
-    elif path.is_dir() and not any(not _inside(Path(os.path.abspath(p)), skip) for p in path.rglob("*.parquet")):
-        ds = scan_folder(path, exclude)
-    elif path.suffix == ".parquet" or path.is_dir():
-        files = [str(path)] if path.is_file() else sorted(str(p) for p in path.rglob("*.parquet")
-                                                           if not _inside(Path(os.path.abspath(p)), skip))
-        if not sum(pq.read_metadata(file).num_rows for file in files):
-            raise InputError(f"the input {config.path} has no clips (0 rows)")
-        ds = datasets.load_dataset("parquet", data_files=files, split="train")
+    if path.is_dir():
+        loaded = _read_folder(path, config, exclude)
+    elif config.format == "media":
+        raise InputError(f"input {config.path!r} is not a folder: input.format=media reads a folder of "
+                         "audio/video files")
+    elif path.is_file() and path.suffix.lower() == ".parquet":
+        loaded = Input(_read_parquet([path], config.path))
     elif path.exists():
         raise InputError(f"input {config.path!r} is a file but not Parquet: give a folder of clips, a Parquet "
                          "file, a saved dataset or a Hub dataset id")
     else:
-        ds = _load_hub(config)
-    if "audio" in ds.features and isinstance(ds.features["audio"], datasets.Audio):
-        ds = ds.cast_column("audio", datasets.Audio(decode=False))  # decoded per batch by the experts
-    if "id" not in ds.column_names:
-        raise InputError(f"the input {config.path} has no `id` column (columns: {', '.join(ds.column_names)})")
+        loaded = Input(_load_hub(config))
+    ds = _checked(loaded.dataset, config.path)
+    if config.segment_seconds is not None:
+        ds = segment(ds, config.segment_seconds)
     if config.limit is not None:
         ds = ds.select(range(min(config.limit, ds.num_rows)))
     if ds.num_rows == 0:
         raise InputError(f"the input {config.path} has no clips (0 rows)")
-    return ds
+    return replace(loaded, dataset=ds)
+
+
+def load_input(config: InputConfig, exclude: Sequence[Path] = ()) -> datasets.Dataset:
+    """The clips of ``config.path`` (see :func:`read_input`)."""
+    return read_input(config, exclude).dataset
+
+
+def with_decode_limit(table: datasets.Dataset, max_seconds: float | None) -> datasets.Dataset:
+    """``table`` with ``input.max_seconds`` on each row, for the decoders of any executor (never stored)."""
+    if max_seconds is None:
+        return table
+    return table.add_column(MAX_SECONDS, [max_seconds] * table.num_rows, feature=datasets.Value("float64"))
 
 
 def clip_ids(ds: datasets.Dataset) -> list[str]:

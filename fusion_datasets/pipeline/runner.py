@@ -23,9 +23,10 @@ from datasets.utils import tqdm
 from fusion_datasets import __version__
 from fusion_datasets.hub.card import PLOT, render_card
 from fusion_datasets.hub.push import HubPublisher, parse_hub_output, staging_dir
+from fusion_datasets.media import MAX_SECONDS
 from fusion_datasets.pipeline.config import PipelineConfig, dump_config
 from fusion_datasets.pipeline.executor import LocalExecutor
-from fusion_datasets.pipeline.inputs import clip_ids, load_input
+from fusion_datasets.pipeline.inputs import clip_ids, read_input, with_decode_limit
 from fusion_datasets.pipeline.outputs import (
     EXPORT,
     data_counts,
@@ -77,6 +78,7 @@ class PipelineRunner:
         self.root = staging_dir(self.repo_id) if self.repo_id else Path(config.output.path)
         self.plan = Plan.from_config(config)
         self.state = RunState(self.root)
+        self.input_unreadable = 0  # folders of the input that could not be read
         if config.engine == "ray":
             from fusion_datasets.pipeline.ray_executor import import_ray
 
@@ -84,7 +86,8 @@ class PipelineRunner:
 
     def prepare(self) -> tuple[datasets.Dataset, list[str], WorkPlan]:
         """The input, its ids and the work of every rank; reads the output, writes nothing but tidying."""
-        ds = load_input(self.config.input, exclude=[self.root])
+        loaded = read_input(self.config.input, exclude=[self.root])
+        ds, self.input_unreadable = loaded.dataset, len(loaded.unreadable)
         ids = clip_ids(ds)
         parts: dict[str, Part] = {}
         if (self.root / "data").is_dir():
@@ -138,15 +141,17 @@ class PipelineRunner:
     def _table(self, ds: datasets.Dataset, rows: dict[str, int], item: PartWork) -> datasets.Dataset:
         """A part's rows before its work: the input's for new clips, the kept cues for a part to redo."""
         if item.previous is None:
-            return ds.select([rows[clip] for clip in item.ids])
+            return with_decode_limit(ds.select([rows[clip] for clip in item.ids]), self.config.input.max_seconds)
         table = datasets.Dataset.from_parquet(str(self.state.data("cues", item.previous.name)))
         stages, stored = self.plan.stages, self.plan.stored()
         stale = [name for stage, entry in item.previous.plan.items() if stage not in stages
                  for name in entry["writes"] if name in table.column_names and name not in stored]
-        return table.remove_columns(stale)
+        return with_decode_limit(table.remove_columns(stale), self.config.input.max_seconds)
 
     def _commit(self, item: PartWork, cues: datasets.Dataset, counters: dict[str, dict[str, float]]) -> None:
         """Write a part's configs and state beside their places, then commit them."""
+        if MAX_SECONDS in cues.column_names:  # the decoders' helper column, not data
+            cues = cues.remove_columns(MAX_SECONDS)
         if item.dropped:
             dropped = set(item.dropped)
             cues = cues.filter(lambda clip: clip not in dropped, input_columns="id", desc="dropping removed clips")
@@ -166,7 +171,7 @@ class PipelineRunner:
     def _finish(self, ids: list[str]) -> dict[str, Any]:
         """Stats, manifest and card of the output as it stands (called under the lock)."""
         parts = list(self.state.load().values())
-        stats = summarize(parts, ids, self.plan.fingerprints())
+        stats = summarize(parts, ids, self.plan.fingerprints(), self.input_unreadable)
         write_text_atomically(self.root / "stats.json", json.dumps(stats, indent=2))
         self.state.write_manifest({
             "fusion_datasets": __version__,

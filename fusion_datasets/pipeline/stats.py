@@ -34,8 +34,10 @@ def failed_stages(counters: Mapping[str, Mapping[str, float]]) -> list[str]:
     return [stage for stage, counts in counters.items() if counts.get("rows") and counts["errors"] >= counts["rows"]]
 
 
-def summarize(parts: Sequence[Any], input_ids: Iterable[str], fingerprints: Mapping[str, Any]) -> dict[str, Any]:
-    """``stats.json`` of the committed ``parts`` against the input's ids and the current plan."""
+def summarize(parts: Sequence[Any], input_ids: Iterable[str], fingerprints: Mapping[str, Any],
+              input_unreadable: int = 0) -> dict[str, Any]:
+    """``stats.json`` of the committed ``parts`` against the input's ids and the current plan (and what of the
+    input could not be read)."""
     total: dict[str, Any] = {"parts": len(parts)}
     stages: dict[str, Any] = {}
     for part in parts:
@@ -47,6 +49,7 @@ def summarize(parts: Sequence[Any], input_ids: Iterable[str], fingerprints: Mapp
     outdated = [part.name for part in parts if part.plan != fingerprints]
     total["clips_to_do"] = len(wanted - done)
     total["clips_not_in_input"] = len(done - wanted)
+    total["input_unreadable"] = input_unreadable
     total["parts_with_another_plan"] = len(outdated)
     total["complete"] = not (wanted - done) and not outdated
     total["stages"] = {stage: {name: round(value, 3) if isinstance(value, float) else value
