@@ -81,13 +81,13 @@ class FusionBuilder(datasets.GeneratorBasedBuilder):
         known = {PurePosixPath(name).name: split for split, name in self.METADATA.items()}
         return known.get(Path(file).name) or split_of_file(file)
 
-    def split_name(self, default: str = "test") -> str:
-        """``--split``, else the split ``--data-file``'s name says (a mismatch is warned about), else ``default``."""
+    def split_name(self) -> str:
+        """``--split``, else the split ``--data-file``'s name says (a mismatch is warned about), else test."""
         given, file = self.config.split, self.config.data_file
         named = self.split_of(file) if file else None
         if given and named and given != named:
             self.report.warn(f"--split {given}, but {file} is named as a {named} file: built as {given}")
-        split = given or named or default
+        split = given or named or "test"
         if not re.fullmatch(r"\w+", split):
             raise UserError(f"--split {split!r}: a split name is letters, digits and _ (train, validation, test)")
         return split

@@ -86,10 +86,8 @@ class ClassificationBuilder(FusionBuilder):
         return file.endswith(".json") if file else any(self.data_dir.glob("*.json"))
 
     def splits(self) -> list[str]:
-        if self._from_json() or self.config.data_file:
+        if self._from_json() or self.config.data_file or self.config.split:
             return [self.split_name()]
-        if self.config.split:
-            return [self.config.split]
         found = [split for split, name in self.METADATA.items() if (self.data_dir / name).is_file()]
         if not found:
             raise FileNotFoundError(f"{self.NAME}: none of {list(self.METADATA.values())} in {self.data_dir}")

@@ -1,20 +1,19 @@
 """Tolerant readers of metadata: CSV and the FusionAudio JSON, in a known or detected encoding.
 
 A file is read as UTF-8 unless an encoding is given. A byte-order mark is dropped and said; a file that is
-not valid in its encoding gets one warning (its first bad line, and ``--encoding``) and its rows holding
-undecodable bytes are skipped and counted (``undecodable_text``), never read with replacement characters.
+not valid in its encoding gets one warning (naming ``--encoding``) and its rows holding undecodable bytes
+are skipped and counted (``undecodable_text``, with their lines), never read with replacement characters.
 """
 
 from __future__ import annotations
 
 import codecs
 import csv
-import io
 import json
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from fusion_datasets.builders.report import BuildReport
 from fusion_datasets.errors import UserError
@@ -22,30 +21,30 @@ from fusion_datasets.errors import UserError
 _UNDECODABLE = re.compile("[\udc80-\udcff]")  # the bytes surrogateescape kept
 
 
-def read_text(path: Path, report: BuildReport, encoding: str | None = None) -> str:
-    """The text of ``path`` in ``encoding`` (default UTF-8); undecodable bytes stay as lone surrogates."""
+def open_text(path: Path, report: BuildReport, encoding: str | None = None) -> TextIO:
+    """``path`` opened in ``encoding`` (default UTF-8, a BOM dropped and said); undecodable bytes stay as
+    lone surrogates for :func:`undecodable` to find."""
     try:
         codec = codecs.lookup(encoding or "utf-8").name
     except LookupError:
         raise UserError(f"--encoding {encoding!r} is not an encoding Python knows (try utf-8, cp949, "
                         "cp1252, latin-1)") from None
-    raw = path.read_bytes()
-    if raw.startswith(codecs.BOM_UTF8) and codec in ("utf-8", "utf-8-sig"):
-        if encoding is None:
-            report.warn(f"{path} starts with a UTF-8 byte-order mark (BOM): read as UTF-8 without it")
-        raw = raw[len(codecs.BOM_UTF8):]
-    try:
-        return raw.decode(codec)
-    except UnicodeDecodeError as error:
-        line = raw.count(b"\n", 0, error.start) + 1
-        report.warn(f"{path} is not valid {encoding or 'UTF-8'} (line {line}: {error.reason}); its rows with "
-                    "undecodable bytes are skipped. Give the file's encoding with --encoding (cp949, cp1252, ...)")
-        return raw.decode(codec, errors="surrogateescape")
+    if codec in ("utf-8", "utf-8-sig"):
+        with open(path, "rb") as handle:
+            if handle.read(len(codecs.BOM_UTF8)) == codecs.BOM_UTF8 and encoding is None:
+                report.warn(f"{path} starts with a UTF-8 byte-order mark (BOM): read as UTF-8 without it")
+        codec = "utf-8-sig"
+    return open(path, encoding=codec, errors="surrogateescape", newline="")
 
 
-def undecodable(values: Sequence[Any]) -> bool:
-    """Whether any of the strings in ``values`` holds bytes its file's encoding could not decode."""
-    return any(isinstance(value, str) and _UNDECODABLE.search(value) for value in values)
+def undecodable(path: Path, report: BuildReport, where: str, values: Sequence[Any], encoding: str | None) -> bool:
+    """Whether a row holds bytes its file's encoding could not decode: then it is skipped, and said once."""
+    if not any(isinstance(value, str) and _UNDECODABLE.search(value) for value in values):
+        return False
+    report.warn(f"{path} is not valid {encoding or 'UTF-8'}: its rows with undecodable bytes are skipped "
+                "(undecodable_text); give the file's encoding with --encoding (cp949, cp1252, ...)")
+    report.skip("undecodable_text", where, "bytes not in the file's encoding")
+    return True
 
 
 def read_csv(
@@ -63,32 +62,30 @@ def read_csv(
     truncated line, an unquoted comma) or undecodable bytes is reported and skipped. ``columns`` must be
     in the header.
     """
-    reader = csv.reader(io.StringIO(read_text(path, report, encoding), newline=""), delimiter=delimiter,
-                        skipinitialspace=True)
-    header = list(fieldnames) if fieldnames else None
-    while True:
-        line = reader.line_num + 1
-        try:
-            values = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as error:
-            report.skip("bad_csv_line", f"{path}:{line}", str(error))
-            continue
-        if not values or values[0].startswith("#"):
-            continue
-        if header is None:
-            header = [value.strip() for value in values]
-            absent = [column for column in columns if column not in header]
-            if absent:
-                raise UserError(f"{path}: no column {', '.join(absent)} in the header {header}")
-            continue
-        if len(values) < len(header) or (len(values) > len(header) and not extra_fields):
-            report.skip("bad_csv_line", f"{path}:{line}", f"{len(values)} fields, expected {len(header)}")
-        elif undecodable(values):
-            report.skip("undecodable_text", f"{path}:{line}", "bytes not in the file's encoding")
-        else:
-            yield line, dict(zip(header, (value.strip() for value in values)))
+    with open_text(path, report, encoding) as handle:
+        reader = csv.reader(handle, delimiter=delimiter, skipinitialspace=True)
+        header = list(fieldnames) if fieldnames else None
+        while True:
+            line = reader.line_num + 1
+            try:
+                values = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as error:
+                report.skip("bad_csv_line", f"{path}:{line}", str(error))
+                continue
+            if not values or values[0].startswith("#"):
+                continue
+            if header is None:
+                header = [value.strip() for value in values]
+                absent = [column for column in columns if column not in header]
+                if absent:
+                    raise UserError(f"{path}: no column {', '.join(absent)} in the header {header}")
+                continue
+            if len(values) < len(header) or (len(values) > len(header) and not extra_fields):
+                report.skip("bad_csv_line", f"{path}:{line}", f"{len(values)} fields, expected {len(header)}")
+            elif not undecodable(path, report, f"{path}:{line}", values, encoding):
+                yield line, dict(zip(header, (value.strip() for value in values)))
 
 
 def read_json_rows(path: Path, report: BuildReport, encoding: str | None = None) -> Iterator[tuple[str, dict]]:
@@ -96,7 +93,8 @@ def read_json_rows(path: Path, report: BuildReport, encoding: str | None = None)
 
     A truncated file keeps its complete rows; a row that is not an object is reported.
     """
-    text = read_text(path, report, encoding)
+    with open_text(path, report, encoding) as handle:
+        text = handle.read()
     decoder = json.JSONDecoder()
     position, line = 0, 1
 
@@ -125,7 +123,5 @@ def read_json_rows(path: Path, report: BuildReport, encoding: str | None = None)
         position = advance(end)
         if not (isinstance(item, dict) and all(isinstance(item.get(key), str) for key in ("audio_id", "output"))):
             report.skip("bad_json_row", where, "not an object with string audio_id and output")
-        elif undecodable(list(item.values())):
-            report.skip("undecodable_text", where, "bytes not in the file's encoding")
-        else:
+        elif not undecodable(path, report, where, list(item.values()), encoding):
             yield where, item

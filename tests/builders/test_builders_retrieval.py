@@ -160,7 +160,8 @@ def test_clotho_in_cp949_needs_its_encoding_and_a_bom_is_said(tmp_path, cli_buil
     stats = cli_build("clotho", data, tmp_path / "guessed")
     assert load(tmp_path / "guessed")["id"] == ["rain"]  # never a caption of replacement characters
     assert stats["skipped"] == {"undecodable_text": 1}
-    assert any("is not valid UTF-8 (line 2" in warning and "--encoding" in warning for warning in stats["warnings"])
+    assert any("is not valid UTF-8" in warning and "--encoding" in warning for warning in stats["warnings"])
+    assert stats["problems"][0]["where"] == f"{data}/clotho_captions_evaluation.csv:2"
 
     stats = cli_build("clotho", data, tmp_path / "cp949", "--encoding", "cp949")
     assert (stats["skipped"], stats["warnings"]) == ({}, [])
