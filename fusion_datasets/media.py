@@ -56,7 +56,8 @@ def _source(value: Any) -> Any:
 
 def decode_audio(value: Any, start: float | None = None, end: float | None = None,
                  max_seconds: float | None = None) -> Waveform:
-    """Decode one ``audio`` cell: a path, ``{"bytes", "path"}``, ``{"array", "sampling_rate"}`` or an AudioDecoder.
+    """Decode one ``audio`` cell: a path, ``{"bytes", "path"}``, ``{"array", "sampling_rate"}`` (and its
+    ``warning``, from a decode made ahead) or an AudioDecoder.
 
     Only the ``start``-``end`` range is decoded. A whole file (no range) longer than ``max_seconds`` by its
     container's metadata is refused before decoding. Raises :class:`MediaError` for missing, corrupt, empty,
@@ -66,7 +67,7 @@ def decode_audio(value: Any, start: float | None = None, end: float | None = Non
         raise MediaError("no audio")
     if isinstance(value, Mapping) and value.get("array") is not None:
         samples = np.asarray(value["array"], dtype=np.float32)
-        waveform = Waveform(np.atleast_2d(samples), int(value["sampling_rate"]))
+        waveform = Waveform(np.atleast_2d(samples), int(value["sampling_rate"]), value.get("warning"))
     else:
         with _media_errors():
             decoder = _decoder(value)

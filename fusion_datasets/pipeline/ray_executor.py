@@ -31,7 +31,7 @@ import numpy as np
 from fusion_datasets.errors import UserError
 from fusion_datasets.experts.base import Expert
 from fusion_datasets.experts.chain import COUNTERS, ExpertChain
-from fusion_datasets.media import MediaError, decode_audio
+from fusion_datasets.media import MAX_SECONDS, MediaError, decode_audio
 from fusion_datasets.pipeline.config import PipelineConfig
 from fusion_datasets.pipeline.executor import ROW, clear_stages, replace_rows, sum_counters, with_plan_columns
 from fusion_datasets.pipeline.plan import Plan
@@ -237,26 +237,27 @@ def decode_ahead(batch: Any, readers: dict[str, frozenset[str]]) -> Any:
     import pyarrow as pa
 
     needs = [set(json.loads(value)) for value in batch[STAGES].to_pylist()]
-    bounds = [batch[name].to_pylist() if name in batch.column_names else [None] * batch.num_rows
-              for name in ("start", "end")]
+    starts, ends, limits = (batch[name].to_pylist() if name in batch.column_names else [None] * batch.num_rows
+                            for name in ("start", "end", MAX_SECONDS))
     for column, stages in readers.items():
         cells = []
         for row, cell in enumerate(batch[column].to_pylist()):
             try:
-                waveform = decode_audio(cell, bounds[0][row], bounds[1][row]) if needs[row] & stages else None
+                waveform = decode_audio(cell, starts[row], ends[row], limits[row]) if needs[row] & stages else None
             except MediaError:
                 waveform = None
             cells.append(waveform and {"samples": waveform.samples.tobytes(), "channels": waveform.samples.shape[0],
-                                       "sampling_rate": waveform.sampling_rate})
+                                       "sampling_rate": waveform.sampling_rate, "warning": waveform.warning})
         batch = batch.append_column(PCM + column, pa.array(cells, type=_pcm_type()))
     return batch
 
 
 def _pcm_type() -> Any:
-    """The Arrow type of a helper column of samples: float32 bytes, their channels and rate."""
+    """The Arrow type of a helper column of samples: float32 bytes, their channels and rate, any decode warning."""
     import pyarrow as pa
 
-    return pa.struct({"samples": pa.large_binary(), "channels": pa.int32(), "sampling_rate": pa.int32()})
+    return pa.struct({"samples": pa.large_binary(), "channels": pa.int32(), "sampling_rate": pa.int32(),
+                      "warning": pa.string()})
 
 
 def _waveform_cell(value: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -264,4 +265,4 @@ def _waveform_cell(value: dict[str, Any] | None) -> dict[str, Any] | None:
     if value is None:
         return None
     samples = np.frombuffer(value["samples"], dtype=np.float32).reshape(value["channels"], -1)
-    return {"array": samples, "sampling_rate": value["sampling_rate"]}
+    return {"array": samples, "sampling_rate": value["sampling_rate"], "warning": value["warning"]}

@@ -204,6 +204,17 @@ def write_video(
     return path
 
 
+def write_truncated_mp3(path: str | Path, seconds: float = 5.0) -> Path:
+    """An mp3 of ``seconds`` of noise cut to half its bytes: its header (LAME's frame count) claims them all."""
+    path = Path(path)
+    wav = write_audio(path.with_suffix(".wav"), noise(seconds, 44100), 44100)
+    subprocess.run(["ffmpeg", "-y", "-loglevel", "error", "-i", str(wav), "-b:a", "128k", str(path)], check=True)
+    wav.unlink()
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
 def write_bad_audio_files(folder: str | Path, long_seconds: float = 65.0) -> dict[str, str]:
     """Write the awkward inputs a pipeline must survive; returns kind -> path.
 

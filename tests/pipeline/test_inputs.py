@@ -57,16 +57,6 @@ def _clip(path, seconds=1.0, rate=16000):
     return media.write_audio(path, media.noise(seconds, rate), rate)
 
 
-def _truncated_mp3(path, seconds=5.0):
-    """An mp3 of ``seconds`` of noise (LAME writes the frame count in its header), cut to half its bytes."""
-    wav = _clip(path.with_suffix(".wav"), seconds, 44100)
-    subprocess.run(["ffmpeg", "-y", "-loglevel", "error", "-i", str(wav), "-b:a", "128k", str(path)], check=True)
-    wav.unlink()
-    data = path.read_bytes()
-    path.write_bytes(data[: len(data) // 2])
-    return path
-
-
 def test_files_sharing_a_stem_are_each_a_clip_named_by_their_suffix(tmp_path, caplog):
     folder = tmp_path / "field-recordings"
     _clip(folder / "2023" / "dup.wav")
@@ -190,7 +180,7 @@ def test_decoding_a_long_file_in_clips_takes_the_memory_of_one_clip(tmp_path):
 
 
 def test_a_truncated_mp3_decodes_with_a_warning_saying_what_is_missing(tmp_path):
-    truncated = _truncated_mp3(tmp_path / "cut.mp3")
+    truncated = media.write_truncated_mp3(tmp_path / "cut.mp3")
     whole = tmp_path / "whole.mp3"
     subprocess.run(["ffmpeg", "-y", "-loglevel", "error", "-i", str(_clip(tmp_path / "w.wav", 5.0, 44100)),
                     str(whole)], check=True)
@@ -206,7 +196,7 @@ def test_too_long_and_truncated_files_are_recorded_per_row_and_retried_by_the_li
     folder = tmp_path / "clips"
     _clip(folder / "ok.wav", 2.0)
     _clip(folder / "long.wav", 8.0)
-    _truncated_mp3(folder / "cut.mp3")
+    media.write_truncated_mp3(folder / "cut.mp3")
     output = tmp_path / "out"
     assert _run(folder, output, "--set", "input.max_seconds=6") == 0
 

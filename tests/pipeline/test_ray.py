@@ -25,6 +25,7 @@ from fusion_datasets.experts.base import Expert, ExpertConfig
 from fusion_datasets.experts.chain import COUNTERS
 from fusion_datasets.llm.backends import BackendConfig
 from fusion_datasets.llm.fusion import CaptionFuser
+from fusion_datasets.media import MAX_SECONDS
 from fusion_datasets.pipeline.config import load_config
 from fusion_datasets.pipeline.executor import Work, with_plan_columns
 from fusion_datasets.pipeline.plan import Plan
@@ -178,20 +179,26 @@ def test_a_served_llm_stage_keeps_max_concurrency_in_flight_across_its_batches(t
 
 
 def test_media_passes_decode_ahead_and_their_actors_use_those_samples(tiny_zoo, tmp_path):
-    """The decode task's samples are what the experts get; a clip it cannot decode is the pass's error."""
+    """The decode task's samples (and warnings) are what the experts get; a clip it cannot decode, or one
+    over input.max_seconds, is left to the pass, which records its error as the local executor does."""
     wav = media.write_audio(tmp_path / "good.wav", media.noise(1.0, 16000, seed=0), 16000).read_bytes()
+    cut = media.write_truncated_mp3(tmp_path / "cut.mp3").read_bytes()
     tagger = ASTAudioTagger(model=str(tiny_zoo["ast-audioset"]))
-    rows = datasets.Dataset.from_dict({"id": ["good", "corrupt"], "audio": [wav, b"not audio" * 64]})
+    rows = datasets.Dataset.from_dict({"id": ["good", "corrupt", "long", "cut"],
+                                       "audio": [wav, b"not audio" * 64, wav, cut], MAX_SECONDS: [None, None, 0.5, None]})
     rows = (with_plan_columns(Plan((tagger,)), rows)
-            .add_column(STAGES, [json.dumps(["tagging"])] * 2)
-            .add_column(COUNTERS, [None] * 2, feature=datasets.Value("string")))
+            .add_column(STAGES, [json.dumps(["tagging"])] * 4)
+            .add_column(COUNTERS, [None] * 4, feature=datasets.Value("string")))
     ahead = decode_ahead(rows.with_format("arrow")[:], readers={"audio": frozenset({"tagging"})})
-    assert ahead[PCM + "audio"].to_pylist()[1] is None  # left to the pass, which records the error
+    decoded = ahead[PCM + "audio"].to_pylist()
+    assert decoded[1] is None and decoded[2] is None and "truncated" in decoded[3]["warning"]
     # the actor tags from the decoded samples: the audio cell itself is no longer read
-    swapped = ahead.set_column(ahead.column_names.index("audio"), "audio", ahead["audio"].take([1, 1]))
-    out = PassActor([tagger], rows.features)(swapped).to_pylist()
-    assert out[0]["audio_tags"] and out[0]["errors"] == []
-    assert out[1]["audio_tags"] is None and [error["stage"] for error in out[1]["errors"]] == ["decode"]
+    swapped = ahead.set_column(ahead.column_names.index("audio"), "audio", ahead["audio"].take([1, 1, 2, 1]))
+    good, corrupt, long, truncated = PassActor([tagger], rows.features)(swapped).to_pylist()
+    assert good["audio_tags"] and good["errors"] == []
+    assert corrupt["audio_tags"] is None and [error["stage"] for error in corrupt["errors"]] == ["decode"]
+    assert long["audio_tags"] is None and "over input.max_seconds=0.5" in long["errors"][0]["message"]
+    assert truncated["audio_tags"] and [error["stage"] for error in truncated["errors"]] == ["decode_warning"]
 
 
 @pytest.mark.slow
