@@ -129,11 +129,14 @@ def pair_media(folder: Path, exclude: Sequence[Path] = ()) -> MediaPairs:
 
 
 def _clips(pairs: MediaPairs) -> datasets.Dataset:
-    """One row per clip: an audio file, its video of the same stem, or a video alone (its audio track)."""
+    """One row per clip: an audio file, its video of the same stem, or a video alone (its audio track).
+
+    Paths are absolute (symlinks kept as they are), so the dataset loads from any working directory.
+    """
     return datasets.Dataset.from_dict({
         "id": list(pairs),
-        "audio": [str(audio or video) for audio, video in pairs.values()],
-        "video": [str(video) if video else None for _, video in pairs.values()],
+        "audio": [os.path.abspath(audio or video) for audio, video in pairs.values()],
+        "video": [os.path.abspath(video) if video else None for _, video in pairs.values()],
         "source": ["folder"] * len(pairs),
     })
 
