@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,8 +30,6 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import json
-
     from fusion_datasets.pipeline.config import load_config
     from fusion_datasets.pipeline.runner import PipelineRunner
 
@@ -49,18 +48,18 @@ def _run(args: argparse.Namespace) -> int:
         overrides.append(f"engine={args.engine}")
     if args.ray_address:
         overrides.append(f"ray.address={args.ray_address}")
-    config = load_config(args.config, overrides)
+    config = load_config(args.config, overrides, build_models=not args.dry_run)
     if args.dry_run:
         from fusion_datasets.pipeline.dryrun import describe_plan, load_throughput
 
         print(describe_plan(config, load_throughput(args.throughput)))
         return 0
     result = PipelineRunner(config, retry_errors=args.retry_errors).run()
-    print(json.dumps(result.stats, indent=2))
     stats = result.stats
     done = "complete" if stats["complete"] else f"not complete yet ({stats['clips_to_do']} clips to do)"
     summary = (f"{result.parts_written} parts written; the output holds {stats['clips']} clips, {stats['captions']} "
-               f"captions, {stats['qa_pairs']} QA pairs, {stats['clips_with_errors']} clips with errors: {done}")
+               f"captions, {stats['qa_pairs']} QA pairs, {stats['clips_with_errors']} clips with errors: {done} "
+               "(stats.json in the output has the counts by stage)")
     if result.failed_stages:
         print(f"{summary}. FAILED: {', '.join(result.failed_stages)} failed on every clip it was given "
               "(the errors column of `cues` says why); fix the cause, then rerun with --retry-errors",
@@ -332,6 +331,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run a command. A user's mistake prints one paragraph and exits 2 (``-v`` adds the traceback);
     Ctrl-C stops at once and exits 130, saying how to resume."""
     args = build_parser().parse_args(argv)
+    if not args.verbose:  # the libraries' advice and weight-loading bars are for their developers
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

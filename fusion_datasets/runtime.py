@@ -11,7 +11,8 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
@@ -104,11 +105,28 @@ def resolve_dtype(dtype: str, device: str) -> torch.dtype:
     return allowed[dtype]
 
 
+@contextmanager
+def progress_bars(enabled: bool) -> Iterator[None]:
+    """``datasets``' progress bars on or off inside the block, as they were after it.
+
+    A run shows its parts and each pass of the experts over a part; the bookkeeping maps between them
+    (preparing rows, writing Parquet, filtering captions) would only add lines.
+    """
+    import datasets
+
+    was_enabled = not datasets.are_progress_bars_disabled()
+    datasets.enable_progress_bars() if enabled else datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        datasets.enable_progress_bars() if was_enabled else datasets.disable_progress_bars()
+
+
 def cached_model(key: Hashable, load: Callable[[], T]) -> T:
     """Return the object cached under ``key`` in this process, calling ``load()`` the first time."""
     with _LOCK:
         if key not in _MODELS:
-            logger.info("loading %s", key)
+            logger.debug("loading %s", key)
             _MODELS[key] = load()
         return _MODELS[key]
 

@@ -21,6 +21,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from fusion_datasets import __version__, runtime
 from fusion_datasets.media import MediaBatch
+from fusion_datasets.public import model_reference
 
 logger = logging.getLogger(__name__)
 
@@ -124,11 +125,14 @@ class Expert(ABC, Generic[ConfigT]):
         """What the dataset card says of this step: its model, revision and numeric settings."""
         values = {f.name: getattr(self.config, f.name) for f in fields(self.config)}
         prompt = values.get("prompt")
+        model, revision = values.get("model"), values.get("revision")
+        if model:
+            model, revision = model_reference(model, revision)
         return {
             "stage": self.stage,
             "step": type(self).__name__,
-            "model": values.get("model"),
-            "revision": values.get("revision"),
+            "model": model,
+            "revision": revision,
             "prompt": prompt and (values.get("prompt_version") or "custom"),
             "prompt_sha256": prompt and hashlib.sha256(prompt.encode("utf-8")).hexdigest(),
             "settings": {name: value for name, value in values.items() if _is_number(value)},

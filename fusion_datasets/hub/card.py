@@ -227,7 +227,7 @@ def card_data(config: PipelineConfig, summary: DataSummary) -> Any:
     data = DatasetCardData(
         configs=[{"config_name": name, "data_files": data_files(name)} for name in summary.rows],
         license=config.output.license,
-        pretty_name=config.output.pretty_name or config.name,
+        pretty_name=config.output.pretty_name or _dataset_name(config),
         language=["en"],
         task_categories=["audio-text-to-text", "text-to-audio", "audio-classification"],
         tags=["audio", "audio-captioning", *(["audio-question-answering"] if has_qa else []), "fusionaudio",
@@ -294,3 +294,8 @@ def render_card(root: Path | str) -> Path:
     )
     server_token = os.environ.get(config.llm.token_env) if config.llm.token_env else None
     return write_text_atomically(root / "README.md", redact(str(card), get_token(), server_token))
+
+
+def _dataset_name(config: PipelineConfig) -> str:
+    """The dataset's own name: its Hub repository's or its folder's (the config's name as a last resort)."""
+    return config.output.path.rstrip("/").rsplit("/", 1)[-1] or config.name

@@ -24,6 +24,7 @@ from fusion_datasets.llm.backends import BackendConfig, make_backend
 from fusion_datasets.llm.base import ChatBackend, Completion, Conversation
 from fusion_datasets.llm.parsing import ParseError, split_reasoning
 from fusion_datasets.media import MediaBatch
+from fusion_datasets.public import model_reference
 
 logger = logging.getLogger(__name__)
 
@@ -136,8 +137,8 @@ class ChatStep(Expert[StepConfigT]):  # type: ignore[type-var]  # an Expert whos
         return totals
 
     def card_entry(self) -> dict[str, Any]:
-        backend = self.config.backend
-        return {**super().card_entry(), "model": backend.model, "revision": backend.revision}
+        model, revision = model_reference(self.config.backend.model, self.config.backend.revision)
+        return {**super().card_entry(), "model": model, "revision": revision}
 
     @abstractmethod
     def pending_rows(self, media: MediaBatch) -> list[int]:
@@ -157,10 +158,11 @@ class ChatStep(Expert[StepConfigT]):  # type: ignore[type-var]  # an Expert whos
 
     def provenance_entry(self) -> dict[str, str | None]:
         config = self.config
+        model, revision = model_reference(config.backend.model, config.backend.revision)
         return {
             "stage": self.stage,
-            "model": config.backend.model,
-            "revision": config.backend.revision,
+            "model": model,
+            "revision": revision,
             "prompt": config.prompt_version,
             "prompt_sha256": hashlib.sha256(config.prompt.encode("utf-8")).hexdigest(),
             "params": json.dumps(config.generation_params(), sort_keys=True),

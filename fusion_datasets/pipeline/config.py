@@ -19,6 +19,7 @@ import yaml
 from fusion_datasets.config import ConfigError, apply_overrides, from_mapping, to_mapping
 from fusion_datasets.experts import EXPERTS, Expert
 from fusion_datasets.llm.backends import BackendConfig
+from fusion_datasets.public import public_config
 from fusion_datasets.runtime import cache_dir
 
 BUNDLED = ("tiny", "small", "paper")
@@ -60,7 +61,7 @@ class OutputConfig:
     embed_audio: bool = False  # store the audio bytes in the Parquet files instead of a reference
     export: str | None = None  # "fusionaudio": also write the FusionAudio JSON release format
     license: str = "other"  # the dataset's license on its card (an id from the Hub's list)
-    pretty_name: str | None = None  # the card's title (default: the config's name)
+    pretty_name: str | None = None  # the card's title (default: the name of the output folder or Hub repository)
     private: bool = False  # for hf:// outputs: create the repository private
     removed_clips: str = "keep"  # clips of the output no longer in the input: "keep" them, or "drop" them
 
@@ -133,8 +134,13 @@ class PipelineConfig:
             self.ray.stage(stage)  # checked now, not when the run reaches it
 
 
-def load_config(name_or_path: str, overrides: tuple[str, ...] | list[str] = ()) -> PipelineConfig:
-    """A bundled config by name, or a YAML file, with ``key=value`` overrides applied."""
+def load_config(name_or_path: str, overrides: tuple[str, ...] | list[str] = (),
+                build_models: bool = True) -> PipelineConfig:
+    """A bundled config by name, or a YAML file, with ``key=value`` overrides applied.
+
+    A config of the tiny zoo's models builds the zoo on first use, unless ``build_models`` is false (a
+    plan that runs nothing: the paths are filled in all the same).
+    """
     if name_or_path in BUNDLED:
         text = resources.files("fusion_datasets").joinpath(f"configs/{name_or_path}.yaml").read_text("utf-8")
     elif Path(name_or_path).is_file():
@@ -145,7 +151,8 @@ def load_config(name_or_path: str, overrides: tuple[str, ...] | list[str] = ()) 
         from fusion_datasets.testing.zoo import build_tiny_zoo
 
         zoo = tiny_zoo_dir()
-        build_tiny_zoo(zoo)
+        if build_models:
+            build_tiny_zoo(zoo)
         text = text.replace(TINY_ZOO, str(zoo))
     data = yaml.safe_load(text) or {}
     if not isinstance(data, dict):
@@ -155,8 +162,9 @@ def load_config(name_or_path: str, overrides: tuple[str, ...] | list[str] = ()) 
 
 
 def dump_config(config: PipelineConfig) -> str:
-    """The resolved config as YAML (saved next to the output)."""
-    return yaml.safe_dump(to_mapping(config), sort_keys=False)
+    """The resolved config as YAML, as published next to the output: models by Hub id or a stable local
+    name, local paths by their name (:func:`~fusion_datasets.public.public_config`)."""
+    return yaml.safe_dump(public_config(to_mapping(config)), sort_keys=False)
 
 
 def _enabled(options: dict[str, Any] | None, where: str) -> dict[str, Any] | None:

@@ -26,7 +26,7 @@ from fusion_datasets.experts.chain import COUNTERS, DECODE, ExpertChain
 from fusion_datasets.pipeline.config import OutputConfig
 from fusion_datasets.pipeline.plan import Plan
 from fusion_datasets.pipeline.stats import add_up
-from fusion_datasets.runtime import raise_if_interrupted
+from fusion_datasets.runtime import progress_bars, raise_if_interrupted
 
 ROW = "_row"
 
@@ -99,9 +99,10 @@ class LocalExecutor:
         >>> cues, counters = LocalExecutor(plan, config.output).run(rows, [Work(tuple(plan.stages), (0, 1))])  # doctest: +SKIP
     """
 
-    def __init__(self, plan: Plan, output: OutputConfig) -> None:
+    def __init__(self, plan: Plan, output: OutputConfig, progress: bool = True) -> None:
         self.plan = plan
         self.output = output
+        self.progress = progress  # a progress bar for each pass of steps over a part
 
     def run(self, table: datasets.Dataset, work: Sequence[Work], desc: str = "part"
             ) -> tuple[datasets.Dataset, dict[str, dict[str, float]]]:
@@ -126,8 +127,9 @@ class LocalExecutor:
         else:
             size = max(self.output.batch_size, *(step.batch_size or 0 for step in steps))
             workers = self.output.num_proc if self.output.num_proc and self.output.num_proc > 1 else None
-        mapped = rows.map(chain, batched=True, batch_size=size, with_rank=True, num_proc=workers,
-                          features=chain.output_features(features), load_from_cache_file=False,
-                          desc=f"{desc}: {', '.join(step.stage for step in steps)}")
+        with progress_bars(self.progress):
+            mapped = rows.map(chain, batched=True, batch_size=size, with_rank=True, num_proc=workers,
+                              features=chain.output_features(features), load_from_cache_file=False,
+                              desc=f"{desc}: {', '.join(step.stage for step in steps)}")
         raise_if_interrupted()  # a Ctrl-C that datasets' hashing swallowed during the map
         return mapped.remove_columns(COUNTERS), sum_counters(mapped[COUNTERS])

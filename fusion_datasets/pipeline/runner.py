@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import datasets
-from datasets.utils import tqdm
+from tqdm.auto import tqdm
 
 from fusion_datasets import __version__
 from fusion_datasets.hub.card import PLOT, render_card
@@ -39,7 +39,8 @@ from fusion_datasets.pipeline.plan import Plan
 from fusion_datasets.pipeline.state import MANIFEST, STATE, Part, RunState
 from fusion_datasets.pipeline.stats import add_up, failed_stages, summarize
 from fusion_datasets.pipeline.work import PartWork, WorkPlan, plan_work
-from fusion_datasets.runtime import process_rank, raise_if_interrupted
+from fusion_datasets.public import public_config
+from fusion_datasets.runtime import process_rank, progress_bars, raise_if_interrupted
 
 logger = logging.getLogger(__name__)
 
@@ -110,13 +111,15 @@ class PipelineRunner:
         publisher = HubPublisher(self.repo_id, self.config.output.private) if self.repo_id else None
         rows = {clip: index for index, clip in enumerate(ids)}
         result = RunResult({})
-        for item, cues, counters in self._execute(ds, rows, mine):
-            raise_if_interrupted()  # never commit a part whose work a swallowed Ctrl-C cut short
-            self._commit(item, cues, counters)
-            result.counters = add_up(result.counters, counters)
-            result.parts_written += 1
-            if publisher:
-                self._publish(publisher, self.state.files(item.name), f"Part {item.name} ({len(item.ids)} clips)")
+        progress = not datasets.are_progress_bars_disabled()
+        with progress_bars(False):  # a bar for the parts and one per pass: not one per bookkeeping step
+            for item, cues, counters in self._execute(ds, rows, mine, progress):
+                raise_if_interrupted()  # never commit a part whose work a swallowed Ctrl-C cut short
+                self._commit(item, cues, counters)
+                result.counters = add_up(result.counters, counters)
+                result.parts_written += 1
+                if publisher:
+                    self._publish(publisher, self.state.files(item.name), f"Part {item.name} ({len(item.ids)} clips)")
         with self.state.lock():  # the last rank to get here sees every part and writes last
             result.stats = self._finish(ids)
             if publisher and result.stats["complete"]:
@@ -125,17 +128,17 @@ class PipelineRunner:
                 self._publish(publisher, [path for path in files if path.exists()], "Dataset card, stats and config")
         return result
 
-    def _execute(self, ds: datasets.Dataset, rows: dict[str, int], mine: list[PartWork]
+    def _execute(self, ds: datasets.Dataset, rows: dict[str, int], mine: list[PartWork], progress: bool
                  ) -> Iterator[tuple[PartWork, datasets.Dataset, dict[str, dict[str, float]]]]:
-        """Each part's cues and counters, as the engine finishes them."""
+        """Each part's cues and counters, as the engine finishes them (with progress bars if ``progress``)."""
         if self.config.engine == "ray":
             from fusion_datasets.pipeline.ray_executor import RayExecutor
 
             executor = RayExecutor(self.plan, self.config)
             yield from executor.run((item, self._table(ds, rows, item)) for item in mine)
             return
-        local = LocalExecutor(self.plan, self.config.output)
-        for item in tqdm(mine, desc="parts", position=0, unit="part"):
+        local = LocalExecutor(self.plan, self.config.output, progress)
+        for item in tqdm(mine, desc="parts", unit="part", disable=not progress):
             yield (item, *local.run(self._table(ds, rows, item), item.work, desc=item.name))
 
     def _table(self, ds: datasets.Dataset, rows: dict[str, int], item: PartWork) -> datasets.Dataset:
@@ -175,7 +178,8 @@ class PipelineRunner:
         write_text_atomically(self.root / "stats.json", json.dumps(stats, indent=2))
         self.state.write_manifest({
             "fusion_datasets": __version__,
-            "input": {"path": self.config.input.path, "split": self.config.input.split, "clips": len(ids)},
+            "input": public_config({"path": self.config.input.path, "split": self.config.input.split,
+                                    "clips": len(ids)}),
             "plan": self.plan.describe(),
             "parts": {part.name: len(part.ids) for part in parts},
             "complete": stats["complete"],

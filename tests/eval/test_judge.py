@@ -12,6 +12,7 @@ from fusion_datasets.eval.qa import run_qa_eval
 from fusion_datasets.llm.backends import BackendConfig
 from fusion_datasets.llm.parsing import ParseError
 from fusion_datasets.prompts import read_prompt
+from fusion_datasets.public import model_reference
 from fusion_datasets.testing.server import serve_model
 from fusion_datasets.testing.zoo.fixed_answer import JUDGE_ANSWER
 
@@ -130,7 +131,7 @@ def test_audiobench_judge_in_process(audiocaps_qa, tiny_zoo, tmp_path, report_ro
     assert [item["judge_score"] for item in items] == [4.0] * 3 + [None]
     assert items[0]["llm_usage"][0]["reasks"] == 0 and items[0]["llm_usage"][0]["completion_tokens"] > 0
     judge = json.loads((output / "details.json").read_text())["judge"]
-    assert judge["model"] == judge_lm and judge["prompt"] == "judge_audiobench_v1"
+    assert judge["model"] == model_reference(judge_lm)[0] and judge["prompt"] == "judge_audiobench_v1"
     assert judge["prompt_sha256"] == hashlib.sha256(read_prompt("judge_audiobench_v1").encode()).hexdigest()
 
 
@@ -191,7 +192,7 @@ def test_air_bench_chat_judge_through_a_real_server(make_benchmark, fa_row, tiny
     assert results["overall", "reference_score"] == (6.0, 2) and results["overall", "unjudged"] == (0, 3)
     assert RUBRICS["air-bench-chat"].report_scale == 1.0
     details = json.loads((tmp_path / "served" / "details.json").read_text())
-    assert details["judge"]["prompt"] == "judge_airbench_chat_v1" and details["judge"]["model"] == judge_lm
+    assert details["judge"]["prompt"] == "judge_airbench_chat_v1" and details["judge"]["model"] == model_reference(judge_lm)[0]
 
     run_qa_eval(tmp_path / "answers.json", benchmark, tmp_path / "local", judge=BackendConfig(model=judge_lm))
     verdicts = ("judge_score", "judge_reference_score", "judge_answer", "errors")

@@ -240,7 +240,7 @@ def test_a_rerun_asks_again_only_for_failed_rows(tiny_zoo, uncertain_lm):
     # the old fusion errors of the retried rows are gone; other stages' errors stay
     assert rerun["errors"] == [[], [], *[[{"stage": "decode", "message": "earlier stage"}]] * 2]
     models = [[entry["model"] for entry in entries] for entries in rerun["provenance"]]
-    assert models == [[str(tiny_zoo["fusion-lm"])]] * 2 + [[str(uncertain_lm)]] * 2
+    assert models == [["local:fusion-lm"]] * 2 + [[f"local:{uncertain_lm.name}"]] * 2
 
 
 def test_the_step_pickles_and_hashes_by_its_config_alone(tiny_zoo):
@@ -260,7 +260,7 @@ def test_fusion_then_qa_through_a_real_server_match_in_process(tiny_zoo):
         fused = fuse(ds, CaptionFuser(backend=served(tiny_zoo["fusion-lm"], server)))
     local = fuse(ds, CaptionFuser(backend=backend(tiny_zoo["fusion-lm"])))
     assert fused["caption"] == local["caption"] == [FUSION_CAPTION] * 5 + [None]
-    assert fused["errors"] == [[]] * 6 and fused["provenance"][0][0]["model"] == str(tiny_zoo["fusion-lm"])
+    assert fused["errors"] == [[]] * 6 and fused["provenance"][0][0]["model"] == "local:fusion-lm"
 
     with serve_model(tiny_zoo["qa-lm"]) as server:
         qa = QAGenerator(backend=served(tiny_zoo["qa-lm"], server))

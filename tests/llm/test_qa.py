@@ -87,7 +87,7 @@ def test_a_rerun_asks_again_only_for_the_failed_clip(with_qa, tiny_zoo):
     (error,) = rerun["errors"][3]  # the first run's QA error is replaced, not kept beside the new one
     assert error["stage"] == "qa" and error["message"].startswith("invalid answer after 2 re-asks: ")
     models = [[entry["model"] for entry in entries[1:]] for entries in rerun["provenance"]]
-    assert models == [[str(tiny_zoo["qa-lm"])]] * 2 + [[]] + [[str(tiny_zoo["chat-lm"])]]
+    assert models == [["local:qa-lm"]] * 2 + [[]] + [["local:chat-lm"]]
 
 
 def test_explode_qa_gives_one_row_per_pair(with_qa):

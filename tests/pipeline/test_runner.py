@@ -4,6 +4,7 @@ import datasets
 import huggingface_hub
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 import fusion_datasets
 from fusion_datasets.cli import main
@@ -47,9 +48,13 @@ def test_tiny_run_writes_a_loadable_hub_dataset_and_resumes(tmp_path, tiny_zoo, 
     assert counts == (3, 1, 2, qa.num_rows)
     assert stats["complete"] and stats["parts"] == 2
     assert sum(stats["clap_histogram"]) == stats["clap_scored"] == 2 and stats["filter_removal_rate"] == 0.0
-    overrides = [f"input.path={clip_folder}", f"output.path={output}", "output.shard_size=2",
-                 "experts.separation.enabled=false"]
-    assert load_config(str(output / "config.yaml")) == load_config("tiny", overrides)  # the resolved config
+    published = yaml.safe_load((output / "config.yaml").read_text())  # the resolved config, as published
+    assert published["output"]["shard_size"] == 2 and published["experts"]["separation"]["enabled"] is False
+    assert published["llm"]["model"] == "local:fusion-lm" and published["input"]["path"] == "clips"
+    provenance = json.dumps(list(cues["provenance"]))
+    for text in (provenance, *((output / name).read_text() for name in ("config.yaml", "README.md", "manifest.json"))):
+        assert str(tiny_zoo["fusion-lm"].parent) not in text and str(tmp_path) not in text  # no machine path
+    assert "local:qa-lm" in provenance and "pretty_name: out" in (output / "README.md").read_text()
 
     shard_files = sorted((output / "data").rglob("*.parquet"))
     before = {path: path.stat().st_mtime_ns for path in shard_files}
@@ -133,6 +138,13 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, tiny_zoo, clip_fol
     _run(clip_folder, output, "--dry-run")  # the bundled figures: every stage measured
     plan = capsys.readouterr().out
     assert "estimates from tiny config on CPU" in plan and "not measured" not in plan
+
+
+def test_a_dry_run_builds_no_model(tmp_path, clip_folder, monkeypatch, capsys):
+    unbuilt = tmp_path / "no-zoo-yet"
+    monkeypatch.setenv("FUSION_DATASETS_TINY_ZOO", str(unbuilt))
+    _run(clip_folder, tmp_path / "out", "--dry-run")
+    assert str(unbuilt / "whisper") in capsys.readouterr().out and not unbuilt.exists()
 
 
 def test_an_hf_output_pushes_each_shard_then_the_card(tmp_path, tiny_zoo, clip_folder, monkeypatch):
