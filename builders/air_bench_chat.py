@@ -8,15 +8,18 @@ from typing import Any
 import datasets
 
 from fusion_datasets.builders.base import register
-from fusion_datasets.builders.qa import QA_FEATURES, FusionAudioQABuilder
+from fusion_datasets.builders.qa import QA_FEATURES, FusionAudioQABuilder, from_air_bench
 
 
 @register("air-bench-chat")
 class AirBenchChat(FusionAudioQABuilder):
-    """AIR-Bench Chat in the FusionAudio eval JSON format; ``meta_info`` (the clip's reference captions the
-    judge sees) is kept as the text the JSON gives."""
+    """AIR-Bench Chat (its own ``Chat_meta.json`` or the FusionAudio eval JSON); ``meta_info`` (the clip's
+    reference captions or transcript, which the judge sees) is kept as the text the JSON gives."""
 
     FEATURES = datasets.Features({**QA_FEATURES, "meta_info": datasets.Value("string")})
+
+    def normalize(self, item: dict[str, Any]) -> dict[str, Any]:
+        return from_air_bench(item)
 
     def extra(self, item: dict[str, Any], where: str) -> dict[str, Any]:
         meta = item.get("meta_info")

@@ -1,9 +1,11 @@
-"""AIR-Bench Foundation: multiple-choice questions on sound and music, options listed in the instruction.
+"""AIR-Bench Foundation: multiple-choice questions on sound and music.
 
-The instructions read ``Choose the most suitable answer ...\\n<question>\\nOptions: [a, b, c, d]`` (or
-``<question> Options: a, b, c, d``, or ``(A) a (B) b``) and the answer is one option's text. Options may
-hold commas, brackets and numbers (``[[0.44, 2.38], [3.85, 10.02]]``): they are split at top-level commas,
-and pieces that together spell the answer are joined back into one option.
+In the FusionAudio eval JSON the options are listed in the instruction, ``Choose the most suitable answer
+...\\n<question>\\nOptions: [a, b, c, d]`` (or ``<question> Options: a, b, c, d``, or ``(A) a (B) b``), and
+the answer is one option's text. Options may hold commas, brackets and numbers (``[[0.44, 2.38], [3.85,
+10.02]]``): they are split at top-level commas, and pieces that together spell the answer are joined back
+into one option. AIR-Bench's own ``Foundation_meta.json`` gives them as ``choice_a`` .. ``choice_d`` (two
+to four) and the answer as ``answer_gt``; its rows get the instruction AIR-Bench's inference script sends.
 """
 
 from __future__ import annotations
@@ -15,11 +17,14 @@ from typing import Any
 import datasets
 
 from fusion_datasets.builders.base import register
-from fusion_datasets.builders.qa import QA_FEATURES, FusionAudioQABuilder
+from fusion_datasets.builders.qa import QA_FEATURES, FusionAudioQABuilder, from_air_bench
 
 _PREAMBLE = re.compile(r"^\s*Choose the most suitable answer from options[^\n]*\n")
 _LETTERED = re.compile(r"\(([A-Z])\)\s*")
 _BRACKETS = {"[": "]", "(": ")", "{": "}"}
+CHOICES = ("choice_a", "choice_b", "choice_c", "choice_d")  # AIR-Bench's own fields
+PROMPT = ("Choose the most suitable answer from options A, B, C, and D to respond the question in next line, "
+          "you may only choose A or B or C or D.")  # AIR-Bench's Inference_Foundation.py
 
 
 def _split_top_level(text: str) -> list[str]:
@@ -75,9 +80,15 @@ def answer_letter(options: list[str], answer: str) -> str | None:
     return letter if letter and string.ascii_uppercase.index(letter) < len(options) else None
 
 
+def _choices(item: dict[str, Any]) -> list[str]:
+    """The options of a row of AIR-Bench's ``Foundation_meta.json`` (``choice_c``, ``choice_d`` may be absent)."""
+    return [item[field] for field in CHOICES if isinstance(item.get(field), str)]
+
+
 @register("air-bench-foundation")
 class AirBenchFoundation(FusionAudioQABuilder):
-    """AIR-Bench Foundation in the FusionAudio eval JSON format, with ``options`` and ``answer_letter``."""
+    """AIR-Bench Foundation (its own meta file or the FusionAudio eval JSON), with ``options`` and
+    ``answer_letter``."""
 
     FEATURES = datasets.Features({
         **QA_FEATURES,
@@ -85,8 +96,16 @@ class AirBenchFoundation(FusionAudioQABuilder):
         "answer_letter": datasets.Value("string"),
     })
 
+    def normalize(self, item: dict[str, Any]) -> dict[str, Any]:
+        options = _choices(item)
+        lines = [f"{string.ascii_uppercase[index]}. {option}" for index, option in enumerate(options)]
+        return from_air_bench(item, "\n".join([PROMPT, str(item.get("question")), *lines]) if options else None)
+
     def extra(self, item: dict[str, Any], where: str) -> dict[str, Any] | None:
-        question, options = parse_options(item["instruction"], item["output"])
+        options = _choices(item)
+        question = str(item.get("question"))
+        if not options:
+            question, options = parse_options(item["instruction"], item["output"])
         letter = answer_letter(options, item["output"])
         if letter is None:
             self.report.skip("answer_not_in_options", where, f"{item['output']!r} not in {options}")

@@ -11,7 +11,7 @@ import codecs
 import csv
 import json
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -88,8 +88,10 @@ def read_csv(
                 yield line, dict(zip(header, (value.strip() for value in values)))
 
 
-def read_json_rows(path: Path, report: BuildReport, encoding: str | None = None) -> Iterator[tuple[str, dict]]:
-    """``(file:line, row)`` for each object of a JSON list (the FusionAudio format).
+def read_json_rows(path: Path, report: BuildReport, encoding: str | None = None,
+                   normalize: Callable[[dict], dict] | None = None) -> Iterator[tuple[str, dict]]:
+    """``(file:line, row)`` for each object of a JSON list (the FusionAudio format; ``normalize`` converts
+    another layout's objects to it first).
 
     A truncated file keeps its complete rows; a row that is not an object is reported.
     """
@@ -121,6 +123,8 @@ def read_json_rows(path: Path, report: BuildReport, encoding: str | None = None)
             return
         where = f"{path}:{line}"
         position = advance(end)
+        if isinstance(item, dict) and normalize:
+            item = normalize(item)
         if not (isinstance(item, dict) and all(isinstance(item.get(key), str) for key in ("audio_id", "output"))):
             report.skip("bad_json_row", where, "not an object with string audio_id and output")
         elif not undecodable(path, report, where, list(item.values()), encoding):
