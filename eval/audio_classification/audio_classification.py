@@ -18,12 +18,14 @@ from fusion_datasets.eval.classification import (
 _DESCRIPTION = """
 Accuracy (the label most similar to the caption is one of the clip's labels) and mAP (the mean over
 labels of the average precision of the caption-label similarities; multi-label for FSD50K), as
-percentages. The text encoder is a sentence-transformers model (mean pooling) or a CLAP's text tower.
+percentages. A clip without a caption (None or empty) is wrong, and in mAP never credited; coverage is the
+percentage of clips with one. The text encoder is a sentence-transformers model (mean pooling) or a CLAP's
+text tower.
 """
 
 _KWARGS_DESCRIPTION = """
 Args:
-    predictions: one caption per clip (the audio model's description).
+    predictions: one caption per clip (the audio model's description; None where it gave none).
     references: each clip's labels (a list: several for a multi-label benchmark).
     vocabulary: every label of the benchmark, in order (a keyword argument).
     text_encoder: a Hub id or folder (default sentence-transformers/all-MiniLM-L6-v2).
@@ -31,7 +33,7 @@ Args:
     folds: each clip's cross-validation fold (ESC-50, UrbanSound8K), or None: with folds, each fold's clips
         are scored alone and accuracy and mAP are the mean over folds.
 Returns:
-    accuracy and mAP; with folds also per_fold, each fold's accuracy and mAP.
+    accuracy, mAP and coverage; with folds also per_fold, each fold's accuracy and mAP.
 Example:
     >>> metric = evaluate.load(module_path("audio_classification"))  # doctest: +SKIP
     >>> metric.compute(predictions=["a dog barks"], references=[["dog"]],

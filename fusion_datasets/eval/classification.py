@@ -3,10 +3,12 @@
 Each clip's caption and each label's prompt ("sound of <label>") are embedded by a text encoder; the
 cosine similarities are the clip's class scores. Reported: accuracy (the best-scoring label is one of
 the clip's labels) and mAP (the mean over classes with a positive clip of the average precision of their
-scores; FSD50K's multi-label mAP). A clip without a caption is wrong and scores lowest for every class,
-and is counted (``missing``). A benchmark with a ``fold`` column (ESC-50, UrbanSound8K: cross-validation
-is their protocol) is scored fold by fold, zero-shot: each fold's clips alone, each fold reported, and
-the overall value is the mean over folds (each row's ``protocol`` says which).
+scores; FSD50K's multi-label mAP). A clip without a caption is wrong: never the right label in accuracy,
+and in mAP ranked below every captioned clip and never credited (a positive without a caption adds
+precision 0); ``coverage`` is the percentage of clips with a caption. A benchmark with a ``fold`` column
+(ESC-50, UrbanSound8K: cross-validation is their protocol) is scored fold by fold, zero-shot: each fold's
+clips alone, each fold reported, and the overall value is the mean over folds (each row's ``protocol``
+says which).
 
 The text encoder is a transformers checkpoint: a sentence-transformers model (mean pooling over the
 tokens, as those models pool) or a CLAP (its text tower).
@@ -77,22 +79,29 @@ def load_text_encoder(model: str = DEFAULT_TEXT_ENCODER, device: str | None = No
     return runtime.cached_model(("text-encoder", model, device, batch_size), load)
 
 
-def average_precision(scores: np.ndarray, positives: np.ndarray) -> float:
+def average_precision(scores: np.ndarray, positives: np.ndarray, answered: np.ndarray | None = None) -> float:
     """The average precision of ``scores`` for the boolean ``positives``, as scikit-learn computes it.
 
     Tied items count as one threshold: each tied positive gets the precision at the end of its tie.
+    Items not ``answered`` (boolean) rank below every answered one and are never reached: a positive among
+    them adds precision 0.
     """
+    total = int(positives.sum())
+    if answered is not None:
+        scores, positives = scores[answered], positives[answered]
     if not positives.any():
         return 0.0
     order = np.argsort(-scores, kind="stable")
     ranked, hits = -scores[order], positives[order]
     ranks = np.searchsorted(ranked, ranked, side="right")  # the items scoring at least as high as each
     precision = np.cumsum(hits)[ranks - 1] / ranks
-    return float(precision[hits].mean())
+    return float(precision[hits].sum() / total)
 
 
-def classification_metrics(scores: np.ndarray, targets: np.ndarray) -> dict[str, float]:
-    """``accuracy`` (the top class is a target) and ``mAP`` over classes with a positive, as percentages.
+def classification_metrics(scores: np.ndarray, targets: np.ndarray,
+                           answered: np.ndarray | None = None) -> dict[str, float]:
+    """``accuracy`` (the top class is a target) and ``mAP`` over classes with a positive, as percentages;
+    clips not ``answered`` (boolean) are wrong and never credited.
 
     Example:
         >>> scores = np.array([[0.9, 0.1, 0.0], [0.2, 0.7, 0.6], [0.1, 0.3, 0.2]])
@@ -101,9 +110,10 @@ def classification_metrics(scores: np.ndarray, targets: np.ndarray) -> dict[str,
         >>> round(metrics["accuracy"], 2), round(metrics["mAP"], 2)
         (66.67, 83.33)
     """
-    accuracy = targets[np.arange(len(scores)), scores.argmax(axis=1)].mean()
+    answered = np.ones(len(scores), dtype=bool) if answered is None else answered
+    accuracy = (targets[np.arange(len(scores)), scores.argmax(axis=1)] & answered).mean()
     present = np.flatnonzero(targets.any(axis=0))
-    precisions = [average_precision(scores[:, label], targets[:, label]) for label in present]
+    precisions = [average_precision(scores[:, label], targets[:, label], answered) for label in present]
     return {"accuracy": 100 * float(accuracy), "mAP": 100 * float(np.mean(precisions))}
 
 
@@ -118,7 +128,8 @@ def caption_scores(captions: Sequence[str | None], labels: Sequence[str], encode
     return scores
 
 
-def fold_metrics(scores: np.ndarray, targets: np.ndarray, folds: Sequence[int]) -> dict[int, dict[str, float]]:
+def fold_metrics(scores: np.ndarray, targets: np.ndarray, folds: Sequence[int],
+                 answered: np.ndarray | None = None) -> dict[int, dict[str, float]]:
     """:func:`classification_metrics` of each fold's clips alone, by fold.
 
     Example:
@@ -128,7 +139,8 @@ def fold_metrics(scores: np.ndarray, targets: np.ndarray, folds: Sequence[int]) 
         {1: 100.0, 2: 50.0}
     """
     folds = np.asarray(folds)
-    return {int(fold): classification_metrics(scores[folds == fold], targets[folds == fold])
+    answered = np.ones(len(scores), dtype=bool) if answered is None else answered
+    return {int(fold): classification_metrics(scores[folds == fold], targets[folds == fold], answered[folds == fold])
             for fold in np.unique(folds)}
 
 
@@ -141,7 +153,8 @@ def mean_over_folds(per_fold: dict[int, dict[str, float]]) -> dict[str, float]:
 def classify_captions(captions: Sequence[str | None], references: Sequence[Sequence[str]],
                       vocabulary: Sequence[str], encoder: TextEncoder, template: str = LABEL_TEMPLATE,
                       folds: Sequence[int] | None = None) -> dict[str, Any]:
-    """:func:`classification_metrics` of ``captions`` against each clip's reference labels.
+    """:func:`classification_metrics` of ``captions`` against each clip's reference labels (a clip without a
+    caption is wrong), and ``coverage``, the percentage of clips with a caption.
 
     With ``folds`` (one per clip), accuracy and mAP are the mean over folds and ``per_fold`` holds each fold's.
     """
@@ -153,10 +166,12 @@ def classify_captions(captions: Sequence[str | None], references: Sequence[Seque
     for row, labels in enumerate(references):
         targets[row, [index[label] for label in labels]] = True
     scores = caption_scores(captions, vocabulary, encoder, template)
+    answered = np.array([bool(caption and caption.strip()) for caption in captions], dtype=bool)
+    coverage = {"coverage": 100 * float(answered.mean()) if len(answered) else 0.0}
     if folds is None:
-        return classification_metrics(scores, targets)
-    per_fold = fold_metrics(scores, targets, folds)
-    return {**mean_over_folds(per_fold), "per_fold": per_fold}
+        return {**classification_metrics(scores, targets, answered), **coverage}
+    per_fold = fold_metrics(scores, targets, folds, answered)
+    return {**mean_over_folds(per_fold), **coverage, "per_fold": per_fold}
 
 
 def read_vocabulary_labels(benchmark: str | Path) -> list[str]:
@@ -206,16 +221,16 @@ def run_classification_eval(
     encoder = load_text_encoder(text_encoder, device)
     vocabulary = read_vocabulary_labels(benchmark)
     metrics = classify_captions(captions, columns["labels"], vocabulary, encoder, template, folds)
-    size, per_fold = len(captions), metrics.pop("per_fold", {})
+    size, per_fold, coverage = len(captions), metrics.pop("per_fold", {}), metrics.pop("coverage")
     protocol = f"zero-shot/mean-over-{len(per_fold)}-folds" if per_fold else "zero-shot/all-clips"
     results = [{"benchmark": name, "task": f"fold{fold}", "metric": metric, "value": value,
                 "n": folds.count(fold), "protocol": "zero-shot/one-fold"}
                for fold, values in per_fold.items() for metric, value in values.items()]
     results += [{"benchmark": name, "task": OVERALL, "metric": metric, "value": value, "n": size,
                  "protocol": protocol} for metric, value in metrics.items()]
-    missing = sum(not (caption or "").strip() for caption in captions)
-    results.append({"benchmark": name, "task": OVERALL, "metric": "missing", "value": missing, "n": size})
+    results.append({"benchmark": name, "task": OVERALL, "metric": "coverage", "value": coverage, "n": size,
+                    "protocol": "zero-shot/all-clips"})
     report = write_report(output, model or Path(predictions).stem, results)
     if model_index:
-        write_model_index(model_index, report, "audio-classification", skip_metrics=["missing"])
+        write_model_index(model_index, report, "audio-classification", skip_metrics=["coverage"])
     return report

@@ -81,7 +81,7 @@ def test_esc50_captions_that_name_the_labels(esc50, tiny_zoo, write_jsonl, tmp_p
     assert main(["eval", "classification", "--predictions", str(file), "--benchmark", str(esc50), "--output",
                  str(tmp_path / "report"), "--text-encoder", str(tiny_zoo["clap"])]) == 0
     # each caption is its label's prompt: cosine 1, above every other label's (a random encoder's) cosine
-    assert _results(tmp_path / "report") == {"accuracy": (100.0, 4), "mAP": (100.0, 4), "missing": (0, 4)}
+    assert _results(tmp_path / "report") == {"accuracy": (100.0, 4), "mAP": (100.0, 4), "coverage": (100.0, 4)}
 
 
 def test_esc50_wrong_and_missing_captions(esc50, tiny_zoo, write_jsonl, tmp_path):
@@ -91,8 +91,9 @@ def test_esc50_wrong_and_missing_captions(esc50, tiny_zoo, write_jsonl, tmp_path
     assert main(["eval", "classification", "--predictions", str(file), "--benchmark", str(esc50), "--output",
                  str(output), "--text-encoder", str(tiny_zoo["clap"]), "--model-index", str(index)]) == 0
     results = _results(output)
-    assert results["accuracy"] == (50.0, 4) and results["missing"] == (1, 4)
-    # mAP recomputed independently: scikit-learn on the encoder's similarities (the silent clip scores -1)
+    assert results["accuracy"] == (50.0, 4) and results["coverage"] == (75.0, 4)
+    # mAP recomputed independently: scikit-learn on the encoder's similarities of the captioned clips; the
+    # silent clip is crickets' one positive, never credited: crickets' AP is 0
     labels = ["dog", "rain", "crickets", "church_bells"]
     scores = caption_scores(
         [captions["music"], captions["noise"], captions["speech"], None],
@@ -101,9 +102,9 @@ def test_esc50_wrong_and_missing_captions(esc50, tiny_zoo, write_jsonl, tmp_path
     )
     targets = np.eye(4, dtype=bool)[[3, 1, 0, 2]]
     assert scores[3].tolist() == [-1.0] * 4
-    expected = np.mean([average_precision_score(targets[:, label], scores[:, label]) for label in range(4)])
+    expected = np.mean([average_precision_score(targets[:3, label], scores[:3, label]) for label in (0, 1, 3)] + [0])
     assert results["mAP"][0] == pytest.approx(100 * expected)
-    assert "type: audio-classification" in index.read_text() and "missing" not in index.read_text()
+    assert "type: audio-classification" in index.read_text() and "coverage" not in index.read_text()
 
 
 def test_fsd50k_multi_label(make_benchmark, fa_row, tiny_zoo, write_jsonl, tmp_path):
@@ -137,7 +138,7 @@ def test_evaluate_module(tiny_zoo):
         vocabulary=["dog", "rain", "crickets"],
         text_encoder=str(tiny_zoo["clap"]),
     )
-    assert result == {"accuracy": 100.0, "mAP": 100.0}
+    assert result == {"accuracy": 100.0, "mAP": 100.0, "coverage": 100.0}
     by_fold = metric.compute(predictions=["sound of dog", "sound of dog"], references=[["dog"], ["rain"]],
                              vocabulary=["dog", "rain"], text_encoder=str(tiny_zoo["clap"]), folds=[1, 2])
     assert by_fold["accuracy"] == 50.0 and by_fold["per_fold"][2]["accuracy"] == 0.0
@@ -150,29 +151,43 @@ def test_evaluate_module(tiny_zoo):
         )
 
 
-def test_esc50_is_scored_per_fold_and_averaged_over_folds(tmp_path, eval_clips, tiny_zoo, write_jsonl):
-    """A native ESC-50 build keeps its folds: each fold's clips are scored alone, the overall is their mean."""
+ESC50_CLIPS = [("1-100032-A-0.wav", 1, 0, "dog", "music"), ("2-100648-A-10.wav", 2, 10, "rain", "noise"),
+               ("2-100786-A-34.wav", 2, 34, "crickets", "speech"), ("2-101-B-46.wav", 2, 46, "church_bells", "silence")]
+
+
+@pytest.fixture
+def esc50_folds(tmp_path, eval_clips):
+    """ESC-50 as downloaded (``meta/esc50.csv``, ``audio/``), four clips in folds 1 and 2, built."""
     from fusion_datasets.builders import build
 
     data = tmp_path / "ESC-50-master"
     (data / "meta").mkdir(parents=True)
-    clips = [("1-100032-A-0.wav", 1, 0, "dog", "music"), ("2-100648-A-10.wav", 2, 10, "rain", "noise"),
-             ("2-100786-A-34.wav", 2, 34, "crickets", "speech"), ("2-101-B-46.wav", 2, 46, "church_bells", "silence")]
     (data / "meta" / "esc50.csv").write_text("filename,fold,target,category,esc10,src_file,take\n" + "".join(
         f"{name},{fold},{target},{label},False,{name.split('-')[1]},{name.split('-')[2]}\n"
-        for name, fold, target, label, _ in clips))
+        for name, fold, target, label, _ in ESC50_CLIPS))
     (data / "audio").mkdir()
-    for name, *_, clip in clips:
+    for name, *_, clip in ESC50_CLIPS:
         shutil.copy(eval_clips[clip], data / "audio" / name)
     build("esc50", data, tmp_path / "esc50")
-    captions = ["sound of dog", "sound of rain", "sound of dog", "sound of rain"]  # fold 1: 1/1, fold 2: 1/3
+    return tmp_path / "esc50"
+
+
+def _fold_results(tmp_path, write_jsonl, tiny_zoo, benchmark, captions) -> dict:
+    """``eval classification`` of ``captions`` (one per ESC50_CLIPS clip, None: no line for it) by task and metric."""
     file = write_jsonl(tmp_path / "captions.jsonl", [
         {"id": name, "audio_id": f"audio/{name}", "instruction": None, "prediction": caption}
-        for (name, *_), caption in zip(clips, captions)])
-    assert main(["eval", "classification", "--predictions", str(file), "--benchmark", str(tmp_path / "esc50"),
+        for (name, *_), caption in zip(ESC50_CLIPS, captions) if caption is not None])
+    assert main(["eval", "classification", "--predictions", str(file), "--benchmark", str(benchmark),
                  "--output", str(tmp_path / "report"), "--text-encoder", str(tiny_zoo["clap"])]) == 0
     rows = json.loads((tmp_path / "report" / "report.json").read_text())["results"]
-    results = {(row["task"], row["metric"]): (row["value"], row["n"], row.get("protocol")) for row in rows}
+    assert all(row.get("protocol") for row in rows)
+    return {(row["task"], row["metric"]): (row["value"], row["n"], row["protocol"]) for row in rows}
+
+
+def test_esc50_is_scored_per_fold_and_averaged_over_folds(tmp_path, esc50_folds, tiny_zoo, write_jsonl):
+    """A native ESC-50 build keeps its folds: each fold's clips are scored alone, the overall is their mean."""
+    captions = ["sound of dog", "sound of rain", "sound of dog", "sound of rain"]  # fold 1: 1/1, fold 2: 1/3
+    results = _fold_results(tmp_path, write_jsonl, tiny_zoo, esc50_folds, captions)
     assert results["fold1", "accuracy"] == (100.0, 1, "zero-shot/one-fold")
     assert results["fold2", "accuracy"] == (pytest.approx(100 / 3), 3, "zero-shot/one-fold")
     # the mean over folds, not the 2 of 4 clips pooled (50)
@@ -183,6 +198,42 @@ def test_esc50_is_scored_per_fold_and_averaged_over_folds(tmp_path, eval_clips, 
     fold2 = np.mean([average_precision_score(targets[1:, label], scores[1:, label]) for label in (1, 2, 3)])
     assert results["fold2", "mAP"][0] == pytest.approx(100 * fold2)
     assert results["overall", "mAP"][0] == pytest.approx((100 + 100 * fold2) / 2)
+
+    assert results["overall", "coverage"] == (100.0, 4, "zero-shot/all-clips")
+
+
+def test_a_missing_caption_is_wrong_and_never_credited():
+    scores = np.array([[0.9, 0.1], [0.2, 0.8], [0.7, 0.3], [-1.0, -1.0]])
+    targets = np.array([[1, 0], [0, 1], [0, 1], [1, 0]], dtype=bool)
+    answered = np.array([True, True, True, False])  # clip 3 has no caption
+    # accuracy: right, right, wrong (0.7 on class 0), and the missing clip wrong: 2/4 (it would win the
+    # tie for class 0, its label, if its -1s counted)
+    # AP class 0: 0.9 is a positive at rank 1 (precision 1); the missing positive is never reached (0): 1/2
+    # AP class 1: 0.8 and 0.3 are positives at ranks 1 and 2 (precision 1, 1): 1; mAP (1/2 + 1) / 2
+    metrics = classification_metrics(scores, targets, answered)
+    assert metrics == {"accuracy": 50.0, "mAP": 75.0}
+    assert classification_metrics(scores, targets) == {"accuracy": 75.0, "mAP": 87.5}  # the -1s as scores
+
+
+def test_an_empty_prediction_file_scores_nothing(esc50, tiny_zoo, write_jsonl, tmp_path):
+    file = write_jsonl(tmp_path / "captions.jsonl", [])
+    assert main(["eval", "classification", "--predictions", str(file), "--benchmark", str(esc50), "--output",
+                 str(tmp_path / "report"), "--text-encoder", str(tiny_zoo["clap"])]) == 0
+    # four clips with one label each: every -1 tie would give the first label (dog) to all, 25% right, and
+    # each class's AP 1/4; a missing clip is wrong and never credited: 0, 0
+    assert _results(tmp_path / "report") == {"accuracy": (0.0, 4), "mAP": (0.0, 4), "coverage": (0.0, 4)}
+
+
+def test_esc50_folds_with_a_missing_caption(tmp_path, esc50_folds, tiny_zoo, write_jsonl):
+    captions = ["sound of dog", "sound of rain", None, "sound of church_bells"]  # no line for the crickets clip
+    results = _fold_results(tmp_path, write_jsonl, tiny_zoo, esc50_folds, captions)
+    # each caption is its label's prompt: cosine 1, its clip first for its label. Fold 1: dog right, AP 1.
+    # Fold 2: rain and church_bells right, crickets (no caption) wrong: 2/3; AP rain 1, church_bells 1,
+    # crickets 0 (its one positive has no caption): mAP 2/3. Overall: the mean over the two folds.
+    assert results["fold1", "accuracy"] == results["fold1", "mAP"] == (100.0, 1, "zero-shot/one-fold")
+    assert results["fold2", "accuracy"] == results["fold2", "mAP"] == (pytest.approx(200 / 3), 3, "zero-shot/one-fold")
+    assert results["overall", "mAP"] == (pytest.approx(250 / 3), 4, "zero-shot/mean-over-2-folds")
+    assert results["overall", "coverage"] == (75.0, 4, "zero-shot/all-clips")
 
 
 def test_a_plain_text_model_encodes_by_mean_pooling(tiny_zoo):
