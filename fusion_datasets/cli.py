@@ -118,7 +118,7 @@ def _eval_retrieval(args: argparse.Namespace) -> int:
         args.model, args.dataset, args.output, split=args.split, config=args.config, benchmark=args.benchmark,
         kind=args.kind, text_encoder=args.text_encoder, device=args.device, batch_size=args.batch_size,
         audio_column=args.audio_column, captions_column=args.captions_column, n_resamples=args.n_resamples,
-        seed=args.seed,
+        seed=args.seed, map_protocol=args.map_protocol,
     )
     print(Path(args.output) / "report.md")
     return 0
@@ -272,6 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
     retrieval.add_argument("--captions-column", default="captions")
     retrieval.add_argument("--n-resamples", type=int, default=1000, help="bootstrap resamples for the 95%% CI")
     retrieval.add_argument("--seed", type=int, default=0)
+    retrieval.add_argument("--map-protocol", choices=["sorted", "unsorted"], default="sorted",
+                           help="A2T mAP@10: an audio's caption ranks sorted (WavCaps, Mei et al., FusionAudio) "
+                                "or in caption order (LAION-CLAP's code; reads higher)")
     _add_clap_options(retrieval, batch_size=32)
     retrieval.set_defaults(handler=_eval_retrieval)
 

@@ -2,10 +2,14 @@
 
 A retrieval dataset has one row per clip: ``audio`` and ``captions`` (a list of strings; a single
 string counts as one caption), like AudioCaps test and Clotho evaluation with 5 captions per clip.
+Each distinct caption string and each distinct decoded audio is embedded once, so copies (AudioCaps test
+shares 67 caption strings among 138 clips) get the very same embedding, whatever batch they fall in, and
+tie exactly (see :mod:`fusion_datasets.eval.retrieval`).
 """
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +17,13 @@ import numpy as np
 
 from fusion_datasets.clap.embed import ClapEmbedder, load_clap
 from fusion_datasets.eval.report import write_report
-from fusion_datasets.eval.retrieval import bootstrap_intervals, retrieval_ranks, summarize_ranks
+from fusion_datasets.eval.retrieval import (
+    bootstrap_intervals,
+    check_map_protocol,
+    retrieval_protocols,
+    retrieval_ranks,
+    summarize_ranks,
+)
 from fusion_datasets.media import MediaBatch
 
 
@@ -30,23 +40,27 @@ def evaluate_retrieval(
     batch_size: int = 32,
     n_resamples: int = 1000,
     seed: int = 0,
+    map_protocol: str = "sorted",
 ) -> dict[str, Any]:
     """Embed every clip and caption of ``dataset`` with ``clap`` and compute the retrieval metrics.
 
     Returns ``{"metrics", "confidence_intervals" (95% bootstrap, none when n_resamples is 0),
-    "n_audios", "n_captions"}``. A clip whose audio cannot be decoded stops the evaluation: a
-    benchmark missing clips would not be comparable.
+    "map_protocol", "n_audios", "n_captions", "n_queries" ({"t2a": captions, "a2t": clips with
+    captions})}``. A clip whose audio cannot be decoded stops the evaluation: a benchmark missing clips
+    would not be comparable.
 
     Example:
         >>> result = evaluate_retrieval(load_clap("laion/clap-htsat-unfused"), audiocaps_test)  # doctest: +SKIP
         >>> result["metrics"]["t2a_R@1"]  # doctest: +SKIP
     """
+    check_map_protocol(map_protocol)
     missing = [column for column in (audio_column, captions_column) if column not in dataset.column_names]
     if missing:
         raise ValueError(
             f"the retrieval dataset lacks {', '.join(missing)}; it has {', '.join(dataset.column_names)}"
         )
-    audio_parts, texts, text_to_audio = [], [], []
+    audio_parts, distinct_audio, audio_of = [], {}, []
+    texts, text_to_audio = [], []
     offset = 0
     for batch in dataset.iter(batch_size=batch_size):
         media = MediaBatch(batch, audio_column)
@@ -62,19 +76,34 @@ def evaluate_retrieval(
             for caption in _captions(captions):
                 texts.append(caption)
                 text_to_audio.append(offset + row)
-        audio_parts.append(clap.embed_audio([clip[0] for clip in clips]))
+        new = []
+        for clip in clips:
+            key = hashlib.sha256(clip[0].tobytes()).digest()
+            if key not in distinct_audio:
+                distinct_audio[key] = len(distinct_audio)
+                new.append(clip[0])
+            audio_of.append(distinct_audio[key])
+        if new:
+            audio_parts.append(clap.embed_audio(new))
         offset += media.size
-    if not offset:
-        raise ValueError("the retrieval dataset has no rows")
+    if not texts:
+        raise ValueError(f"the retrieval dataset has no captions in {captions_column!r} ({offset} rows)")
+    distinct_texts = dict.fromkeys(texts)
+    text_rows = {text: row for row, text in enumerate(distinct_texts)}
+    text_embeds = clap.embed_text(list(distinct_texts))
     ranks = retrieval_ranks(
-        clap.embed_text(texts), np.concatenate(audio_parts), np.asarray(text_to_audio, dtype=np.int64)
+        text_embeds[[text_rows[text] for text in texts]],
+        np.concatenate(audio_parts)[audio_of],
+        np.asarray(text_to_audio, dtype=np.int64),
     )
-    intervals = bootstrap_intervals(ranks, n_resamples, seed) if n_resamples else {}
+    intervals = bootstrap_intervals(ranks, n_resamples, seed, map_protocol=map_protocol) if n_resamples else {}
     return {
-        "metrics": summarize_ranks(ranks),
+        "metrics": summarize_ranks(ranks, map_protocol=map_protocol),
         "confidence_intervals": {key: list(interval) for key, interval in intervals.items()},
+        "map_protocol": map_protocol,
         "n_audios": ranks.n_audios,
         "n_captions": len(texts),
+        "n_queries": {"t2a": len(texts), "a2t": len(ranks.queried)},
     }
 
 
@@ -91,30 +120,29 @@ def benchmark_name(dataset: str | Path) -> str:
 def retrieval_report_rows(benchmark: str, evaluation: dict[str, Any]) -> list[dict[str, Any]]:
     """Report rows of an :func:`evaluate_retrieval` result: tasks ``t2a``, ``a2t`` and ``overall``.
 
-    ``n`` is the number of queries (captions for T2A, audios for A2T); ``overall`` is the mean of the
-    two directions, as LAION-CLAP selects checkpoints, with ``n`` the number of audios.
+    ``n`` is the number of queries each direction had (captions for T2A, clips with captions for A2T);
+    ``overall`` is the mean of the two directions, as LAION-CLAP selects checkpoints, with the A2T ``n``.
+    Each row names its protocol (:func:`~fusion_datasets.eval.retrieval.retrieval_protocols`).
     """
-    sizes = {"t2a": evaluation["n_captions"], "a2t": evaluation["n_audios"]}
+    # train-clap's eval_results.json entries from before n_queries and map_protocol: every audio, sorted
+    sizes = evaluation.get("n_queries") or {"t2a": evaluation["n_captions"], "a2t": evaluation["n_audios"]}
+    sizes = {**sizes, "overall": sizes["a2t"]}
+    protocols = retrieval_protocols(evaluation.get("map_protocol", "sorted"))
     intervals = evaluation.get("confidence_intervals", {})
     rows, by_metric = [], {}
     for key, value in evaluation["metrics"].items():
         task, metric = key.split("_", 1)
-        row = {"benchmark": benchmark, "task": task, "metric": metric, "value": value, "n": sizes[task]}
+        rows.append({"benchmark": benchmark, "task": task, "metric": metric, "value": value})
         if key in intervals:
-            row["ci95"] = list(intervals[key])
-        rows.append(row)
+            rows[-1]["ci95"] = list(intervals[key])
         by_metric.setdefault(metric, []).append(value)
     rows += [
-        {
-            "benchmark": benchmark,
-            "task": "overall",
-            "metric": metric,
-            "value": float(np.mean(values)),
-            "n": sizes["a2t"],
-        }
+        {"benchmark": benchmark, "task": "overall", "metric": metric, "value": float(np.mean(values))}
         for metric, values in by_metric.items()
     ]
-    return rows
+    return [
+        {**row, "n": sizes[row["task"]], "protocol": protocols[f"{row['task']}_{row['metric']}"]} for row in rows
+    ]
 
 
 def run_retrieval_eval(
@@ -133,19 +161,24 @@ def run_retrieval_eval(
     captions_column: str = "captions",
     n_resamples: int = 1000,
     seed: int = 0,
+    map_protocol: str = "sorted",
 ) -> dict[str, Any]:
     """``fusion-datasets eval retrieval``: evaluate ``model`` on ``dataset``, write ``report.json`` and ``.md``.
 
     ``dataset`` is a folder or Hub id that ``datasets.load_dataset(dataset, config, split=split)`` reads;
-    the benchmark is named after its last path part unless ``benchmark`` is given.
+    the benchmark is named after its last path part unless ``benchmark`` is given; ``map_protocol`` is the
+    A2T mAP@10's, ``sorted`` (WavCaps) or ``unsorted`` (LAION-CLAP's code).
 
     Example:
         >>> run_retrieval_eval("laion/clap-htsat-unfused", "data/audiocaps", "reports/audiocaps")  # doctest: +SKIP
     """
     import datasets
 
+    check_map_protocol(map_protocol)
     table = datasets.load_dataset(str(dataset), config, split=split)
     clap = load_clap(model, kind, device=device, batch_size=batch_size, text_encoder=text_encoder)
-    evaluation = evaluate_retrieval(clap, table, audio_column, captions_column, batch_size, n_resamples, seed)
+    evaluation = evaluate_retrieval(
+        clap, table, audio_column, captions_column, batch_size, n_resamples, seed, map_protocol
+    )
     name = benchmark or benchmark_name(dataset)
     return write_report(output, model, retrieval_report_rows(name, evaluation))

@@ -1,35 +1,41 @@
 import json
+import shutil
 from pathlib import Path
 
 import datasets
 import numpy as np
 import pytest
 
-import fusion_datasets.eval.retrieval as retrieval
+from fusion_datasets.builders.retrieval import RETRIEVAL_FEATURES
 from fusion_datasets.clap.embed import load_clap
 from fusion_datasets.eval import (
     RETRIEVAL_KEYS,
     evaluate_retrieval,
+    retrieval,
     retrieval_confidence_intervals,
     retrieval_metrics,
+    retrieval_ranks,
+    retrieval_report_rows,
     run_retrieval_eval,
 )
 from fusion_datasets.evaluate_modules import module_path
+from fusion_datasets.media import MediaBatch
 
 
-def _reference(text: np.ndarray, audio: np.ndarray, links: np.ndarray) -> dict[str, float]:
-    """A plain, loop-per-query version of the protocol (pessimistic ties, sorted A2T ranks)."""
+def _reference(text: np.ndarray, audio: np.ndarray, links: np.ndarray, map_protocol: str = "sorted") -> dict:
+    """A plain, loop-per-query version of the rule: ties count against the model, an audio's tied captions
+    rank in caption order, A2T AP@10 over its caption ranks sorted or in caption order."""
     text = text / np.linalg.norm(text, axis=1, keepdims=True)
     audio = audio / np.linalg.norm(audio, axis=1, keepdims=True)
     sims = text @ audio.T
     t2a = np.array([np.sum(sims[i] >= sims[i, links[i]]) for i in range(len(text))])
     a2t, ap = [], []
     for a in sorted(set(links.tolist())):
-        own = np.sort(sims[links == a, a])[::-1]
-        others = sims[links != a, a]
-        ranks = [i + 1 + np.sum(others >= s) for i, s in enumerate(own)]
-        a2t.append(ranks[0])
-        ap.append(sum((i + 1) / r for i, r in enumerate(ranks) if r <= 10) / len(own))
+        own, others = sims[links == a, a], sims[links != a, a]
+        ranks = [1 + np.sum(others >= s) + np.sum(own > s) + np.sum(own[:j] == s) for j, s in enumerate(own)]
+        hits = [r for r in (sorted(ranks) if map_protocol == "sorted" else ranks) if r <= 10]
+        a2t.append(min(ranks))
+        ap.append(sum((i + 1) / r for i, r in enumerate(hits)) / len(own))
     out = {}
     for name, ranks, precision in (
         ("t2a", t2a, np.where(t2a <= 10, 1 / t2a, 0)),
@@ -39,6 +45,66 @@ def _reference(text: np.ndarray, audio: np.ndarray, links: np.ndarray) -> dict[s
         out |= {f"{name}_mAP@10": 100 * np.mean(precision), f"{name}_mean_rank": np.mean(ranks)}
         out[f"{name}_median_rank"] = np.floor(np.median(ranks))
     return out
+
+
+# An AudioCaps-like benchmark: 5 captions per clip, caption strings shared by several clips, and two clips
+# (A and B) with the same audio; clip D's captions were all blank: a T2A distractor, not an A2T query.
+# Each caption string's cosine with A's (and B's) audio and with C's; D's audio scores 0 with every caption.
+COSINES = {
+    "Music is playing": (0.9, 0.1),
+    "A song plays with drums": (0.7, 0.3),
+    "Music plays while a man talks": (0.5, 0.6),
+    "People are talking": (0.3, 0.8),
+    "A man speaks": (0.2, 0.9),
+    "A woman speaks": (0.1, 0.7),
+    "Wind blows": (0.05, 0.2),
+}
+CAPTIONS = {
+    "A": ["A song plays with drums", "Wind blows", "Music is playing", "Music plays while a man talks", "A man speaks"],
+    "B": ["Music is playing", "A song plays with drums", "A woman speaks", "People are talking", "Wind blows"],
+    "C": ["Music plays while a man talks", "People are talking", "A woman speaks", "A man speaks", "Wind blows"],
+    "D": [],
+}
+AUDIO_OF = {"A": "music", "B": "music", "C": "speech", "D": "noise"}  # the eval clip each clip's file holds
+# Hand-computed from the rule. T2A: a caption's rank counts every audio scoring at least its own, so
+# B (A's copy) ranks before A for A's captions and A before B for B's; C's captions all rank C first.
+T2A_RANKS = [2, 3, 2, 3, 3] + [2, 2, 3, 3, 3] + [1, 1, 1, 1, 1]
+# A2T: each caption's rank, in caption order; another clip's copy of a caption string ranks before it.
+# A: "Music is playing" (0.9) comes after B's copy: 2; drums (0.7) after B's 0.9 and 0.7: 4; "Music plays
+# while a man talks" (0.5) after those and C's copy: 6; "A man speaks" (0.2) after 6 others >= 0.2: 10;
+# "Wind blows" (0.05) after all 10 others: 15. B likewise [2, 4, 12, 8, 15]. C scores its captions
+# 0.6, 0.8, 0.7, 0.9, 0.2: [8, 4, 6, 2, 13].
+A2T_RANKS = [[4, 15, 2, 6, 10], [2, 4, 12, 8, 15], [8, 4, 6, 2, 13]]
+# AP@10 sorted: A (1/2 + 2/4 + 3/6 + 4/10) / 5 = 0.38, B (1/2 + 2/4 + 3/8) / 5 = 0.275,
+# C (1/2 + 2/4 + 3/6 + 4/8) / 5 = 0.4. Unsorted (LAION-CLAP's code, ranks <= 10 in caption order):
+# A (1/4 + 2/2 + 3/6 + 4/10) / 5 = 0.43, B 0.275, C (1/8 + 2/4 + 3/6 + 4/2) / 5 = 0.625.
+A2T_MAP = {"sorted": 100 * (0.38 + 0.275 + 0.4) / 3, "unsorted": 100 * (0.43 + 0.275 + 0.625) / 3}
+EXPECTED = {
+    "t2a_R@1": 100 * 5 / 15, "t2a_R@5": 100.0, "t2a_R@10": 100.0,
+    "t2a_mAP@10": 100 * (4 / 2 + 6 / 3 + 5 / 1) / 15,  # 60
+    "a2t_R@1": 0.0, "a2t_R@5": 100.0, "a2t_R@10": 100.0, "a2t_mAP@10": A2T_MAP["sorted"],  # 35.17
+    "t2a_mean_rank": 31 / 15, "t2a_median_rank": 2.0, "a2t_mean_rank": 2.0, "a2t_median_rank": 2.0,
+}
+DIM = 5
+
+
+def _text_vector(caption: str) -> np.ndarray:
+    with_audio, with_speech = COSINES[caption]
+    return np.array([with_audio, with_speech, np.sqrt(1 - with_audio**2 - with_speech**2), 0.0, 0.0])
+
+
+AUDIO_VECTORS = {"music": np.eye(DIM)[0], "speech": np.eye(DIM)[1], "noise": np.eye(DIM)[3]}
+
+
+def _audiocaps_like(rotation: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Caption and audio embeddings (float32, like a model's: copies are bit-identical) and the links."""
+    strings = list(COSINES)
+    text_table = (np.array([_text_vector(caption) for caption in strings]) @ rotation).astype(np.float32)
+    audio_table = {name: (vector @ rotation).astype(np.float32) for name, vector in AUDIO_VECTORS.items()}
+    clips = list(CAPTIONS)
+    text = text_table[[strings.index(caption) for clip in clips for caption in CAPTIONS[clip]]]
+    links = np.array([row for row, clip in enumerate(clips) for _ in CAPTIONS[clip]])
+    return text, np.array([audio_table[AUDIO_OF[clip]] for clip in clips]), links
 
 
 def test_one_audio_per_caption_perfect_match():
@@ -97,6 +163,52 @@ def test_a2t_takes_the_best_caption_and_audios_without_captions_are_distractors(
     assert metrics["a2t_mAP@10"] == 100.0
 
 
+def test_audiocaps_like_ranks_and_figures_hand_computed():
+    text, audio, links = _audiocaps_like(np.eye(DIM))
+    ranks = retrieval_ranks(text, audio, links)
+    assert ranks.t2a.tolist() == T2A_RANKS and ranks.a2t_captions.tolist() == A2T_RANKS
+    assert ranks.queried.tolist() == [0, 1, 2]  # D has no caption: not an A2T query
+    assert retrieval_metrics(text, audio, links) == pytest.approx(EXPECTED)
+    unsorted = retrieval_metrics(text, audio, links, map_protocol="unsorted")
+    assert unsorted == pytest.approx(EXPECTED | {"a2t_mAP@10": A2T_MAP["unsorted"]})  # 44.33: higher
+
+
+def _keeping_caption_order(order: np.ndarray, links: np.ndarray) -> np.ndarray:
+    """``order`` with each audio's captions put back in their relative order (what ``unsorted`` reads)."""
+    order = order.copy()
+    for audio in np.unique(links):
+        order[links[order] == audio] = np.flatnonzero(links == audio)
+    return order
+
+
+@pytest.mark.parametrize("map_protocol", ["sorted", "unsorted"])
+def test_no_permutation_of_the_items_changes_any_figure(map_protocol):
+    """Copies of an audio and of a caption string tie exactly, whatever their positions: in 64-d under
+    random rotations (float32 embeddings, float arithmetic at every step) and random orders of the audios
+    and captions, every rank is the hand-computed one and every figure too (to the last bits a sum in
+    another order may change). ``unsorted`` reads an audio's captions in order: the shuffles keep it."""
+    expected = EXPECTED | {"a2t_mAP@10": A2T_MAP[map_protocol]}
+    rng = np.random.default_rng(17)
+    for _ in range(4):
+        text, audio, links = _audiocaps_like(np.linalg.qr(rng.normal(size=(64, 64)))[0][:DIM])
+        for _ in range(5):
+            audio_order, caption_order = rng.permutation(len(audio)), rng.permutation(len(text))
+            if map_protocol == "unsorted":
+                caption_order = _keeping_caption_order(caption_order, links)
+            args = text[caption_order], audio[audio_order], np.argsort(audio_order)[links[caption_order]]
+            ranks = retrieval_ranks(*args)
+            t2a = np.empty_like(ranks.t2a)
+            t2a[caption_order] = ranks.t2a
+            assert t2a.tolist() == T2A_RANKS
+            a2t = dict(zip(audio_order[ranks.queried].tolist(), ranks.a2t_captions.tolist()))
+            if map_protocol == "sorted":  # a shuffle may reorder an audio's captions
+                a2t, hand = {key: sorted(row) for key, row in a2t.items()}, [sorted(row) for row in A2T_RANKS]
+            else:
+                hand = A2T_RANKS
+            assert [a2t[audio] for audio in range(3)] == hand
+            assert retrieval_metrics(*args, map_protocol) == pytest.approx(expected, rel=1e-12)
+
+
 def _exact_unit_vectors() -> np.ndarray:
     """The 24 unit vectors of 4-d with coordinates in {0, +-0.5, +-1}: every cosine is exactly k/4."""
     axes = np.concatenate([np.eye(4), -np.eye(4)])
@@ -104,16 +216,17 @@ def _exact_unit_vectors() -> np.ndarray:
     return np.concatenate([axes, halves])
 
 
-def test_matches_a_plain_reference_with_ties_in_small_blocks(monkeypatch):
+@pytest.mark.parametrize("map_protocol", ["sorted", "unsorted"])
+def test_matches_a_plain_reference_with_ties_in_small_blocks(monkeypatch, map_protocol):
     rng = np.random.default_rng(0)
     vectors = _exact_unit_vectors()
     audio = vectors[rng.integers(0, 24, 40)]  # 40 audios from 24 vectors: many exact ties
     links = np.concatenate([np.arange(40), rng.integers(0, 40, 80)])
     text = vectors[rng.integers(0, 24, 120)]
-    expected = _reference(text, audio, links)
-    assert retrieval_metrics(text, audio, links) == pytest.approx(expected)
+    expected = _reference(text, audio, links, map_protocol)
+    assert retrieval_metrics(text, audio, links, map_protocol) == pytest.approx(expected)
     monkeypatch.setattr(retrieval, "_BLOCK_CELLS", 50)
-    assert retrieval_metrics(text, audio, links) == pytest.approx(expected)
+    assert retrieval_metrics(text, audio, links, map_protocol) == pytest.approx(expected)
 
 
 def test_input_errors_name_the_problem():
@@ -123,6 +236,10 @@ def test_input_errors_name_the_problem():
         retrieval_metrics(np.eye(2), np.eye(2), [0, 2])
     with pytest.raises(ValueError, match="need \\(captions, d\\)"):
         retrieval_metrics(np.eye(2), np.eye(3), [0, 1])
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        retrieval_metrics([[np.nan, 0.0]], np.eye(2), [0])
+    with pytest.raises(ValueError, match="'laion'.*'sorted'.*'unsorted'"):
+        retrieval_metrics(np.eye(2), np.eye(2), [0, 1], map_protocol="laion")
 
 
 def test_bootstrap_interval_brackets_the_estimate_and_is_reproducible():
@@ -146,6 +263,9 @@ def test_evaluate_module_loads_offline_by_path():
     text = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.2]])
     result = metric.compute(text_embeds=text, text_to_audio=[0, 1, 1], audio_embeds=np.eye(2))
     assert result == pytest.approx(retrieval_metrics(text, np.eye(2), [0, 1, 1]))
+    text, audio, links = _audiocaps_like(np.eye(DIM))
+    result = metric.compute(text_embeds=text, text_to_audio=links, audio_embeds=audio, map_protocol="unsorted")
+    assert result["a2t_mAP@10"] == pytest.approx(A2T_MAP["unsorted"])
 
 
 @pytest.fixture(scope="module")
@@ -171,12 +291,90 @@ def test_evaluate_retrieval_on_a_small_benchmark(tiny_zoo, retrieval_folder):
     table = datasets.load_dataset(str(retrieval_folder), split="test")
     clap = load_clap(str(tiny_zoo["clap"]), device="cpu")
     result = evaluate_retrieval(clap, table, batch_size=3, n_resamples=50)
-    assert (result["n_audios"], result["n_captions"]) == (4, 5)
+    assert (result["n_audios"], result["n_captions"], result["n_queries"]) == (4, 5, {"t2a": 5, "a2t": 3})
     assert list(result["metrics"]) == list(RETRIEVAL_KEYS)
     assert (
         1.0 <= result["metrics"]["t2a_mean_rank"] <= 4.0 and 1.0 <= result["metrics"]["a2t_mean_rank"] <= 5.0
     )
     assert set(result["confidence_intervals"]) == set(RETRIEVAL_KEYS)
+
+
+class DesignedClap:
+    """A stand-in CLAP whose embeddings the test chooses: a clip's by the eval clip it was decoded from, a
+    caption's by its string (:data:`COSINES`). Like a model on a GPU, it gives one input slightly different
+    numbers at another position of a batch (1e-4 per position), which must not break an exact tie."""
+
+    sampling_rate = 16000
+    dim = DIM
+
+    def __init__(self, clips: dict[str, np.ndarray]) -> None:
+        self.clips = clips  # eval clip name -> its samples as the evaluation decodes them
+
+    @staticmethod
+    def _jittered(rows: list[np.ndarray], axis: int) -> np.ndarray:
+        rows = np.array(rows)
+        rows[:, axis] += 1e-4 * np.arange(len(rows))
+        return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+    def embed_audio(self, clips):
+        names = [next(name for name, ref in self.clips.items() if np.array_equal(ref, clip)) for clip in clips]
+        return self._jittered([AUDIO_VECTORS[name] for name in names], axis=1)
+
+    def embed_text(self, texts):
+        return self._jittered([_text_vector(text) for text in texts], axis=0)
+
+
+@pytest.fixture(scope="module")
+def audiocaps_folder(tmp_path_factory, eval_clips) -> Path:
+    """:data:`CAPTIONS` as ``build audiocaps`` writes a test set: YouTube ids, one audio file per clip (A's
+    and B's hold the same audio), the captions as a list."""
+    folder = tmp_path_factory.mktemp("audiocaps-test")
+    ids = {"A": "7fmOlUlwoNg", "B": "6BJ455B1aAs", "C": "GOD8Bt5LfDE", "D": "YQSuFyFm3Lc"}
+    for clip, ytid in ids.items():
+        shutil.copy(eval_clips[AUDIO_OF[clip]], folder / f"Y{ytid}.wav")
+    table = datasets.Dataset.from_dict(
+        {
+            "id": list(ids.values()),
+            "clip_id": list(ids.values()),
+            "audio": [str(folder / f"Y{ytid}.wav") for ytid in ids.values()],
+            "captions": [CAPTIONS[clip] for clip in ids],
+        },
+        features=RETRIEVAL_FEATURES,
+    )
+    table.to_parquet(str(folder / "test.parquet"))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def designed_clap(audiocaps_folder, eval_clips) -> DesignedClap:
+    clips = datasets.Dataset.from_dict({"audio": [eval_clips[name] for name in AUDIO_VECTORS]})
+    decoded = MediaBatch(clips.cast_column("audio", datasets.Audio())[:]).audio(DesignedClap.sampling_rate)
+    return DesignedClap({name: clip[0] for name, clip in zip(AUDIO_VECTORS, decoded)})
+
+
+@pytest.mark.parametrize("map_protocol", ["sorted", "unsorted"])
+def test_evaluate_retrieval_ties_copies_and_reports_each_protocol(audiocaps_folder, designed_clap, map_protocol):
+    """The hand-computed figures come out of the whole evaluation although the model embeds one audio or
+    caption differently at another batch position: each distinct one is embedded once. The report names
+    each figure's protocol and counts the queries each direction had (D, without captions, is none)."""
+    table = datasets.load_dataset(str(audiocaps_folder), split="test")
+    result = evaluate_retrieval(designed_clap, table, batch_size=2, n_resamples=0, map_protocol=map_protocol)
+    assert result["metrics"] == pytest.approx(EXPECTED | {"a2t_mAP@10": A2T_MAP[map_protocol]})
+    assert (result["n_audios"], result["n_queries"]) == (4, {"t2a": 15, "a2t": 3})
+    rows = {(row["task"], row["metric"]): row for row in retrieval_report_rows("audiocaps", result)}
+    assert {task: rows[task, "R@1"]["n"] for task in ("t2a", "a2t", "overall")} == {"t2a": 15, "a2t": 3, "overall": 3}
+    assert rows["a2t", "mAP@10"]["protocol"] == f"a2t_map@10/{map_protocol}"
+    assert rows["overall", "mAP@10"] == {
+        "benchmark": "audiocaps", "task": "overall", "metric": "mAP@10", "n": 3,
+        "value": pytest.approx((60 + A2T_MAP[map_protocol]) / 2),
+        "protocol": f"mean(t2a/each-caption, a2t_map@10/{map_protocol})",
+    }
+    assert rows["t2a", "R@1"]["protocol"] == "t2a/each-caption" and rows["a2t", "R@1"]["protocol"] == "a2t/best-caption"
+
+
+def test_an_unknown_map_protocol_is_refused_before_any_work(audiocaps_folder):
+    with pytest.raises(ValueError, match="unknown A2T mAP@10 protocol 'laion-clap'"):
+        run_retrieval_eval("no/model", str(audiocaps_folder), "unused", map_protocol="laion-clap")
 
 
 def test_a_clip_that_cannot_be_decoded_stops_the_evaluation(tiny_zoo, eval_clips):
@@ -201,7 +399,10 @@ def test_eval_retrieval_writes_the_report(tmp_path, tiny_zoo, retrieval_folder):
     rows = {(row["task"], row["metric"]): row for row in written["results"]}
     assert {task for task, _ in rows} == {"t2a", "a2t", "overall"}
     assert all(row["benchmark"] == "tiny-bench" for row in written["results"])
-    assert rows["t2a", "R@1"]["n"] == 5 and rows["a2t", "R@1"]["n"] == 4 and rows["overall", "R@1"]["n"] == 4
+    # the silence clip has no caption (the speech clip's third is blank): three A2T queries, five T2A
+    assert rows["t2a", "R@1"]["n"] == 5 and rows["a2t", "R@1"]["n"] == 3 and rows["overall", "R@1"]["n"] == 3
+    assert rows["a2t", "mAP@10"]["protocol"] == "a2t_map@10/sorted"
+    assert all(row.get("protocol") for row in written["results"])
     assert rows["overall", "R@10"]["value"] == pytest.approx(
         (rows["t2a", "R@10"]["value"] + rows["a2t", "R@10"]["value"]) / 2
     )
@@ -214,8 +415,11 @@ def test_eval_retrieval_command(tmp_path, tiny_zoo, retrieval_folder, capsys):
     from fusion_datasets.cli import main
 
     argv = ["eval", "retrieval", "--model", str(tiny_zoo["clap"]), "--dataset", str(retrieval_folder),
-            "--output", str(tmp_path), "--device", "cpu", "--n-resamples", "10"]
+            "--output", str(tmp_path), "--device", "cpu", "--n-resamples", "10", "--map-protocol", "unsorted"]
     assert main(argv) == 0
     assert capsys.readouterr().out.strip().endswith("report.md")
     report = json.loads((tmp_path / "report.json").read_text())
     assert {row["benchmark"] for row in report["results"]} == {retrieval_folder.name}
+    rows = {(row["task"], row["metric"]): row for row in report["results"]}
+    assert rows["a2t", "mAP@10"]["protocol"] == "a2t_map@10/unsorted"
+    assert "`a2t_map@10/unsorted`" in (tmp_path / "report.md").read_text()
