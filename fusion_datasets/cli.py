@@ -44,6 +44,8 @@ def _run(args: argparse.Namespace) -> int:
         overrides.append("output.embed_audio=true")
     if args.export:
         overrides.append(f"output.export={args.export}")
+    if args.audio_root:
+        overrides.append(f"output.export_audio_root={args.audio_root}")
     if args.engine:
         overrides.append(f"engine={args.engine}")
     if args.ray_address:
@@ -215,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--retry-errors", action="store_true", help="rerun only the rows that carry errors")
     run.add_argument("--embed-audio", action="store_true", help="store the audio in the Parquet files")
     run.add_argument("--export", choices=["fusionaudio"], help="also write the FusionAudio JSON release format")
+    run.add_argument("--audio-root", help="--export: write audio_id relative to this folder (default: absolute)")
     run.add_argument("--dry-run", action="store_true", help="print the plan and compute estimates, run nothing")
     run.add_argument("--engine", choices=["local", "ray"], help="local (default) or Ray Data (extra `ray`)")
     run.add_argument("--ray-address", help="the Ray cluster to join (auto, ray://HOST:PORT); default: a local Ray")

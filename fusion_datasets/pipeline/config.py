@@ -60,6 +60,7 @@ class OutputConfig:
     num_proc: int | None = None  # worker processes for each pass of experts over a part (CPU work)
     embed_audio: bool = False  # store the audio bytes in the Parquet files instead of a reference
     export: str | None = None  # "fusionaudio": also write the FusionAudio JSON release format
+    export_audio_root: str | None = None  # the folder the export's audio_id paths are relative to (default: absolute)
     license: str = "other"  # the dataset's license on its card (an id from the Hub's list)
     pretty_name: str | None = None  # the card's title (default: the name of the output folder or Hub repository)
     private: bool = False  # for hf:// outputs: create the repository private
@@ -74,6 +75,9 @@ class OutputConfig:
             raise ValueError(f"num_proc must be >= 1, got {self.num_proc}")
         if self.export not in (None, "fusionaudio"):
             raise ValueError(f"export must be null or 'fusionaudio', got {self.export!r}")
+        if self.export_audio_root and not self.export:
+            raise ValueError(f"export_audio_root={self.export_audio_root!r} is for the export: set export "
+                             "(--export fusionaudio) or leave it out")
         if self.removed_clips not in ("keep", "drop"):
             raise ValueError(f"removed_clips must be 'keep' or 'drop', got {self.removed_clips!r}")
 

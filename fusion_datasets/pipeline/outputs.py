@@ -118,13 +118,14 @@ def load_output_config(root: Path, config: str) -> datasets.Dataset | None:
     return datasets.Dataset.from_parquet(files) if files else None
 
 
-def export_fusionaudio(root: Path) -> Path:
-    """Write ``fusionaudio.json`` (the FusionAudio release format) from an output's captions and QA pairs."""
+def export_fusionaudio(root: Path, audio_root: str | None = None) -> Path:
+    """Write ``fusionaudio.json`` (the FusionAudio release format) from an output's captions and QA pairs;
+    ``audio_id`` is each clip's audio file, relative to ``audio_root`` when given."""
     from fusion_datasets.llm.export import to_fusionaudio, write_fusionaudio
 
     captions = load_output_config(root, "captions")
     if captions is None:
         raise ValueError(f"{root} has no captions to export (data/captions/ is empty)")
     path = root / EXPORT
-    write_fusionaudio(to_fusionaudio(captions, load_output_config(root, "qa")), path)
+    write_fusionaudio(to_fusionaudio(captions, load_output_config(root, "qa"), audio_root), path)
     return path

@@ -185,7 +185,7 @@ class PipelineRunner:
             "complete": stats["complete"],
         })
         if stats["complete"] and self.config.output.export == "fusionaudio":
-            logger.info("exported %s", export_fusionaudio(self.root))
+            logger.info("exported %s", export_fusionaudio(self.root, self.config.output.export_audio_root))
         render_card(self.root)
         return stats
 

@@ -102,16 +102,24 @@ def test_explode_qa_gives_one_row_per_pair(with_qa):
 
 
 def test_export_to_the_fusionaudio_format(with_qa, tmp_path):
-    rows = to_fusionaudio(with_qa, explode_qa(with_qa))
+    # audio as a folder input stores it: absolute paths; clip-1's file lies outside the audio root
+    audio = ["/data/audioset/a/clip-0.wav", "/elsewhere/clip-1.wav", "/data/audioset/c.wav", "/data/audioset/d.wav"]
+    clips = with_qa.add_column("audio", audio)
+    rows = to_fusionaudio(clips, explode_qa(clips), audio_root="/data/audioset/")
 
     assert len(rows) == 3 + 5  # three captions (the uncertain clip has none), five pairs
-    assert rows[0] == {"audio_id": "clip-0", "instruction": "Describe the audio in detail.", "input": "",
-                       "dataset": "audioset", "task": "Captioning questions", "output": FUSION_CAPTION}
-    assert [row["audio_id"] for row in rows[:3]] == ["clip-0", "clip-1", "clip-3"]
-    assert rows[4] == {"audio_id": "clip-0", "instruction": "How many times does the dog bark?", "input": "",
-                       "dataset": "audioset", "task": "Counting and order questions", "output": "Twice."}
+    # audio_id: the audio file's path (FusionAudio's README: "path_to_audio_file"), relative to the root
+    assert rows[0] == {"audio_id": "a/clip-0.wav", "instruction": "Describe the audio in detail.", "input": "",
+                       "dataset": "audioset", "task": "Captioning questions", "output": FUSION_CAPTION,
+                       "id": "clip-0"}
+    assert [(row["id"], row["audio_id"]) for row in rows[:3]] == [
+        ("clip-0", "a/clip-0.wav"), ("clip-1", "/elsewhere/clip-1.wav"), ("clip-3", "d.wav")]
+    assert rows[4] == {"audio_id": "a/clip-0.wav", "instruction": "How many times does the dog bark?", "input": "",
+                       "dataset": "audioset", "task": "Counting and order questions", "output": "Twice.",
+                       "id": "clip-0"}
     tasks = ["Sound sources questions", "Counting and order questions"]
     assert [row["task"] for row in rows[3:]] == [*tasks, *tasks, "Music attributes questions"]
     path = write_fusionaudio(rows, tmp_path / "out" / "fusionaudio.json")
     assert json.loads(path.read_text(encoding="utf-8")) == rows
-    assert to_fusionaudio(with_qa) == rows[:3]
+    assert [row["audio_id"] for row in to_fusionaudio(clips)] == [audio[0], audio[1], audio[3]]  # no root
+    assert {row["audio_id"] for row in to_fusionaudio(with_qa)} == {None}  # no audio column: said, null

@@ -118,7 +118,25 @@ def test_embedded_audio_and_the_fusionaudio_export(tmp_path, tiny_zoo, clip_fold
     exported = json.loads((output / "fusionaudio.json").read_text())
     qa = datasets.load_dataset(str(output), "qa", split="train")
     assert len(exported) == captions.num_rows + qa.num_rows
-    assert [row["audio_id"] for row in exported if row["task"] == "Captioning questions"] == captions["id"]
+    # embedded, the audio keeps its file's name as its path
+    assert [(row["id"], row["audio_id"]) for row in exported if row["task"] == "Captioning questions"] == [
+        (clip, f"{clip}.wav") for clip in captions["id"]]
+
+
+def test_the_fusionaudio_export_names_audio_files(tmp_path, tiny_zoo, clip_folder):
+    """FusionAudio's audio_id is the path its code loads the audio from: relative to --audio-root, else absolute."""
+    output = tmp_path / "out"
+    _run(clip_folder, output, "--export", "fusionaudio", "--audio-root", str(tmp_path))
+    exported = json.loads((output / "fusionaudio.json").read_text())
+    captions = datasets.load_dataset(str(output), "captions", split="train")
+    qa = datasets.load_dataset(str(output), "qa", split="train")
+    assert list(exported[0]) == ["audio_id", "instruction", "input", "dataset", "task", "output", "id"]
+    expected = [f"clips/{clip}.wav" for clip in captions["id"]] + [f"clips/{clip}.wav" for clip in qa["clip_id"]]
+    assert [row["audio_id"] for row in exported] == expected
+    assert [row["id"] for row in exported] == [*captions["id"], *qa["clip_id"]]
+    _run(clip_folder, output, "--export", "fusionaudio")  # nothing to do but the export, without a root
+    exported = json.loads((output / "fusionaudio.json").read_text())
+    assert exported[0]["audio_id"] == str(clip_folder / f"{captions['id'][0]}.wav")
 
 
 def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, tiny_zoo, clip_folder, capsys):
