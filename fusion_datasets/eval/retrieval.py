@@ -137,6 +137,11 @@ def _inputs(text_embeds: Any, audio_embeds: Any, text_to_audio: Any) -> tuple[_D
     return _distinct(text), _distinct(audio), links.astype(np.int64)
 
 
+def _copies(selected: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """How many items ``selected`` (over distinct rows, last axis) holds, copies included."""
+    return np.einsum("...j,j->...", selected, counts)  # 10x faster than a non-BLAS bool @ int matmul
+
+
 def _t2a_ranks(text: _Distinct, audio: _Distinct, links: np.ndarray) -> np.ndarray:
     """Per caption: how many audios (its own and its copies among them) score at least as high as its own."""
     ranks = np.empty(len(text.of), dtype=np.int64)
@@ -145,7 +150,7 @@ def _t2a_ranks(text: _Distinct, audio: _Distinct, links: np.ndarray) -> np.ndarr
         captions = np.flatnonzero((text.of >= start) & (text.of < start + step))
         similarities = (text.vectors[start : start + step] @ audio.vectors.T)[text.of[captions] - start]
         relevant = similarities[np.arange(len(captions)), audio.of[links[captions]]]
-        ranks[captions] = (similarities >= relevant[:, None]) @ audio.counts
+        ranks[captions] = _copies(similarities >= relevant[:, None], audio.counts)
     return ranks
 
 
@@ -168,7 +173,7 @@ def _a2t_ranks(
             own[row, : len(captions_of[index])] = similarities[row, text.of[captions_of[index]]]
         order = np.argsort(-own, axis=1, kind="stable")  # best first, tied captions in caption order
         own = np.take_along_axis(own, order, axis=1)
-        at_least = (similarities[:, None, :] >= own[:, :, None]) @ text.counts
+        at_least = _copies(similarities[:, None, :] >= own[:, :, None], text.counts)
         own_at_least = (own[:, None, :] >= own[:, :, None]).sum(axis=2)
         # the i-th best caption comes after every other caption scoring at least as high
         in_caption_order = np.empty((len(rows), most), dtype=np.int64)
