@@ -40,8 +40,9 @@ def with_overall(results: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """``results`` grouped by benchmark, each followed by its ``overall`` rows.
 
     A benchmark and metric without an ``overall`` row from the caller get one: the mean of its tasks
-    weighted by ``n`` (the tasks split the benchmark's items), with ``n`` their sum. Callers whose tasks
-    do not split the items (retrieval's two directions) give their own ``overall`` rows.
+    weighted by ``n`` (the tasks split the benchmark's items), with ``n`` their sum, and their ``protocol``
+    where they share one. Callers whose tasks do not split the items (retrieval's two directions) give
+    their own ``overall`` rows.
 
     Example:
         >>> rows = [{"benchmark": "b", "task": t, "metric": "accuracy", "value": v, "n": n}
@@ -62,9 +63,11 @@ def with_overall(results: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
             total = sum(row["n"] for row in tasks)
             weights = [row["n"] for row in tasks] if total else [1] * len(tasks)
             value = sum(weight * row["value"] for weight, row in zip(weights, tasks)) / sum(weights)
-            rows.append(
-                {"benchmark": benchmark, "task": OVERALL, "metric": metric, "value": value, "n": total}
-            )
+            overall = {"benchmark": benchmark, "task": OVERALL, "metric": metric, "value": value, "n": total}
+            protocols = {row.get("protocol") for row in tasks}
+            if len(protocols) == 1 and None not in protocols:
+                overall["protocol"] = protocols.pop()
+            rows.append(overall)
     return rows
 
 
@@ -95,10 +98,13 @@ def paper_table(report: Mapping[str, Any]) -> str:
 
 
 def report_markdown(report: Mapping[str, Any]) -> str:
-    """The report as Markdown: :func:`paper_table`, then every row (with a 95% CI column when any has one)."""
+    """The report as Markdown: :func:`paper_table`, then every row (with a 95% CI column when any has one,
+    and a protocol column when any names one)."""
     rows = report["results"]
     with_ci = any("ci95" in row for row in rows)
+    with_protocol = any("protocol" in row for row in rows)
     header = ["benchmark", "task", "metric", "value", "n"] + (["95% CI"] if with_ci else [])
+    header += ["protocol"] if with_protocol else []
     lines = [
         f"# Evaluation of `{report['model']}`",
         "",
@@ -106,7 +112,7 @@ def report_markdown(report: Mapping[str, Any]) -> str:
         "## All results",
         "",
         "| " + " | ".join(header) + " |",
-        "|" + "|".join(["---"] * 3 + ["---:"] * 2 + (["---"] if with_ci else [])) + "|",
+        "|" + "|".join(["---"] * 3 + ["---:"] * 2 + ["---"] * (with_ci + with_protocol)) + "|",
     ]
     for row in rows:
         cells = [
@@ -118,6 +124,8 @@ def report_markdown(report: Mapping[str, Any]) -> str:
         ]
         if with_ci:
             cells.append(f"[{_number(row['ci95'][0])}, {_number(row['ci95'][1])}]" if "ci95" in row else "")
+        if with_protocol:
+            cells.append(f"`{row['protocol']}`" if "protocol" in row else "")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

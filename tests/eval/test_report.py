@@ -53,3 +53,16 @@ def test_write_report_json_and_markdown(tmp_path):
     assert markdown == report_markdown(report)
     assert "| clotho-aqa | yes/no | accuracy | 81.23 | 30 | [78.00, 84.50] |" in markdown
     assert "| clotho-aqa | overall | accuracy | 81.23 | 30 |  |" in markdown
+
+
+def test_an_overall_row_names_the_protocol_its_tasks_share(tmp_path):
+    grouped = "clotho-aqa/grouped"
+    report = write_report(tmp_path, "m", [
+        _row("yes/no", "accuracy", 80.0, 30, protocol=grouped),
+        _row("single-word", "accuracy", 40.0, 10, protocol=grouped),
+        _row("yes/no", "judge_score", 50.0, 30, protocol="a"),
+        _row("single-word", "judge_score", 70.0, 10, protocol="b"),
+    ])
+    overall = {row["metric"]: row for row in report["results"] if row["task"] == "overall"}
+    assert overall["accuracy"]["protocol"] == grouped and "protocol" not in overall["judge_score"]
+    assert f"| clotho-aqa | overall | accuracy | 70.00 | 40 | `{grouped}` |" in (tmp_path / "report.md").read_text()
