@@ -21,8 +21,9 @@ LAION-CLAP's ``evaluate_clotho_audiocaps`` follow):
 - audios without captions are distractors for T2A and not A2T queries.
 
 Ties are exact: each distinct embedding is normalised and scored once, in float64, in an order set by its
-bytes, and its copies share those scores. So identical embeddings score the same numbers and no figure
-depends on the order of the items (nor, but under ``unsorted``, on the order of an audio's captions).
+bytes, and its copies share those scores. So identical embeddings score the same numbers and no rank
+depends on the order of the items (under ``unsorted``, but for the order of an audio's captions); a figure
+can change in the last bits of a sum taken in another order, no more.
 (From one float32 matrix product, two copies of an audio scored 1.8e-7 apart, and a shuffle of the items
 moved a T2A R@1 from 15.2 to 6.0.)
 
