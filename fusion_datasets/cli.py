@@ -150,7 +150,8 @@ def _eval_qa(args: argparse.Namespace) -> int:
                               device=args.device, batch_size=args.judge_batch_size)
     run_qa_eval(
         args.predictions, args.benchmark, args.output, model=args.model, kind=args.kind, judge=judge,
-        max_reasks=args.max_reasks, judge_max_new_tokens=args.judge_max_new_tokens, split=args.split,
+        judge_parse=args.judge_parse, chat_orders=args.chat_orders, max_reasks=args.max_reasks,
+        judge_max_new_tokens=args.judge_max_new_tokens, split=args.split,
         config=args.config, model_index=args.model_index,
     )
     print(Path(args.output) / "report.md")
@@ -298,6 +299,11 @@ def build_parser() -> argparse.ArgumentParser:
     qa.add_argument("--judge-kind", choices=["transformers", "server"], default="transformers")
     qa.add_argument("--judge-url", action="append", default=[], help="the judge server's URL (repeatable)")
     qa.add_argument("--judge-batch-size", type=int, default=8, help="in-process judge: prompts per batch")
+    qa.add_argument("--judge-parse", choices=["last-token", "rating-line"], default="last-token",
+                    help="AudioBench verdicts: the last token, 0 if not a rating (AudioBench's), or the last "
+                         "'Rating: N', re-asked, left out if still missing")
+    qa.add_argument("--chat-orders", choices=["both", "reference-first"], default="both",
+                    help="AIR-Bench chat: judge each answer in both orders (averaged) or in AIR-Bench's only")
     qa.add_argument("--max-reasks", type=int, default=2, help="re-asks of a verdict that does not parse")
     qa.add_argument("--judge-max-new-tokens", type=int, default=256, help="more for a reasoning judge")
     qa.set_defaults(handler=_eval_qa)

@@ -12,7 +12,8 @@ from fusion_datasets.eval.qa import choose_option, closed_correct
 
 _DESCRIPTION = """
 Accuracy of an audio model's answers. Closed-ended (Clotho-AQA): normalised exact match (case,
-punctuation, articles, number words as digits; a yes/no answer is judged by its first word). Multiple
+punctuation, articles, number words as digits; a yes/no answer is judged by its first word) to the
+reference, or to any of a question's references (its annotators' answers) when given a list. Multiple
 choice (AIR-Bench Foundation, when `options` is given): each answer is mapped to one option (its exact
 text, its letter, the one option it names, else the most similar option); an answer mapped to no option
 is wrong and counted as unmappable, never guessed.
@@ -21,7 +22,8 @@ is wrong and counted as unmappable, never guessed.
 _KWARGS_DESCRIPTION = """
 Args:
     predictions: the model's answers.
-    references: the reference answers (multiple choice: the right option's text or letter).
+    references: the reference answers, a string or (closed-ended) a list of a question's answers, any of
+        which is right (multiple choice: the right option's text or letter).
     options: for multiple choice, each question's options (a keyword argument).
 Returns:
     accuracy (a percentage), and for multiple choice unmappable (a count).
@@ -48,9 +50,10 @@ class AudioQA(evaluate.Metric):
             description=_DESCRIPTION,
             citation=_CITATION,
             inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {"predictions": datasets.Value("string"), "references": datasets.Value("string")}
-            ),
+            features=[
+                datasets.Features({"predictions": datasets.Value("string"), "references": references})
+                for references in (datasets.Value("string"), datasets.Sequence(datasets.Value("string")))
+            ],
         )
 
     def _compute(self, predictions, references, options=None):

@@ -2,10 +2,14 @@
 
 Two rubrics, each a versioned prompt under ``fusion_datasets/prompts/``:
 
-- ``audiobench`` (AudioCaps-QA, WavCaps-QA): the model's answer against the reference, rated 0-5 as in
-  AudioBench's model-as-judge; reports multiply the mean by 20;
-- ``air-bench-chat`` (AIR-Bench Chat): the model's answer and the reference answer both scored 1-10
-  against the clip's description (``meta_info``), as AIR-Bench's GPT-4 judge does.
+- ``audiobench`` (AudioCaps-QA, WavCaps-QA, Clotho-AQA's open score): the model's answer against the
+  reference answer (or all of a question's answers), rated 0-5 as in AudioBench's model-as-judge; reports
+  multiply the mean by 20. ``parse="last-token"`` reads the verdict as AudioBench and FusionAudio do
+  (:func:`parse_last_token`: never re-asked, a failure scores 0); ``"rating-line"`` takes its last
+  ``Rating: N`` (:func:`parse_rating`) and re-asks a verdict without one;
+- ``air-bench-chat`` (AIR-Bench Chat): two answers, each scored 1-10 against the clip's description
+  (``meta_info``), as AIR-Bench's GPT-4 judge does; a row's ``reference_first`` (default true) puts the
+  reference answer first, as AIR-Bench does, else the model's.
 
 :class:`AnswerJudge` is a :class:`~fusion_datasets.llm.step.ChatStep`: a verdict it cannot parse is
 shown back to the judge with the reason and re-asked (``max_reasks``), then recorded as the row's error;
@@ -18,7 +22,9 @@ Example:
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -27,7 +33,7 @@ from fusion_datasets.llm.step import ChatStep, ChatStepConfig
 from fusion_datasets.media import MediaBatch
 from fusion_datasets.prompts import read_prompt
 
-JudgeResult = tuple[float, "float | None", str]  # the answer's score, the reference's (chat), the verdict
+JudgeResult = tuple["float | None", "float | None", str]  # the answer's score, the reference's (chat), the verdict
 
 
 @dataclass(frozen=True)
@@ -40,11 +46,12 @@ class Rubric:
 
 
 RUBRICS = {
-    "audiobench": Rubric("judge_audiobench_v1", 0, 5, 20.0,
+    "audiobench": Rubric("judge_audiobench_v2", 0, 5, 20.0,
                          'an explanation line, then the line "Rating: N" with N an integer from 0 to 5'),
-    "air-bench-chat": Rubric("judge_airbench_chat_v1", 1, 10, 1.0,
+    "air-bench-chat": Rubric("judge_airbench_chat_v1", 1, 10, 10.0,  # FusionAudio reports the mean x10
                              "the two scores (integers from 1 to 10) on the first line, then an explanation"),
 }
+PARSES = ("last-token", "rating-line")  # how an audiobench verdict is read
 _NUMBER_WORDS = dict(zip("zero one two three four five six seven eight nine ten".split(), range(11)))
 _NUMBER = r"(\d+(?:\.\d+)?|" + "|".join(_NUMBER_WORDS) + r")"
 _RATING = re.compile(r"\b(?:rating|score|grade)\b\W*" + _NUMBER, re.IGNORECASE)
@@ -82,6 +89,23 @@ def parse_rating(text: str | None, rubric: Rubric = RUBRICS["audiobench"]) -> in
     raise ParseError(f'no "Rating: N" line in {_quoted(answer)}' if answer else "empty verdict")
 
 
+def parse_last_token(text: str | None, rubric: Rubric = RUBRICS["audiobench"]) -> float | None:
+    """The rating of a verdict as AudioBench and FusionAudio read it: its last whitespace-separated token,
+    brackets stripped, as a number from ``rubric.low`` to ``rubric.high``; ``None`` where that fails (the
+    reference then counts 0). A reasoning trace is left out first.
+
+    Example:
+        >>> [parse_last_token(v) for v in ("Rating: 4", "4 out of 5.", "Rating: (3)", "**Rating:** four", "Rating: 6")]
+        [4.0, 5.0, 3.0, None, None]
+    """
+    tokens = split_reasoning(text or "")[0].split()
+    try:
+        value = float(tokens[-1].strip("()")) if tokens else math.nan
+    except ValueError:
+        return None
+    return value if rubric.low <= value <= rubric.high else None  # NaN fails both comparisons
+
+
 def parse_score_pair(text: str | None, rubric: Rubric = RUBRICS["air-bench-chat"]) -> tuple[int, int]:
     """The two scores on the first non-empty line of an AIR-Bench chat verdict (``8 6``, ``8, 6``,
     ``Scores: 8/10 and 6/10``). Raises :class:`ParseError`.
@@ -98,26 +122,33 @@ def parse_score_pair(text: str | None, rubric: Rubric = RUBRICS["air-bench-chat"
     return _number(numbers[0], rubric, answer), _number(numbers[1], rubric, answer)
 
 
-def judge_item(rubric: str, question: str, reference: str, prediction: str, meta_info: str | None = None
-               ) -> dict[str, str]:
-    """The data block of a judge prompt: what the judge sees of one answer."""
+def judge_item(rubric: str, question: str, reference: str | Sequence[str], prediction: str,
+               meta_info: str | None = None, reference_first: bool = True) -> dict[str, Any]:
+    """The data block of a judge prompt: what the judge sees of one answer. ``reference`` may be all the
+    answers a question has (audiobench: the judge sees them all; air-bench-chat: the first is shown)."""
+    references = [reference] if isinstance(reference, str) else list(reference)
     if rubric == "audiobench":
-        return {"question": question, "reference answer": reference, "model answer": prediction}
-    return {"audio description": meta_info or "", "question": question, "answer 1": prediction,
-            "answer 2": reference}
+        shown = {"reference answer": references[0]} if len(references) == 1 else {"reference answers": references}
+        return {"question": question, **shown, "model answer": prediction}
+    first, second = (references[0], prediction) if reference_first else (prediction, references[0])
+    return {"audio description": meta_info or "", "question": question, "answer 1": first, "answer 2": second}
 
 
 @dataclass(frozen=True)
 class JudgeConfig(ChatStepConfig):
-    """Options of :class:`AnswerJudge`; ``prompt`` defaults to the rubric's versioned prompt."""
+    """Options of :class:`AnswerJudge`; ``prompt`` defaults to the rubric's versioned prompt, ``parse``
+    (audiobench) is one of :data:`PARSES`."""
 
     rubric: str = "audiobench"
+    parse: str = "last-token"
     placeholder: ClassVar[str] = "{item_json}"
     max_new_tokens: int = 256
 
     def __post_init__(self) -> None:
         if self.rubric not in RUBRICS:
             raise ValueError(f"rubric must be one of {', '.join(RUBRICS)}, got {self.rubric!r}")
+        if self.parse not in PARSES:
+            raise ValueError(f"parse must be one of {', '.join(PARSES)}, got {self.parse!r}")
         if not self.prompt:
             version = RUBRICS[self.rubric].prompt_version
             object.__setattr__(self, "prompt", read_prompt(version))
@@ -126,8 +157,9 @@ class JudgeConfig(ChatStepConfig):
 
 
 class AnswerJudge(ChatStep[JudgeConfig]):
-    """Reads ``question``, ``answer`` (the reference), ``prediction`` and, for AIR-Bench chat, ``meta_info``;
-    writes ``judge_score``, ``judge_reference_score`` (AIR-Bench chat) and ``judge_answer`` (the verdict).
+    """Reads ``question``, ``answer`` (the reference, or a list of references), ``prediction`` and, for
+    AIR-Bench chat, ``meta_info`` and ``reference_first``; writes ``judge_score`` (``None``: a last-token
+    verdict that does not parse), ``judge_reference_score`` (AIR-Bench chat) and ``judge_answer``.
 
     Rows without a prediction are not sent to the judge: their columns stay ``None``.
     """
@@ -156,13 +188,18 @@ class AnswerJudge(ChatStep[JudgeConfig]):
 
     def prompt_data(self, media: MediaBatch, row: int) -> dict[str, Any]:
         columns = ("question", "answer", "prediction", "meta_info")
-        return judge_item(self.config.rubric, *(media.column(column)[row] for column in columns))
+        return judge_item(self.config.rubric, *(media.column(column)[row] for column in columns),
+                          reference_first=media.column("reference_first", True)[row])
 
     def parse(self, media: MediaBatch, row: int, text: str) -> JudgeResult:
         if self.config.rubric == "audiobench":
+            if self.config.parse == "last-token":
+                return parse_last_token(text, self.rubric), None, text
             return float(parse_rating(text, self.rubric)), None, text
-        score, reference = parse_score_pair(text, self.rubric)
-        return float(score), float(reference), text
+        first, second = parse_score_pair(text, self.rubric)
+        if media.column("reference_first", True)[row]:
+            return float(second), float(first), text
+        return float(first), float(second), text
 
     def store(self, outputs: dict[str, list], row: int, result: JudgeResult | None) -> None:
         if result is not None:
@@ -171,8 +208,8 @@ class AnswerJudge(ChatStep[JudgeConfig]):
 
 
 def judge_columns(columns: dict[str, list], config: JudgeConfig, batch_size: int = 64) -> dict[str, list]:
-    """``columns`` (``question``, ``answer``, ``prediction`` [, ``meta_info``]) with the judge's columns,
-    ``errors`` and ``llm_usage`` added, judged ``batch_size`` rows per round of backend calls."""
+    """``columns`` (``question``, ``answer``, ``prediction`` [, ``meta_info``, ``reference_first``]) with the
+    judge's columns, ``errors`` and ``llm_usage`` added, judged ``batch_size`` rows per round of backend calls."""
     judge = AnswerJudge(config)
     added: dict[str, list] = {}
     for start in range(0, len(columns["prediction"]), batch_size):

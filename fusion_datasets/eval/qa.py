@@ -1,22 +1,34 @@
 """``eval qa``: score an audio model's answers to a QA benchmark, as the paper's tables report them.
 
-Each benchmark has a kind (from the builder that made it, or ``kind=``):
+The unit scored is a question: the benchmark rows that share ``(audio_id, instruction)`` (Clotho-AQA's
+three annotators) are one question, scored once against all their answers, as FusionAudio's and
+AudioBench's evaluations do. Each benchmark has a kind (from the builder that made it, or ``kind=``):
 
-- ``closed`` (Clotho-AQA): normalised exact match (case, punctuation, articles, number words = digits;
-  a yes/no answer is judged by its first word, with variants like "yeah" or "nope"); accuracy per
-  question type (``yes/no``, ``single-word``);
+- ``closed`` (Clotho-AQA, protocol ``clotho-aqa/grouped``): normalised exact match to any of the
+  question's answers (case, punctuation, articles, number words = digits; a yes/no answer is judged by its
+  first word, with variants like "yeah" or "nope"); accuracy per question type (``yes/no``,
+  ``single-word``: the type of most of its answers). With a judge, also the open score: the judge rates
+  the answer against all the question's answers, as ``audiobench``;
 - ``choice`` (AIR-Bench Foundation): the answer is mapped to one option: the exact option text, else an
   option letter ("B", "(B) ...", "the answer is B"), else the one option it names, else the most similar
   option (:data:`MIN_SIMILARITY`, a unique best); never at random. Accuracy per task; answers mapped to
   no option are wrong and counted (``unmappable``);
-- ``audiobench`` (AudioCaps-QA, WavCaps-QA) and ``air-bench-chat``: an LLM judge (:mod:`.judge`).
+- ``audiobench`` (AudioCaps-QA, WavCaps-QA): an LLM judge rates each answer 0-5 (:mod:`.judge`), mean
+  x20; ``audiobench-judge/last-token`` reads verdicts as AudioBench does (a verdict it cannot read scores
+  0, counted ``unparsed``), ``audiobench-judge/rating-line`` re-asks them, then leaves them out (``unjudged``);
+- ``air-bench-chat``: the judge scores the reference answer and the model's 1-10, in both orders by
+  default (``air-bench-chat/both-orders``; ``reference-first``: AIR-Bench's order only), per category
+  (:func:`chat_category`). ``judge_score`` is FusionAudio's figure (the mean over answers x10),
+  ``judge_score_1to10`` and ``reference_score`` AIR-Bench's (their ``overall``: the mean of the
+  categories); a verdict unparsed in either order leaves the answer out (``unjudged``).
 
-A benchmark row without a prediction (none in the file, or the model failed) is wrong, scores the
-lowest judge score, and is counted (``missing``). Predictions match rows by ``(audio_id, instruction)``.
+A question without a prediction (none in the file, or the model failed) is counted (``missing``); it is
+wrong and scores the lowest judge score, except in ``air-bench-chat``, where it is skipped as AIR-Bench's
+script skips it. Predictions match questions by ``(audio_id, instruction)``.
 
 Example:
-    >>> closed_correct("Yes, it is.", "yes"), closed_correct("Two", "2"), closed_correct("a dog", "cat")
-    (True, True, False)
+    >>> closed_correct("Yes, it is.", "yes"), closed_correct("Two", "2"), closed_correct("nine", ["11", "9"])
+    (True, True, True)
 """
 
 from __future__ import annotations
@@ -25,11 +37,13 @@ import json
 import logging
 import re
 import string
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from difflib import SequenceMatcher
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
+from fusion_datasets.errors import UserError
 from fusion_datasets.eval.judge import RUBRICS, AnswerJudge, JudgeConfig, judge_columns
 from fusion_datasets.eval.predict import Prediction, benchmark_name, load_benchmark, read_predictions
 from fusion_datasets.eval.report import OVERALL, write_model_index, write_report
@@ -40,7 +54,13 @@ logger = logging.getLogger(__name__)
 KINDS = {"clotho-aqa": "closed", "air-bench-foundation": "choice", "audiocaps-qa": "audiobench",
          "wavcaps-qa": "audiobench", "air-bench-chat": "air-bench-chat"}
 QA_KINDS = ("closed", "choice", "audiobench", "air-bench-chat")
-COUNT_METRICS = ("missing", "unmappable", "unjudged")
+JUDGE_RUBRICS = {"closed": "audiobench", "audiobench": "audiobench", "air-bench-chat": "air-bench-chat"}
+CHAT_ORDERS = ("both", "reference-first")
+# AIR-Bench chat's task names and the categories its leaderboard reports (cal_score.py's grouping)
+CHAT_CATEGORIES = {"speech_QA": "speech", "speech_dialogue_QA": "speech", "sound_QA": "sound",
+                   "sound_generation_QA": "sound", "music_QA": "music", "music_generation_analysis_QA": "music",
+                   "speech_and_sound_QA": "mixed", "speech_and_music_QA": "mixed"}
+COUNT_METRICS = ("missing", "unmappable", "unjudged", "unparsed")
 MIN_SIMILARITY = 0.6  # the least difflib ratio at which an answer is taken for an option
 _NUMBERS = dict(zip(
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
@@ -49,6 +69,7 @@ _TENS = dict(zip("twenty thirty forty fifty sixty seventy eighty ninety".split()
 _YES = frozenset("yes yeah yep yup true correct affirmative".split())
 _NO = frozenset("no nope nah false incorrect negative".split())
 _ARTICLES = frozenset({"a", "an", "the"})
+_CHAT_TASK = re.compile(r"(.+?_QA)(?:_|$)")
 _LETTER = re.compile(
     r"^\s*\(?([A-Z])\)?[.:)]?\s*$"  # the whole answer: B, (B), B.
     r"|^\s*(?:\(([A-Z])\)|([A-Z])[.:)])(?:\s|$)"  # an answer that starts "(B) ...", "B. ...", "B) ..."
@@ -91,10 +112,13 @@ def question_type(reference: str) -> str:
     return "yes/no" if _yes_no(normalized) and " " not in normalized else "single-word"
 
 
-def closed_correct(prediction: str | None, reference: str) -> bool:
-    """Whether ``prediction`` matches ``reference`` once normalised (a yes/no answer: its first word)."""
+def closed_correct(prediction: str | None, reference: str | Sequence[str]) -> bool:
+    """Whether ``prediction`` matches ``reference`` (or any of several) once normalised (a yes/no answer:
+    its first word)."""
     if not prediction:
         return False
+    if not isinstance(reference, str):
+        return any(closed_correct(prediction, one) for one in reference)
     answer, expected = normalize_answer(prediction), normalize_answer(reference)
     if question_type(reference) == "yes/no":
         return _yes_no(answer) == _yes_no(expected)
@@ -136,59 +160,196 @@ def choose_option(prediction: str | None, options: Sequence[str]) -> int | None:
 
 
 def _grouped(benchmark: str, metric: str, tasks: Sequence[str], values: Iterable[float | None],
-             scale: float) -> list[dict[str, Any]]:
+             scale: float, protocol: str | None = None) -> list[dict[str, Any]]:
     """One row per task: ``scale`` x the mean of its values (``None``: left out of the mean)."""
     groups: dict[str, list[float]] = {}
     for task, value in zip(tasks, values):
         if value is not None:
             groups.setdefault(task, []).append(value)
     return [{"benchmark": benchmark, "task": task, "metric": metric, "value": scale * sum(group) / len(group),
-             "n": len(group)} for task, group in groups.items()]
+             "n": len(group), "protocol": protocol} for task, group in groups.items()]
 
 
-def _counted(benchmark: str, metric: str, tasks: Sequence[str], flags: Sequence[bool]
-             ) -> list[dict[str, Any]]:
+def _counted(benchmark: str, metric: str, tasks: Sequence[str], flags: Sequence[bool],
+             protocol: str | None = None) -> list[dict[str, Any]]:
     """Per task and overall, how many rows are ``flags`` (a count, not a percentage; ``n``: the rows)."""
     groups: dict[str, list[bool]] = {}
     for task, flag in zip(tasks, flags):
         groups.setdefault(task, []).append(flag)
-    rows = [{"benchmark": benchmark, "task": task, "metric": metric, "value": sum(group), "n": len(group)}
-            for task, group in groups.items()]
+    rows = [{"benchmark": benchmark, "task": task, "metric": metric, "value": sum(group), "n": len(group),
+             "protocol": protocol} for task, group in groups.items()]
     return rows + [{"benchmark": benchmark, "task": OVERALL, "metric": metric, "value": sum(flags),
-                    "n": len(flags)}]
+                    "n": len(flags), "protocol": protocol}]
+
+
+def _mean_of_tasks(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` (one metric's task rows) and their ``overall``: the unweighted mean of the tasks."""
+    if not rows:
+        return []
+    mean = sum(row["value"] for row in rows) / len(rows)
+    return [*rows, {**rows[0], "task": OVERALL, "value": mean, "n": sum(row["n"] for row in rows)}]
+
+
+def group_questions(columns: dict[str, list]) -> dict[str, list]:
+    """One row per question: the rows sharing ``(audio_id, instruction)`` keep the first one's columns and
+    gain ``answers``, all their answers in order.
+
+    Example:
+        >>> group_questions({"id": ["a", "b"], "audio_id": ["x.wav"] * 2, "instruction": ["Why?"] * 2,
+        ...                  "answer": ["wind", "rain"]})
+        {'id': ['a'], 'audio_id': ['x.wav'], 'instruction': ['Why?'], 'answer': ['wind'], 'answers': [['wind', 'rain']]}
+    """
+    answers: dict[tuple[str, str | None], list[str]] = {}
+    first: dict[tuple[str, str | None], int] = {}
+    for row, key in enumerate(zip(columns["audio_id"], columns["instruction"])):
+        first.setdefault(key, row)
+        answers.setdefault(key, []).append(columns["answer"][row])
+    grouped = {name: [values[row] for row in first.values()] for name, values in columns.items()}
+    return {**grouped, "answers": list(answers.values())}
+
+
+def chat_category(*names: str | None) -> str | None:
+    """AIR-Bench chat's category (``speech``, ``sound``, ``music``, ``mixed``) of the first of ``names`` that
+    is or starts with one of its task names: Chat_meta.json's ``task_name``, or the audio's folder
+    ``<task_name>_<dataset_name>`` (all FusionAudio's JSON keeps of it).
+
+    Example:
+        >>> chat_category("Open-ended question", "speech_and_music_QA_musiccaps"), chat_category("clips")
+        ('mixed', None)
+    """
+    for name in names:
+        match = _CHAT_TASK.match(name or "")
+        if match and match[1] in CHAT_CATEGORIES:
+            return CHAT_CATEGORIES[match[1]]
+    return None
 
 
 def match_predictions(columns: dict[str, list], predictions: Sequence[Prediction]
-                      ) -> tuple[list[str | None], int]:
-    """Each benchmark row's prediction, by ``(audio_id, instruction)``; the number of unused predictions."""
-    by_key: dict[tuple[str, str | None], str | None] = {}
+                      ) -> tuple[list[str | None], dict[str, int]]:
+    """Each question's prediction, by ``(audio_id, instruction)``, and counts: ``unused`` (predictions that
+    match no question), ``without_text`` (no answer: a failed row, no ``prediction``/``output`` field, or
+    one that is not a string; their questions are missing) and ``conflicting`` (questions answered more
+    than once, differently: the last answer is kept, as FusionAudio's scripts keep it). Each is warned."""
+    by_key: dict[tuple[str, str | None], str] = {}
+    conflicting: dict[tuple[str, str | None], None] = {}
     for prediction in predictions:
-        by_key.setdefault((prediction.audio_id, prediction.instruction), prediction.text)
+        key = (prediction.audio_id, prediction.instruction)
+        if prediction.text is not None:
+            if by_key.get(key, prediction.text) != prediction.text:
+                conflicting[key] = None
+            by_key[key] = prediction.text
     keys = list(zip(columns["audio_id"], columns["instruction"]))
-    unused = len(set(by_key) - set(keys))
-    if unused:
-        logger.warning("%d predictions match no row of the benchmark", unused)
-    return [by_key.get(key) for key in keys], unused
+    counts = {"unused": len({(one.audio_id, one.instruction) for one in predictions} - set(keys)),
+              "without_text": sum(prediction.text is None for prediction in predictions),
+              "conflicting": len(conflicting)}
+    if counts["unused"]:
+        logger.warning("%d predictions match no question of the benchmark (by audio_id and instruction)",
+                       counts["unused"])
+    if counts["without_text"]:
+        logger.warning("%d predictions hold no answer (an error, no prediction or output field, or not a "
+                       "string)", counts["without_text"])
+    if conflicting:
+        audio_id, instruction = next(iter(conflicting))
+        logger.warning("%d questions have differing predictions (the first: audio_id %r, instruction %r); "
+                       "the last prediction of each is scored", len(conflicting), audio_id, instruction)
+    return [by_key.get(key) for key in keys], counts
 
 
 def _tasks(columns: dict[str, list], default: str) -> list[str]:
     return [task or default for task in columns.get("task", [None] * len(columns["id"]))]
 
 
-def score_qa(benchmark: str, kind: str, columns: dict[str, list], judge: JudgeConfig | None = None
-             ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Report rows and per-row results of ``columns`` (a benchmark's columns with ``prediction``)."""
-    predictions, references = columns["prediction"], columns["answer"]
+def _chat_tasks(columns: dict[str, list]) -> list[str]:
+    """Each question's :func:`chat_category` from ``task_name``, ``task`` or its audio's folder."""
+    size = len(columns["id"])
+    names = zip(columns.get("task_name", [None] * size), columns.get("task", [None] * size),
+                (PurePosixPath(audio_id.replace("\\", "/")).parent.name for audio_id in columns["audio_id"]))
+    tasks = [chat_category(*row) or "uncategorized" for row in names]
+    if "uncategorized" in tasks:
+        logger.warning("%d questions have no AIR-Bench chat category (no task_name, and their audio is not in a "
+                       "<task_name>_<dataset> folder): reported as uncategorized", tasks.count("uncategorized"))
+    return tasks
+
+
+def _judge_details(judged: dict[str, list], index: int, copies: int) -> dict[str, Any]:
+    """What ``items.jsonl`` keeps of a question's verdicts (a list per order where it was judged twice)."""
+    size = len(judged["judge_answer"]) // copies
+    picked = [index + copy * size for copy in range(copies)]
+    verdicts = [judged["judge_answer"][row] for row in picked]
+    return {"judge_answer": verdicts[0] if copies == 1 else verdicts,
+            "errors": [error for row in picked for error in judged["errors"][row]],
+            "llm_usage": [entry for row in picked for entry in judged["llm_usage"][row] or []]}
+
+
+def _audiobench_rows(benchmark: str, tasks: Sequence[str], columns: dict[str, list], missing: Sequence[bool],
+                     judge: JudgeConfig, items: list[dict[str, Any]], protocol: str) -> list[dict[str, Any]]:
+    """The judge's 0-5 ratings against all of each question's answers: ``judge_score`` (x20) and the count
+    of ``unparsed`` (last-token: they score 0) or ``unjudged`` verdicts (rating-line: left out)."""
+    judged = judge_columns({"question": columns["question"], "answer": columns["answers"],
+                            "prediction": columns["prediction"]}, judge)
+    scores, low = judged["judge_score"], RUBRICS["audiobench"].low
+    failed = [score is None and not gone for score, gone in zip(scores, missing)]
+    last_token = judge.parse == "last-token"
+    values = [low if gone or (bad and last_token) else score for score, gone, bad in zip(scores, missing, failed)]
+    rows = _grouped(benchmark, "judge_score", tasks, values, RUBRICS["audiobench"].report_scale, protocol)
+    rows += _counted(benchmark, "unparsed" if last_token else "unjudged", tasks, failed, protocol)
+    for index, item in enumerate(items):
+        item.update(judge_score=scores[index], **_judge_details(judged, index, 1))
+    return rows
+
+
+def _chat_rows(benchmark: str, tasks: Sequence[str], columns: dict[str, list], missing: Sequence[bool],
+               judge: JudgeConfig, items: list[dict[str, Any]], orders: str, protocol: str
+               ) -> list[dict[str, Any]]:
+    """AIR-Bench chat: each answer judged beside the question's (first) reference answer, in ``orders``;
+    a question's score is the mean over the orders, ``None`` where a verdict failed or it has no answer."""
+    firsts = (True, False) if orders == "both" else (True,)
+    size = len(missing)
+    judged = judge_columns({
+        "question": list(columns["question"]) * len(firsts),
+        "answer": [answers[0] for answers in columns["answers"]] * len(firsts),
+        "prediction": list(columns["prediction"]) * len(firsts),
+        "meta_info": list(columns.get("meta_info", [None] * size)) * len(firsts),
+        "reference_first": [first for first in firsts for _ in range(size)],
+    }, judge)
+
+    def mean_over_orders(column: str) -> list[float | None]:
+        values = [[judged[column][index + copy * size] for copy in range(len(firsts))] for index in range(size)]
+        return [None if None in pair else sum(pair) / len(pair) for pair in values]
+
+    scores, references = mean_over_orders("judge_score"), mean_over_orders("judge_reference_score")
+    rows = _grouped(benchmark, "judge_score", tasks, scores, RUBRICS["air-bench-chat"].report_scale, protocol)
+    rows += _mean_of_tasks(_grouped(benchmark, "judge_score_1to10", tasks, scores, 1.0, protocol))
+    rows += _mean_of_tasks(_grouped(benchmark, "reference_score", tasks, references, 1.0, protocol))
+    rows += _counted(benchmark, "unjudged", tasks,
+                     [score is None and not gone for score, gone in zip(scores, missing)], protocol)
+    for index, item in enumerate(items):
+        item.update(judge_score=scores[index], judge_reference_score=references[index],
+                    **_judge_details(judged, index, len(firsts)))
+    return rows
+
+
+def score_qa(benchmark: str, kind: str, columns: dict[str, list], judge: JudgeConfig | None = None,
+             chat_orders: str = "both") -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Report rows and per-question results of ``columns``: a benchmark's questions (:func:`group_questions`)
+    with ``prediction``."""
+    predictions, answers = columns["prediction"], columns["answers"]
     missing = [not (prediction or "").strip() for prediction in predictions]
-    items = [{"id": row_id, "prediction": prediction, "answer": answer}
-             for row_id, prediction, answer in zip(columns["id"], predictions, references)]
+    items = [{"id": row_id, "prediction": prediction, "answers": references}
+             for row_id, prediction, references in zip(columns["id"], predictions, answers)]
+    if kind in ("audiobench", "air-bench-chat") and judge is None:
+        raise ValueError(f"{benchmark} ({kind}) is scored by an LLM judge: give a judge model")
+    protocol = None
     if kind == "closed":
-        tasks = [question_type(reference) for reference in references]
-        correct = [closed_correct(prediction, reference)
-                   for prediction, reference in zip(predictions, references)]
-        rows = _grouped(benchmark, "accuracy", tasks, correct, 100.0)
+        protocol = "clotho-aqa/grouped"
+        tasks = [Counter(map(question_type, references)).most_common(1)[0][0] for references in answers]
+        correct = [closed_correct(prediction, references) for prediction, references in zip(predictions, answers)]
+        rows = _grouped(benchmark, "accuracy", tasks, correct, 100.0, protocol)
         for item, value in zip(items, correct):
             item["correct"] = value
+        if judge is not None:  # the open score, as FusionAudio's Clotho-AQA evaluation gives it
+            rows += _audiobench_rows(benchmark, tasks, columns, missing, judge, items,
+                                     f"{protocol}+audiobench-judge/{judge.parse}")
     elif kind == "choice":
         tasks = _tasks(columns, "multiple choice")
         chosen = [choose_option(prediction, options)
@@ -200,22 +361,25 @@ def score_qa(benchmark: str, kind: str, columns: dict[str, list], judge: JudgeCo
                          [index is None and not gone for index, gone in zip(chosen, missing)])
         for item, letter, value in zip(items, letters, correct):
             item.update(chosen=letter, correct=value)
-    else:
-        if judge is None:
-            raise ValueError(f"{benchmark} ({kind}) is scored by an LLM judge: give a judge model")
-        rubric = RUBRICS[judge.rubric]
+    elif kind == "audiobench" and judge is not None:
+        protocol = f"audiobench-judge/{judge.parse}"
         tasks = _tasks(columns, "open-ended")
-        judged = judge_columns({**columns, "meta_info": columns.get("meta_info", [None] * len(tasks))}, judge)
-        scores = [rubric.low if gone else score for gone, score in zip(missing, judged["judge_score"])]
-        rows = _grouped(benchmark, "judge_score", tasks, scores, rubric.report_scale)
-        if kind == "air-bench-chat":
-            rows += _grouped(benchmark, "reference_score", tasks, judged["judge_reference_score"], 1.0)
-        rows += _counted(benchmark, "unjudged", tasks, [score is None for score in scores])
-        for index, item in enumerate(items):
-            item.update({name: judged[name][index] for name in
-                         ("judge_score", "judge_reference_score", "judge_answer", "errors", "llm_usage")})
-    rows += _counted(benchmark, "missing", tasks, missing)
+        rows = _audiobench_rows(benchmark, tasks, columns, missing, judge, items, protocol)
+    elif judge is not None:
+        protocol = f"air-bench-chat/{'both-orders' if chat_orders == 'both' else chat_orders}"
+        tasks = _chat_tasks(columns)
+        rows = _chat_rows(benchmark, tasks, columns, missing, judge, items, chat_orders, protocol)
+    rows += _counted(benchmark, "missing", tasks, missing, protocol)
     return rows, items
+
+
+def _nothing_to_score(predictions: str | Path, benchmark: str, questions: int, read: int,
+                      counts: dict[str, int], skipped: Counter) -> UserError:
+    found = (f"{read} predictions read, {counts['without_text']} without an answer, {counts['unused']} matching "
+             f"no question, {sum(skipped.values())} lines unusable")
+    return UserError(f"{predictions}: none of the {questions} questions of {benchmark} has an answer to score "
+                     f"({found}). Predictions match questions by audio_id and instruction, and each needs a string "
+                     "prediction (or output): check that the file holds this benchmark's answers")
 
 
 def run_qa_eval(
@@ -226,6 +390,8 @@ def run_qa_eval(
     model: str | None = None,
     kind: str | None = None,
     judge: BackendConfig | None = None,
+    judge_parse: str = "last-token",
+    chat_orders: str = "both",
     max_reasks: int = 2,
     judge_max_new_tokens: int = 256,
     split: str = "test",
@@ -234,11 +400,13 @@ def run_qa_eval(
 ) -> dict[str, Any]:
     """``fusion-datasets eval qa``: score ``predictions`` on ``benchmark``; write the report into ``output``.
 
-    Beside ``report.json`` and ``report.md``: ``items.jsonl`` (each row's prediction, verdict and the
-    judge's raw answer) and ``details.json`` (kind, counts, the judge's model and prompt version).
-    Prediction lines that cannot be used are logged with their ``file:line`` and counted there.
-    ``model`` names the model in the report (default: the predictions file's name). A reasoning judge
-    needs a ``judge_max_new_tokens`` that leaves room for its trace.
+    Beside ``report.json`` and ``report.md``: ``items.jsonl`` (each question's prediction, answers, verdict
+    and the judge's raw answer) and ``details.json`` (kind, counts, the judge's model and prompt version).
+    Prediction lines that cannot be used are logged with their ``file:line`` and counted there; a file that
+    answers no question is a :class:`UserError`. ``model`` names the model in the report (default: the
+    predictions file's name). ``judge_parse`` (audiobench verdicts) and ``chat_orders`` choose the protocol
+    (see the module docstring). A reasoning judge needs a ``judge_max_new_tokens`` that leaves room for its
+    trace.
 
     Example:
         >>> judge = BackendConfig(kind="server", model="Qwen/Qwen2.5-72B-Instruct",
@@ -249,20 +417,31 @@ def run_qa_eval(
     kind = kind or KINDS.get(name)
     if kind not in QA_KINDS:
         raise ValueError(f"the kind of benchmark {name!r} is unknown: give kind ({', '.join(QA_KINDS)})")
+    if chat_orders not in CHAT_ORDERS:
+        raise ValueError(f"chat_orders must be one of {', '.join(CHAT_ORDERS)}, got {chat_orders!r}")
     judge_config = None
-    if judge is not None and kind in RUBRICS:
-        judge_config = JudgeConfig(backend=judge, rubric=kind, max_reasks=max_reasks,
-                                   max_new_tokens=judge_max_new_tokens)
-    columns = load_benchmark(benchmark, split, config).remove_columns("audio")[:]
+    if judge is not None and kind in JUDGE_RUBRICS:
+        judge_config = JudgeConfig(backend=judge, rubric=JUDGE_RUBRICS[kind], parse=judge_parse,
+                                   max_reasks=max_reasks, max_new_tokens=judge_max_new_tokens)
+    table = load_benchmark(benchmark, split, config).remove_columns("audio")
+    columns = group_questions(table[:])
     answers, skipped = read_predictions(predictions)
-    columns["prediction"], unused = match_predictions(columns, answers)
-    rows, items = score_qa(name, kind, columns, judge_config)
+    columns["prediction"], counts = match_predictions(columns, answers)
+    missing = sum(not (prediction or "").strip() for prediction in columns["prediction"])
+    if missing == len(columns["prediction"]):
+        raise _nothing_to_score(predictions, name, missing, len(answers), counts, skipped)
+    if missing:
+        logger.warning("%d of %d questions have no answer: counted as missing, and %s", missing,
+                       len(columns["prediction"]), "skipped" if kind == "air-bench-chat" else "scored wrong")
+    rows, items = score_qa(name, kind, columns, judge_config, chat_orders)
     folder = Path(output)
     report = write_report(folder, model or Path(predictions).stem, rows)
     with open(folder / "items.jsonl", "w", encoding="utf-8") as handle:
         handle.writelines(json.dumps(item, ensure_ascii=False) + "\n" for item in items)
-    details = {"benchmark": name, "kind": kind, "predictions": str(predictions), "rows": len(items),
-               "skipped_predictions": dict(skipped), "unused_predictions": unused,
+    details = {"benchmark": name, "kind": kind, "predictions": str(predictions), "rows": table.num_rows,
+               "questions": len(items), "missing": missing, "skipped_predictions": dict(skipped),
+               "unused_predictions": counts["unused"], "predictions_without_answer": counts["without_text"],
+               "conflicting_predictions": counts["conflicting"],
                "judge": judge_config and AnswerJudge(judge_config).provenance_entry()}
     (folder / "details.json").write_text(json.dumps(details, indent=2) + "\n")
     if model_index:

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from fusion_datasets.cli import main
-from fusion_datasets.eval.judge import RUBRICS, JudgeConfig, parse_rating, parse_score_pair
+from fusion_datasets.eval.judge import RUBRICS, JudgeConfig, parse_last_token, parse_rating, parse_score_pair
 from fusion_datasets.eval.qa import run_qa_eval
 from fusion_datasets.llm.backends import BackendConfig
 from fusion_datasets.llm.parsing import ParseError
@@ -36,6 +36,30 @@ def _items(output) -> list[dict]:
 )
 def test_ratings_in_odd_formats(verdict, rating):
     assert parse_rating(verdict) == rating
+
+
+@pytest.mark.parametrize(
+    ("verdict", "rating"),
+    [  # what AudioBench's judge (and FusionAudio's) makes of a verdict: float(last token); None is its 0
+        ("Explanation: same source.\nRating: 4", 4.0),
+        ("Rating: 2", 2.0),
+        ("It is close: 4 out of 5.", 5.0),  # the last token, not the rating
+        ("Rating: (3)", 3.0),  # FusionAudio strips the brackets
+        ("Rating: 4.", 4.0),
+        ("Rating: 3.5", 3.5),
+        ("**Rating:** four", None),  # a word
+        ("Rating: 4/5", None),
+        ("Rating: **4**", None),
+        ("Rating: 4\nI am confident.", None),  # anything after the rating
+        ("Rating: 6", None),  # out of 0-5: FusionAudio counts it a failure
+        ("Rating: nan", None),
+        ("<think>Rating: 1</think>\nRating: 2", 2.0),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_last_token_ratings_as_audiobench_reads_them(verdict, rating):
+    assert parse_last_token(verdict) == rating
 
 
 @pytest.mark.parametrize(
@@ -80,6 +104,9 @@ def test_the_rubric_picks_the_versioned_prompt():
     )
     with pytest.raises(ValueError, match="rubric must be one of audiobench, air-bench-chat"):
         JudgeConfig(backend=BackendConfig(model="judge"), rubric="gpt4")
+    with pytest.raises(ValueError, match="parse must be one of last-token, rating-line"):
+        JudgeConfig(backend=BackendConfig(model="judge"), parse="first-token")
+    assert JudgeConfig(backend=BackendConfig(model="judge")).prompt_version == "judge_audiobench_v2"
 
 
 @pytest.fixture
@@ -117,10 +144,15 @@ def test_audiobench_judge_in_process(audiocaps_qa, tiny_zoo, tmp_path, report_ro
     benchmark, predictions = audiocaps_qa
     judge_lm = str(tiny_zoo["judge-lm"])
     output = tmp_path / "report"
-    assert main(["eval", "qa", "--predictions", str(predictions), "--benchmark", str(benchmark), "--output",
-                 str(output), "--judge-model", judge_lm]) == 0
+    command = ["eval", "qa", "--predictions", str(predictions), "--benchmark", str(benchmark), "--judge-model",
+               judge_lm]
+    assert main([*command, "--output", str(tmp_path / "last-token")]) == 0
+    # AudioBench reads the verdict's last token, "four": not a number, so each answer scores 0
+    results = report_rows(tmp_path / "last-token")
+    assert results["overall", "judge_score"] == (0.0, 4) and results["overall", "unparsed"] == (3, 4)
 
-    results = report_rows(output)  # 3 answers rated 4 (x20), the missing one 0
+    assert main([*command, "--output", str(output), "--judge-parse", "rating-line"]) == 0
+    results = report_rows(output)  # "**Rating:** four": 3 answers rated 4 (x20), the missing one 0
     assert results["open-ended", "judge_score"] == (60.0, 4) and results["overall", "judge_score"] == (
         60.0,
         4,
@@ -131,16 +163,15 @@ def test_audiobench_judge_in_process(audiocaps_qa, tiny_zoo, tmp_path, report_ro
     assert [item["judge_score"] for item in items] == [4.0] * 3 + [None]
     assert items[0]["llm_usage"][0]["reasks"] == 0 and items[0]["llm_usage"][0]["completion_tokens"] > 0
     judge = json.loads((output / "details.json").read_text())["judge"]
-    assert judge["model"] == model_reference(judge_lm)[0] and judge["prompt"] == "judge_audiobench_v1"
-    assert judge["prompt_sha256"] == hashlib.sha256(read_prompt("judge_audiobench_v1").encode()).hexdigest()
+    assert judge["model"] == model_reference(judge_lm)[0] and judge["prompt"] == "judge_audiobench_v2"
+    assert judge["prompt_sha256"] == hashlib.sha256(read_prompt("judge_audiobench_v2").encode()).hexdigest()
 
 
 def test_verdicts_that_never_parse_are_reasked_then_counted(audiocaps_qa, tiny_zoo, tmp_path, report_rows):
     benchmark, predictions = audiocaps_qa
     judge = BackendConfig(model=str(tiny_zoo["chat-lm"]))  # random weights: never a verdict
-    report = run_qa_eval(
-        predictions, benchmark, tmp_path / "report", judge=judge, max_reasks=1, judge_max_new_tokens=8
-    )
+    report = run_qa_eval(predictions, benchmark, tmp_path / "report", judge=judge, judge_parse="rating-line",
+                         max_reasks=1, judge_max_new_tokens=8)
 
     results = report_rows(tmp_path / "report")
     assert results["overall", "unjudged"] == (3, 4) and results["overall", "missing"] == (1, 4)
@@ -186,11 +217,13 @@ def test_air_bench_chat_judge_through_a_real_server(make_benchmark, fa_row, tiny
         assert main(["eval", "qa", "--predictions", str(tmp_path / "answers.json"), "--benchmark", str(benchmark),
                      "--output", str(tmp_path / "served"), "--judge-model", judge_lm, "--judge-kind", "server",
                      "--judge-url", server.base_url]) == 0
-    results = report_rows(tmp_path / "served")  # the answers 8, the references 6; the missing answer 1
-    assert results["music", "judge_score"] == (8.0, 1) and results["sound", "judge_score"] == (1.0, 1)
-    assert results["overall", "judge_score"] == (pytest.approx(17 / 3), 3)
-    assert results["overall", "reference_score"] == (6.0, 2) and results["overall", "unjudged"] == (0, 3)
-    assert RUBRICS["air-bench-chat"].report_scale == 1.0
+    # "8 6" in both orders: the answer 6 (reference first) and 8, the reference 8 and 6; the missing one skipped.
+    # The audio is in no <task_name>_<dataset> folder: no category
+    results = report_rows(tmp_path / "served")
+    assert results["uncategorized", "judge_score"] == (70.0, 2) and results["overall", "judge_score"] == (70.0, 2)
+    assert results["overall", "judge_score_1to10"] == (7.0, 2) and results["overall", "reference_score"] == (7.0, 2)
+    assert results["overall", "missing"] == (1, 3) and results["overall", "unjudged"] == (0, 3)
+    assert RUBRICS["air-bench-chat"].report_scale == 10.0
     details = json.loads((tmp_path / "served" / "details.json").read_text())
     assert details["judge"]["prompt"] == "judge_airbench_chat_v1" and details["judge"]["model"] == model_reference(judge_lm)[0]
 
@@ -200,4 +233,4 @@ def test_air_bench_chat_judge_through_a_real_server(make_benchmark, fa_row, tiny
     assert [[item[key] for key in verdicts] for item in local] == [
         [item[key] for key in verdicts] for item in served
     ]
-    assert served[0]["judge_answer"] == JUDGE_ANSWER
+    assert served[0]["judge_answer"] == [JUDGE_ANSWER] * 2  # reference first, then the model's answer first

@@ -44,6 +44,9 @@ def test_normalize_answer(text, normalized):
         ("dogs", "dog", False),
         ("", "dog", False),
         (None, "yes", False),
+        ("Nine.", ["eleven", "nine", "eleven"], True),  # any of a question's answers
+        ("No", ["yes", "yes", "yes"], False),
+        ("no", ["yes", "no", "yes"], True),
     ],
 )
 def test_closed_ended_match(prediction, reference, correct):
@@ -193,19 +196,24 @@ def test_a_benchmark_of_unknown_kind_needs_one(make_benchmark, fa_row, write_jso
     benchmark = make_benchmark("clotho-aqa", [fa_row("music", "Is music playing?", "yes")])
     (benchmark / "stats.json").unlink()  # no builder name: the folder's name, which is no known benchmark
     renamed = benchmark.rename(tmp_path / "my-qa")
-    file = write_jsonl(tmp_path / "p.jsonl", [])
+    file = write_jsonl(tmp_path / "p.jsonl", [
+        {"audio_id": "clips/music.wav", "instruction": "Is music playing?", "prediction": "Yes."}])
     assert main(["eval", "qa", "--predictions", str(file), "--benchmark", str(renamed), "--output",
                  str(tmp_path / "r")]) == 2  # a user error: one line, no traceback
     assert "'my-qa' is unknown: give kind" in capsys.readouterr().err
     assert main(["eval", "qa", "--predictions", str(file), "--benchmark", str(renamed), "--output",
                  str(tmp_path / "r"), "--kind", "closed"]) == 0
-    assert report_rows(tmp_path / "r")["overall", "missing"] == (1, 1)
+    assert report_rows(tmp_path / "r")["overall", "accuracy"] == (100.0, 1)
 
 
 def test_evaluate_module():
     metric = evaluate.load(module_path("audio_qa"))
     assert metric.compute(predictions=["Yes.", "two", "a cat"], references=["yes", "2", "dog"]) == {
         "accuracy": pytest.approx(200 / 3)
+    }
+    # a question with several answers (Clotho-AQA's annotators): any of them is right
+    assert metric.compute(predictions=["nine", "no"], references=[["eleven", "nine"], ["yes", "yes"]]) == {
+        "accuracy": 50.0
     }
     result = metric.compute(
         predictions=["B", "jazz"], references=["[3.85, 10.02]", "D"], options=[OPTIONS] * 2
