@@ -53,17 +53,19 @@ def _stub_judge(server: StubChatServer) -> list[str]:
 
 @pytest.fixture
 def benchmark(tmp_path, eval_clips):
-    """``benchmark(name, rows)``: ``rows`` (FusionAudio eval JSON) built by ``fusion_datasets.builders.build``,
-    each audio file lying at the last folder and name of its ``audio_id`` under the data folder."""
+    """``benchmark(name, rows, file=None)``: ``rows`` (FusionAudio eval JSON, or a benchmark's own meta file
+    named ``file``) built by ``fusion_datasets.builders.build``, each audio file lying at the last folder and
+    name of its ``audio_id`` (AIR-Bench's: of ``<task_name>_<dataset_name>/<path>``) under the data folder."""
     from fusion_datasets.builders import build
 
-    def make(name: str, rows: list[dict]) -> Path:
+    def make(name: str, rows: list[dict], file: str | None = None) -> Path:
         data = tmp_path / f"{name}-data"
-        for audio_id in {row["audio_id"] for row in rows}:
+        for row in rows:
+            audio_id = row.get("audio_id") or f"{row['task_name']}_{row['dataset_name']}/{row['path']}"
             target = data.joinpath(*PurePosixPath(audio_id).parts[-2:])
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(eval_clips["noise"], target)
-        (data / f"{name}.json").write_text(json.dumps(rows, indent=4))
+        (data / (file or f"{name}.json")).write_text(json.dumps(rows, indent=4))
         build(name, data, tmp_path / name)
         return tmp_path / name
 
@@ -263,6 +265,25 @@ def test_air_bench_chat_as_the_reference_scores_it(benchmark, tmp_path, orders, 
     protocol = "air-bench-chat/both-orders" if orders == "both" else "air-bench-chat/reference-first"
     assert {key: results[key] for key in expected} == {key: (*value, protocol) for key, value in expected.items()}
     assert {protocol} == {row[2] for row in results.values()}
+
+
+def test_air_bench_chat_categories_from_its_own_meta_file(benchmark, tmp_path):
+    rows = [  # Chat_meta.json's fields; the audio at <task_name>_<dataset_name>/<path>
+        {"path": "fe_03_00001_0.wav", "question": "What do the speakers plan?", "answer_gt": "A trip.",
+         "task_name": "speech_dialogue_QA", "dataset_name": "fisher", "uniq_id": 1, "meta_info": "Two people talk."},
+        {"path": "Yb0RFKhbpFJA.wav", "question": "What makes the noise?", "answer_gt": "A train.",
+         "task_name": "sound_generation_QA", "dataset_name": "audiocaps", "uniq_id": 2, "meta_info": "A train."},
+    ]
+    data = benchmark("air-bench-chat", rows, "Chat_meta.json")
+    lines = [{"audio_id": f"{row['task_name']}_{row['dataset_name']}/{row['path']}", "instruction": row["question"],
+              "prediction": "I think so."} for row in rows]
+    predictions = tmp_path / "preds.jsonl"
+    predictions.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    with StubChatServer(lambda request: "8 6") as server:  # both orders: the answer (6 + 8) / 2
+        assert main(["eval", "qa", "--predictions", str(predictions), "--benchmark", str(data), "--output",
+                     str(tmp_path / "r"), *_stub_judge(server)]) == 0
+    results = _report(tmp_path / "r")
+    assert results["speech", "judge_score_1to10"][:2] == results["sound", "judge_score_1to10"][:2] == (7.0, 1)
 
 
 @pytest.mark.parametrize(
