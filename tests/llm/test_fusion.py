@@ -145,7 +145,7 @@ def test_fusion_of_a_batch_of_varied_cue_rows(tiny_zoo):
     assert fused["errors"] == [[]] * 6
     prompt_hash = hashlib.sha256(read_prompt("fusion_v1").encode()).hexdigest()
     assert fused["provenance"] == [[{
-        "stage": "fusion", "model": str(tiny_zoo["fusion-lm"]), "revision": None, "prompt": "fusion_v1",
+        "stage": "fusion", "model": "local:fusion-lm", "revision": None, "prompt": "fusion_v1",
         "prompt_sha256": prompt_hash, "params": '{"max_new_tokens": 1024, "seed": null, "temperature": 0.0}',
         "package_version": fusion_datasets.__version__,
     }]] * 6

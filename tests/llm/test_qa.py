@@ -75,7 +75,7 @@ def test_qa_pairs_are_validated_per_clip_and_no_row_is_dropped(with_qa, tiny_zoo
     assert [entries and entries[-1]["reasks"] for entries in with_qa["llm_usage"]] == [0, 0, None, 2]
     entries = with_qa["provenance"][0]
     assert entries[0] == FUSION_ENTRY and entries[1]["stage"] == "qa" and entries[1]["prompt"] == "qa_v1"
-    assert entries[1]["model"] == str(tiny_zoo["qa-lm"])
+    assert entries[1]["model"] == "local:qa-lm"
 
 
 def test_a_rerun_asks_again_only_for_the_failed_clip(with_qa, tiny_zoo):

@@ -216,3 +216,14 @@ def test_too_long_and_truncated_files_are_recorded_per_row_and_retried_by_the_li
     stats = json.loads((output / "stats.json").read_text())
     assert stats["stages"]["decode"] == {"rows": 4, "errors": 1}  # only the too-long clip was redone
     assert stats["errors_by_stage"] == {"decode_warning": 1}
+
+
+def test_a_run_on_a_relative_folder_loads_and_decodes_from_another_directory(tmp_path, tiny_zoo, monkeypatch):
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    _clip(work / "clips" / "dog.wav")
+    elsewhere.mkdir()
+    monkeypatch.chdir(work)
+    assert _run("clips", "out") == 0  # paths as a user types them, relative to where the command runs
+    monkeypatch.chdir(elsewhere)
+    cues = datasets.load_dataset(str(work / "out"), "cues", split="train").cast_column("audio", datasets.Audio())
+    assert cues[0]["audio"].get_all_samples().data.shape[-1] == 16000

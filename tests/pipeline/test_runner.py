@@ -162,7 +162,7 @@ def test_a_dry_run_builds_no_model(tmp_path, clip_folder, monkeypatch, capsys):
     unbuilt = tmp_path / "no-zoo-yet"
     monkeypatch.setenv("FUSION_DATASETS_TINY_ZOO", str(unbuilt))
     _run(clip_folder, tmp_path / "out", "--dry-run")
-    assert str(unbuilt / "whisper") in capsys.readouterr().out and not unbuilt.exists()
+    assert "no-zoo-yet/whisper" in capsys.readouterr().out and not unbuilt.exists()  # named, not built
 
 
 def test_an_hf_output_pushes_each_shard_then_the_card(tmp_path, tiny_zoo, clip_folder, monkeypatch):
