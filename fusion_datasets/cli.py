@@ -151,7 +151,8 @@ def _eval_qa(args: argparse.Namespace) -> int:
     run_qa_eval(
         args.predictions, args.benchmark, args.output, model=args.model, kind=args.kind, judge=judge,
         judge_parse=args.judge_parse, chat_orders=args.chat_orders, max_reasks=args.max_reasks,
-        judge_max_new_tokens=args.judge_max_new_tokens, split=args.split,
+        judge_max_new_tokens=args.judge_max_new_tokens, align_seed=args.align_seed,
+        align_temperature=args.align_temperature, split=args.split,
         config=args.config, model_index=args.model_index,
     )
     print(Path(args.output) / "report.md")
@@ -304,6 +305,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "'Rating: N', re-asked, left out if still missing")
     qa.add_argument("--chat-orders", choices=["both", "reference-first"], default="both",
                     help="AIR-Bench chat: judge each answer in both orders (averaged) or in AIR-Bench's only")
+    qa.add_argument("--align-seed", type=int, default=0,
+                    help="AIR-Bench Foundation with a judge: the seed of its alignment of answers to options")
+    qa.add_argument("--align-temperature", type=float, default=1.0,
+                    help="AIR-Bench Foundation with a judge: the alignment's temperature (AIR-Bench's: 1)")
     qa.add_argument("--max-reasks", type=int, default=2, help="re-asks of a verdict that does not parse")
     qa.add_argument("--judge-max-new-tokens", type=int, default=256, help="more for a reasoning judge")
     qa.set_defaults(handler=_eval_qa)

@@ -9,10 +9,11 @@ AudioBench's evaluations do. Each benchmark has a kind (from the builder that ma
   first word, with variants like "yeah" or "nope"); accuracy per question type (``yes/no``,
   ``single-word``: the type of most of its answers). With a judge, also the open score: the judge rates
   the answer against all the question's answers, as ``audiobench``;
-- ``choice`` (AIR-Bench Foundation): the answer is mapped to one option: the exact option text, else an
-  option letter ("B", "(B) ...", "the answer is B"), else the one option it names, else the most similar
-  option (:data:`MIN_SIMILARITY`, a unique best); never at random. Accuracy per task; answers mapped to
-  no option are wrong and counted (``unmappable``);
+- ``choice`` (AIR-Bench Foundation, protocol ``air-bench-foundation/strict``): the answer is mapped to one
+  option: the exact option text, else an option letter ("B", "(B) ...", "the answer is B"), else the one
+  option it names, else the most similar option (:data:`MIN_SIMILARITY`, a unique best); never at random.
+  Accuracy per task; answers mapped to no option are wrong and counted (``unmappable``). With a judge, also
+  AIR-Bench's own ``air-bench-foundation/aligned`` (:mod:`.foundation`);
 - ``audiobench`` (AudioCaps-QA, WavCaps-QA): an LLM judge rates each answer 0-5 (:mod:`.judge`), mean
   x20; ``audiobench-judge/last-token`` reads verdicts as AudioBench does (a verdict it cannot read scores
   0, counted ``unparsed``), ``audiobench-judge/rating-line`` re-asks them, then leaves them out (``unjudged``);
@@ -44,6 +45,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from fusion_datasets.errors import UserError
+from fusion_datasets.eval.foundation import ALIGNED, STRICT, AlignConfig, OptionAligner, aligned_correct
 from fusion_datasets.eval.judge import RUBRICS, AnswerJudge, JudgeConfig, judge_columns
 from fusion_datasets.eval.predict import Prediction, benchmark_name, load_benchmark, read_predictions
 from fusion_datasets.eval.report import OVERALL, write_model_index, write_report
@@ -60,7 +62,7 @@ CHAT_ORDERS = ("both", "reference-first")
 CHAT_CATEGORIES = {"speech_QA": "speech", "speech_dialogue_QA": "speech", "sound_QA": "sound",
                    "sound_generation_QA": "sound", "music_QA": "music", "music_generation_analysis_QA": "music",
                    "speech_and_sound_QA": "mixed", "speech_and_music_QA": "mixed"}
-COUNT_METRICS = ("missing", "unmappable", "unjudged", "unparsed")
+COUNT_METRICS = ("missing", "unmappable", "unaligned", "unjudged", "unparsed")
 MIN_SIMILARITY = 0.6  # the least difflib ratio at which an answer is taken for an option
 _NUMBERS = dict(zip(
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
@@ -180,6 +182,14 @@ def _counted(benchmark: str, metric: str, tasks: Sequence[str], flags: Sequence[
              "protocol": protocol} for task, group in groups.items()]
     return rows + [{"benchmark": benchmark, "task": OVERALL, "metric": metric, "value": sum(flags),
                     "n": len(flags), "protocol": protocol}]
+
+
+def _choice_rows(benchmark: str, tasks: Sequence[str], correct: Sequence[bool | None], counted: str,
+                 flags: Sequence[bool], protocol: str) -> list[dict[str, Any]]:
+    """Accuracy per task and overall (given here: each protocol keeps its own), and the count ``counted``."""
+    return (_grouped(benchmark, "accuracy", tasks, correct, 100.0, protocol)
+            + _grouped(benchmark, "accuracy", [OVERALL] * len(tasks), correct, 100.0, protocol)
+            + _counted(benchmark, counted, tasks, flags, protocol))
 
 
 def _mean_of_tasks(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -330,9 +340,10 @@ def _chat_rows(benchmark: str, tasks: Sequence[str], columns: dict[str, list], m
 
 
 def score_qa(benchmark: str, kind: str, columns: dict[str, list], judge: JudgeConfig | None = None,
-             chat_orders: str = "both") -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+             chat_orders: str = "both", align: AlignConfig | None = None
+             ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Report rows and per-question results of ``columns``: a benchmark's questions (:func:`group_questions`)
-    with ``prediction``."""
+    with ``prediction``; ``align``: also AIR-Bench Foundation's aligned scoring."""
     predictions, answers = columns["prediction"], columns["answers"]
     missing = [not (prediction or "").strip() for prediction in predictions]
     items = [{"id": row_id, "prediction": prediction, "answers": references}
@@ -351,16 +362,22 @@ def score_qa(benchmark: str, kind: str, columns: dict[str, list], judge: JudgeCo
             rows += _audiobench_rows(benchmark, tasks, columns, missing, judge, items,
                                      f"{protocol}+audiobench-judge/{judge.parse}")
     elif kind == "choice":
+        protocol = STRICT
         tasks = _tasks(columns, "multiple choice")
         chosen = [choose_option(prediction, options)
                   for prediction, options in zip(predictions, columns["options"])]
         letters = [None if index is None else string.ascii_uppercase[index] for index in chosen]
         correct = [letter == expected for letter, expected in zip(letters, columns["answer_letter"])]
-        rows = _grouped(benchmark, "accuracy", tasks, correct, 100.0)
-        rows += _counted(benchmark, "unmappable", tasks,
-                         [index is None and not gone for index, gone in zip(chosen, missing)])
+        rows = _choice_rows(benchmark, tasks, correct, "unmappable",
+                            [index is None and not gone for index, gone in zip(chosen, missing)], STRICT)
         for item, letter, value in zip(items, letters, correct):
             item.update(chosen=letter, correct=value)
+        if align is not None:  # AIR-Bench's own scoring comes first: its leaderboard's and FusionAudio's figure
+            aligned, replies = aligned_correct(columns, align)
+            rows = _choice_rows(benchmark, tasks, aligned, "unaligned",
+                                [value is None and not gone for value, gone in zip(aligned, missing)], ALIGNED) + rows
+            for index, item in enumerate(items):
+                item.update({name: replies[name][index] for name in ("aligned_letter", "align_answer", "errors")})
     elif kind == "audiobench" and judge is not None:
         protocol = f"audiobench-judge/{judge.parse}"
         tasks = _tasks(columns, "open-ended")
@@ -394,6 +411,8 @@ def run_qa_eval(
     chat_orders: str = "both",
     max_reasks: int = 2,
     judge_max_new_tokens: int = 256,
+    align_seed: int | None = 0,
+    align_temperature: float = 1.0,
     split: str = "test",
     config: str | None = None,
     model_index: str | Path | None = None,
@@ -405,8 +424,9 @@ def run_qa_eval(
     Prediction lines that cannot be used are logged with their ``file:line`` and counted there; a file that
     answers no question is a :class:`UserError`. ``model`` names the model in the report (default: the
     predictions file's name). ``judge_parse`` (audiobench verdicts) and ``chat_orders`` choose the protocol
-    (see the module docstring). A reasoning judge needs a ``judge_max_new_tokens`` that leaves room for its
-    trace.
+    (see the module docstring). With a judge, AIR-Bench Foundation is also scored as AIR-Bench scores it:
+    the judge aligns each answer to an option, sampling at ``align_temperature`` with ``align_seed``. A
+    reasoning judge needs a ``judge_max_new_tokens`` that leaves room for its trace.
 
     Example:
         >>> judge = BackendConfig(kind="server", model="Qwen/Qwen2.5-72B-Instruct",
@@ -423,6 +443,10 @@ def run_qa_eval(
     if judge is not None and kind in JUDGE_RUBRICS:
         judge_config = JudgeConfig(backend=judge, rubric=JUDGE_RUBRICS[kind], parse=judge_parse,
                                    max_reasks=max_reasks, max_new_tokens=judge_max_new_tokens)
+    align = None
+    if judge is not None and kind == "choice":
+        align = AlignConfig(backend=judge, seed=align_seed, temperature=align_temperature,
+                            max_new_tokens=judge_max_new_tokens)
     table = load_benchmark(benchmark, split, config).remove_columns("audio")
     columns = group_questions(table[:])
     answers, skipped = read_predictions(predictions)
@@ -433,7 +457,7 @@ def run_qa_eval(
     if missing:
         logger.warning("%d of %d questions have no answer: counted as missing, and %s", missing,
                        len(columns["prediction"]), "skipped" if kind == "air-bench-chat" else "scored wrong")
-    rows, items = score_qa(name, kind, columns, judge_config, chat_orders)
+    rows, items = score_qa(name, kind, columns, judge_config, chat_orders, align)
     folder = Path(output)
     report = write_report(folder, model or Path(predictions).stem, rows)
     with open(folder / "items.jsonl", "w", encoding="utf-8") as handle:
@@ -442,7 +466,8 @@ def run_qa_eval(
                "questions": len(items), "missing": missing, "skipped_predictions": dict(skipped),
                "unused_predictions": counts["unused"], "predictions_without_answer": counts["without_text"],
                "conflicting_predictions": counts["conflicting"],
-               "judge": judge_config and AnswerJudge(judge_config).provenance_entry()}
+               "judge": (judge_config and AnswerJudge(judge_config).provenance_entry())
+               or (align and OptionAligner(align).provenance_entry())}
     (folder / "details.json").write_text(json.dumps(details, indent=2) + "\n")
     if model_index:
         write_model_index(model_index, report, "audio-text-to-text", skip_metrics=COUNT_METRICS)

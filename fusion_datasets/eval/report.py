@@ -78,8 +78,8 @@ def _number(value: float) -> str:
 def paper_table(report: Mapping[str, Any]) -> str:
     """The layout of the paper's tables: one row for the model, a column per benchmark and task.
 
-    Each benchmark shows its headline metric (its first metric); its ``overall`` column is left out
-    when it has a single task.
+    Each benchmark shows its headline metric (its first metric; of a task given under several protocols,
+    the first row); its ``overall`` column is left out when it has a single task.
     """
     rows = report["results"]
     headline: dict[str, str] = {}
@@ -87,8 +87,11 @@ def paper_table(report: Mapping[str, Any]) -> str:
         headline.setdefault(row["benchmark"], row["metric"])
     tasks = {benchmark: {row["task"] for row in rows if row["benchmark"] == benchmark}
              for benchmark in headline}
-    shown = [row for row in rows if row["metric"] == headline[row["benchmark"]]
-             and not (row["task"] == OVERALL and len(tasks[row["benchmark"]]) == 2)]
+    first: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in rows:
+        if row["metric"] == headline[row["benchmark"]]:
+            first.setdefault((row["benchmark"], row["task"]), row)
+    shown = [row for row in first.values() if not (row["task"] == OVERALL and len(tasks[row["benchmark"]]) == 2)]
     header = ["model", *(f"{row['benchmark']} {row['task']} ({row['metric']})" for row in shown)]
     return "\n".join([
         "| " + " | ".join(header) + " |",
