@@ -4,7 +4,7 @@ A :class:`MediaBatch` wraps one ``datasets`` batch. Experts ask it for audio at 
 (``media.audio(16000)``); it decodes every clip the first time, keeps the native samples, and caches
 each resampled version, so experts chained over the same batch share the work. Rows that cannot be
 decoded get ``None`` audio and one recorded error; they never stop the batch. Only a clip's range is
-decoded, a whole file longer than the row's ``_max_seconds`` is refused from its container's metadata,
+decoded, a whole file longer than the batch's ``max_seconds`` is refused from its container's metadata,
 and audio that ends well before its header says gets a ``decode_warning`` entry in the row's errors.
 """
 
@@ -23,7 +23,6 @@ logger = logging.getLogger(__name__)
 
 MIX = "mix"
 DECODE_WARNING = "decode_warning"  # the stage of a row's warnings: recorded, but neither a failure nor retried
-MAX_SECONDS = "_max_seconds"  # a helper column: each row's input.max_seconds (the runner adds it, never stores it)
 _SOURCE_LOCATION = re.compile(r"^\w+, \S+\.cpp:\d+, ")
 _EMPTY = "audio is empty (no samples in the clip's range)"
 
@@ -162,11 +161,16 @@ def windows(samples: np.ndarray, size: int, min_size: int = 0) -> list[np.ndarra
 
 
 class MediaBatch:
-    """One batch of clips with lazily decoded audio, tracks from separation, and per-row errors."""
+    """One batch of clips with lazily decoded audio, tracks from separation, and per-row errors.
 
-    def __init__(self, batch: Mapping[str, Sequence[Any]], audio_column: str = "audio") -> None:
+    A whole file (a row without ``start``/``end``) longer than ``max_seconds`` is a decode error, not decoded.
+    """
+
+    def __init__(self, batch: Mapping[str, Sequence[Any]], audio_column: str = "audio",
+                 max_seconds: float | None = None) -> None:
         self.batch = batch
         self.audio_column = audio_column
+        self.max_seconds = max_seconds
         self.size = len(next(iter(batch.values()))) if batch else 0
         self.errors: list[list[dict[str, str]]] = [list(row or []) for row in batch.get("errors", [None] * self.size)]
         self._tracks: dict[str, list[Waveform | None]] = {}
@@ -189,11 +193,11 @@ class MediaBatch:
 
     def _mix(self) -> list[Waveform | None]:
         if MIX not in self._tracks:
-            starts, ends, limits = self.column("start"), self.column("end"), self.column(MAX_SECONDS)
+            starts, ends = self.column("start"), self.column("end")
             waveforms: list[Waveform | None] = []
             for row, value in enumerate(self.column(self.audio_column)):
                 try:
-                    waveforms.append(decode_audio(value, starts[row], ends[row], limits[row]))
+                    waveforms.append(decode_audio(value, starts[row], ends[row], self.max_seconds))
                 except MediaError as error:
                     self.add_error(row, "decode", str(error))
                     waveforms.append(None)

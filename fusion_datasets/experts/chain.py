@@ -30,14 +30,18 @@ class ExpertChain:
     :meth:`~fusion_datasets.experts.base.Expert.counters`, as JSON, so the counts of any set of rows
     (a part, whichever batches and processes made it) add up.
 
+    ``max_seconds`` (``input.max_seconds``) bounds the whole files the chain decodes.
+
     Example:
         >>> chain = ExpertChain([ASTAudioTagger(model=tags), WhisperTranscriber(model=asr)])  # doctest: +SKIP
         >>> ds = ds.map(chain, batched=True, with_rank=True)  # doctest: +SKIP
     """
 
-    def __init__(self, experts: Sequence[Expert], record_counters: bool = False) -> None:
+    def __init__(self, experts: Sequence[Expert], record_counters: bool = False,
+                 max_seconds: float | None = None) -> None:
         self.experts = list(experts)
         self.record_counters = record_counters
+        self.max_seconds = max_seconds
 
     def features(self) -> dict[str, Any]:
         """The ``datasets`` feature of every column the chain writes (``errors`` aside)."""
@@ -51,11 +55,13 @@ class ExpertChain:
         return merge_features(input_features, self.features())
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"experts": self.experts, "record_counters": self.record_counters, "version": __version__}
+        return {"experts": self.experts, "record_counters": self.record_counters, "max_seconds": self.max_seconds,
+                "version": __version__}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.experts = state["experts"]
         self.record_counters = state["record_counters"]
+        self.max_seconds = state.get("max_seconds")
 
     def __call__(self, batch: Mapping[str, Sequence[Any]], rank: int | None = None) -> dict[str, list]:
         views: dict[str, MediaBatch] = {}
@@ -65,7 +71,7 @@ class ExpertChain:
         for expert in self.experts:
             media = views.get(expert.audio_column)
             if media is None:
-                media = views[expert.audio_column] = MediaBatch(batch, expert.audio_column)
+                media = views[expert.audio_column] = MediaBatch(batch, expert.audio_column, self.max_seconds)
                 if errors is None:
                     errors = media.errors
                 media.errors = errors  # one list of errors per row, whichever view records them

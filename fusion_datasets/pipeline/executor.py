@@ -99,10 +99,12 @@ class LocalExecutor:
         >>> cues, counters = LocalExecutor(plan, config.output).run(rows, [Work(tuple(plan.stages), (0, 1))])  # doctest: +SKIP
     """
 
-    def __init__(self, plan: Plan, output: OutputConfig, progress: bool = True) -> None:
+    def __init__(self, plan: Plan, output: OutputConfig, progress: bool = True, max_seconds: float | None = None
+                 ) -> None:
         self.plan = plan
         self.output = output
         self.progress = progress  # a progress bar for each pass of steps over a part
+        self.max_seconds = max_seconds  # input.max_seconds: the longest whole file the steps decode
 
     def run(self, table: datasets.Dataset, work: Sequence[Work], desc: str = "part"
             ) -> tuple[datasets.Dataset, dict[str, dict[str, float]]]:
@@ -121,7 +123,7 @@ class LocalExecutor:
 
     def _pass(self, rows: datasets.Dataset, steps: list[Expert], features: datasets.Features, desc: str
               ) -> tuple[datasets.Dataset, dict[str, dict[str, float]]]:
-        chain = ExpertChain(steps, record_counters=True)
+        chain = ExpertChain(steps, record_counters=True, max_seconds=self.max_seconds)
         if steps[0].streaming:
             size, workers = rows.num_rows, None
         else:

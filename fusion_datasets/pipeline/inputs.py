@@ -23,7 +23,7 @@ import datasets
 import pyarrow.parquet as pq
 
 from fusion_datasets.errors import UserError
-from fusion_datasets.media import MAX_SECONDS, claimed_duration
+from fusion_datasets.media import claimed_duration
 from fusion_datasets.pipeline.config import InputConfig
 
 logger = logging.getLogger(__name__)
@@ -287,13 +287,6 @@ def read_input(config: InputConfig, exclude: Sequence[Path] = ()) -> Input:
 def load_input(config: InputConfig, exclude: Sequence[Path] = ()) -> datasets.Dataset:
     """The clips of ``config.path`` (see :func:`read_input`)."""
     return read_input(config, exclude).dataset
-
-
-def with_decode_limit(table: datasets.Dataset, max_seconds: float | None) -> datasets.Dataset:
-    """``table`` with ``input.max_seconds`` on each row, for the decoders of any executor (never stored)."""
-    if max_seconds is None:
-        return table
-    return table.add_column(MAX_SECONDS, [max_seconds] * table.num_rows, feature=datasets.Value("float64"))
 
 
 def clip_ids(ds: datasets.Dataset) -> list[str]:

@@ -31,7 +31,7 @@ import numpy as np
 from fusion_datasets.errors import UserError
 from fusion_datasets.experts.base import Expert
 from fusion_datasets.experts.chain import COUNTERS, ExpertChain
-from fusion_datasets.media import MAX_SECONDS, MediaError, decode_audio
+from fusion_datasets.media import MediaError, decode_audio
 from fusion_datasets.pipeline.config import PipelineConfig
 from fusion_datasets.pipeline.executor import ROW, clear_stages, replace_rows, sum_counters, with_plan_columns
 from fusion_datasets.pipeline.plan import Plan
@@ -60,9 +60,10 @@ def import_ray() -> Any:
 class PassActor:
     """One actor of a pass: its steps, their models loaded once (lazily, on the first batch)."""
 
-    def __init__(self, steps: list[Expert], features: datasets.Features) -> None:
+    def __init__(self, steps: list[Expert], features: datasets.Features, max_seconds: float | None = None) -> None:
         self.steps = steps
         self.features = features
+        self.max_seconds = max_seconds
 
     def __call__(self, batch: Any) -> Any:
         rows = batch.to_pydict()
@@ -73,7 +74,8 @@ class PassActor:
             if stages:
                 wanted[stages].append(index)
         for stages, indices in wanted.items():
-            chain = ExpertChain([step for step in self.steps if step.stage in stages], record_counters=True)
+            chain = ExpertChain([step for step in self.steps if step.stage in stages], record_counters=True,
+                                max_seconds=self.max_seconds)
             inputs = {column: [values[i] for i in indices] for column, values in rows.items()}
             for column, cells in decoded.items():  # the samples a decode task made ahead, where it could
                 inputs[column] = [_waveform_cell(cells[i]) or inputs[column][k] for k, i in enumerate(indices)]
@@ -169,12 +171,12 @@ class RayExecutor:
                 size = 256
             else:
                 size = max(self.config.output.batch_size, *(step.batch_size or 0 for step in steps))
-        readers = _audio_readers(steps)
+        readers, max_seconds = _audio_readers(steps), self.config.input.max_seconds
         if readers:
-            stream = stream.map_batches(partial(decode_ahead, readers=readers), batch_format="pyarrow",
-                                        batch_size=self.config.output.batch_size, num_cpus=1)
+            stream = stream.map_batches(partial(decode_ahead, readers=readers, max_seconds=max_seconds),
+                                        batch_format="pyarrow", batch_size=self.config.output.batch_size, num_cpus=1)
         return stream.map_batches(
-            PassActor, fn_constructor_args=(steps, features), batch_format="pyarrow", batch_size=size,
+            PassActor, fn_constructor_args=(steps, features, max_seconds), batch_format="pyarrow", batch_size=size,
             compute=data.ActorPoolStrategy(min_size=actors[0], max_size=actors[-1],
                                            max_concurrent_calls_per_actor=calls,
                                            enable_true_multi_threading=calls > 1),
@@ -228,22 +230,23 @@ def _audio_readers(steps: list[Expert]) -> dict[str, frozenset[str]]:
     return {column: frozenset(stages) for column, stages in readers.items()}
 
 
-def decode_ahead(batch: Any, readers: dict[str, frozenset[str]]) -> Any:
+def decode_ahead(batch: Any, readers: dict[str, frozenset[str]], max_seconds: float | None = None) -> Any:
     """``batch`` with each audio column's samples (the clip's range, native rate) in a helper column.
 
-    Only rows that need a stage reading the column are decoded. A clip that cannot be decoded gets no
-    samples: the pass decodes it again, which records its error exactly as the local executor does.
+    Only rows that need a stage reading the column are decoded. A clip that cannot be decoded (or a whole
+    file over ``max_seconds``) gets no samples: the pass decodes it again, which records its error exactly
+    as the local executor does.
     """
     import pyarrow as pa
 
     needs = [set(json.loads(value)) for value in batch[STAGES].to_pylist()]
-    starts, ends, limits = (batch[name].to_pylist() if name in batch.column_names else [None] * batch.num_rows
-                            for name in ("start", "end", MAX_SECONDS))
+    starts, ends = (batch[name].to_pylist() if name in batch.column_names else [None] * batch.num_rows
+                    for name in ("start", "end"))
     for column, stages in readers.items():
         cells = []
         for row, cell in enumerate(batch[column].to_pylist()):
             try:
-                waveform = decode_audio(cell, starts[row], ends[row], limits[row]) if needs[row] & stages else None
+                waveform = decode_audio(cell, starts[row], ends[row], max_seconds) if needs[row] & stages else None
             except MediaError:
                 waveform = None
             cells.append(waveform and {"samples": waveform.samples.tobytes(), "channels": waveform.samples.shape[0],

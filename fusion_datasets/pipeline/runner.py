@@ -23,10 +23,9 @@ from tqdm.auto import tqdm
 from fusion_datasets import __version__
 from fusion_datasets.hub.card import PLOT, render_card
 from fusion_datasets.hub.push import HubPublisher, parse_hub_output, staging_dir
-from fusion_datasets.media import MAX_SECONDS
 from fusion_datasets.pipeline.config import PipelineConfig, dump_config
 from fusion_datasets.pipeline.executor import LocalExecutor
-from fusion_datasets.pipeline.inputs import clip_ids, read_input, with_decode_limit
+from fusion_datasets.pipeline.inputs import clip_ids, read_input
 from fusion_datasets.pipeline.outputs import (
     EXPORT,
     data_counts,
@@ -137,24 +136,22 @@ class PipelineRunner:
             executor = RayExecutor(self.plan, self.config)
             yield from executor.run((item, self._table(ds, rows, item)) for item in mine)
             return
-        local = LocalExecutor(self.plan, self.config.output, progress)
+        local = LocalExecutor(self.plan, self.config.output, progress, self.config.input.max_seconds)
         for item in tqdm(mine, desc="parts", unit="part", disable=not progress):
             yield (item, *local.run(self._table(ds, rows, item), item.work, desc=item.name))
 
     def _table(self, ds: datasets.Dataset, rows: dict[str, int], item: PartWork) -> datasets.Dataset:
         """A part's rows before its work: the input's for new clips, the kept cues for a part to redo."""
         if item.previous is None:
-            return with_decode_limit(ds.select([rows[clip] for clip in item.ids]), self.config.input.max_seconds)
+            return ds.select([rows[clip] for clip in item.ids])
         table = datasets.Dataset.from_parquet(str(self.state.data("cues", item.previous.name)))
         stages, stored = self.plan.stages, self.plan.stored()
         stale = [name for stage, entry in item.previous.plan.items() if stage not in stages
                  for name in entry["writes"] if name in table.column_names and name not in stored]
-        return with_decode_limit(table.remove_columns(stale), self.config.input.max_seconds)
+        return table.remove_columns(stale)
 
     def _commit(self, item: PartWork, cues: datasets.Dataset, counters: dict[str, dict[str, float]]) -> None:
         """Write a part's configs and state beside their places, then commit them."""
-        if MAX_SECONDS in cues.column_names:  # the decoders' helper column, not data
-            cues = cues.remove_columns(MAX_SECONDS)
         if item.dropped:
             dropped = set(item.dropped)
             cues = cues.filter(lambda clip: clip not in dropped, input_columns="id", desc="dropping removed clips")

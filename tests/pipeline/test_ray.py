@@ -25,7 +25,6 @@ from fusion_datasets.experts.base import Expert, ExpertConfig
 from fusion_datasets.experts.chain import COUNTERS
 from fusion_datasets.llm.backends import BackendConfig
 from fusion_datasets.llm.fusion import CaptionFuser
-from fusion_datasets.media import MAX_SECONDS
 from fusion_datasets.pipeline.config import load_config
 from fusion_datasets.pipeline.executor import Work, with_plan_columns
 from fusion_datasets.pipeline.plan import Plan
@@ -182,22 +181,23 @@ def test_media_passes_decode_ahead_and_their_actors_use_those_samples(tiny_zoo, 
     """The decode task's samples (and warnings) are what the experts get; a clip it cannot decode, or one
     over input.max_seconds, is left to the pass, which records its error as the local executor does."""
     wav = media.write_audio(tmp_path / "good.wav", media.noise(1.0, 16000, seed=0), 16000).read_bytes()
-    cut = media.write_truncated_mp3(tmp_path / "cut.mp3").read_bytes()
+    long = media.write_audio(tmp_path / "long.wav", media.noise(6.0, 16000, seed=1), 16000).read_bytes()
+    cut = media.write_truncated_mp3(tmp_path / "cut.mp3", seconds=3.0).read_bytes()
     tagger = ASTAudioTagger(model=str(tiny_zoo["ast-audioset"]))
     rows = datasets.Dataset.from_dict({"id": ["good", "corrupt", "long", "cut"],
-                                       "audio": [wav, b"not audio" * 64, wav, cut], MAX_SECONDS: [None, None, 0.5, None]})
+                                       "audio": [wav, b"not audio" * 64, long, cut]})
     rows = (with_plan_columns(Plan((tagger,)), rows)
             .add_column(STAGES, [json.dumps(["tagging"])] * 4)
             .add_column(COUNTERS, [None] * 4, feature=datasets.Value("string")))
-    ahead = decode_ahead(rows.with_format("arrow")[:], readers={"audio": frozenset({"tagging"})})
+    ahead = decode_ahead(rows.with_format("arrow")[:], readers={"audio": frozenset({"tagging"})}, max_seconds=4.0)
     decoded = ahead[PCM + "audio"].to_pylist()
     assert decoded[1] is None and decoded[2] is None and "truncated" in decoded[3]["warning"]
     # the actor tags from the decoded samples: the audio cell itself is no longer read
     swapped = ahead.set_column(ahead.column_names.index("audio"), "audio", ahead["audio"].take([1, 1, 2, 1]))
-    good, corrupt, long, truncated = PassActor([tagger], rows.features)(swapped).to_pylist()
+    good, corrupt, too_long, truncated = PassActor([tagger], rows.features, max_seconds=4.0)(swapped).to_pylist()
     assert good["audio_tags"] and good["errors"] == []
     assert corrupt["audio_tags"] is None and [error["stage"] for error in corrupt["errors"]] == ["decode"]
-    assert long["audio_tags"] is None and "over input.max_seconds=0.5" in long["errors"][0]["message"]
+    assert too_long["audio_tags"] is None and "over input.max_seconds=4" in too_long["errors"][0]["message"]
     assert truncated["audio_tags"] and [error["stage"] for error in truncated["errors"]] == ["decode_warning"]
 
 
