@@ -1,14 +1,14 @@
 """Closed-ended and multiple-choice audio QA accuracy, as an ``evaluate`` module.
 
-A thin wrapper over :mod:`fusion_datasets.eval.qa`, which defines the normalisation and the option
-mapping (and the LLM judge for open-ended answers, which this module does not run).
+A thin wrapper over :mod:`fusion_datasets.eval.answers`, which defines the normalisation and the option
+mapping (``fusion-datasets eval qa`` adds the LLM judge for open-ended answers, which this module does not run).
 One import per line: evaluate's import scanner misreads ``import a, b``.
 """
 
 import datasets
 import evaluate
 
-from fusion_datasets.eval.qa import choose_option, closed_correct
+from fusion_datasets.eval.answers import choose_option, closed_correct
 
 _DESCRIPTION = """
 Accuracy of an audio model's answers. Closed-ended (Clotho-AQA): normalised exact match (case,

@@ -1,7 +1,7 @@
 """AIR-Bench Foundation's two scorings of multiple-choice answers; ``report.json`` names each row's protocol.
 
 - ``air-bench-foundation/strict``: each answer is mapped to an option by rule
-  (:func:`~fusion_datasets.eval.qa.choose_option`, never at random); an answer mapped to no option
+  (:func:`~fusion_datasets.eval.answers.choose_option`, never at random); an answer mapped to no option
   (``unmappable``) and a question without an answer are wrong. Every question is in the denominator.
 - ``air-bench-foundation/aligned``: AIR-Bench's own (``align_in_foundation.py``, then
   ``score_foundation.py``). An LLM is shown the question, the answer and the lettered options and told to

@@ -11,7 +11,7 @@ AudioBench's evaluations do. Each benchmark has a kind (from the builder that ma
   the answer against all the question's answers, as ``audiobench``;
 - ``choice`` (AIR-Bench Foundation, protocol ``air-bench-foundation/strict``): the answer is mapped to one
   option: the exact option text, else an option letter ("B", "(B) ...", "the answer is B"), else the one
-  option it names, else the most similar option (:data:`MIN_SIMILARITY`, a unique best); never at random.
+  option it names, else the most similar option (:data:`~fusion_datasets.eval.answers.MIN_SIMILARITY`, a unique best); never at random.
   Accuracy per task; answers mapped to no option are wrong and counted (``unmappable``). With a judge, also
   AIR-Bench's own ``air-bench-foundation/aligned`` (:mod:`.foundation`);
 - ``audiobench`` (AudioCaps-QA, WavCaps-QA): an LLM judge rates each answer 0-5 (:mod:`.judge`), mean
@@ -25,11 +25,8 @@ AudioBench's evaluations do. Each benchmark has a kind (from the builder that ma
 
 A question without a prediction (none in the file, or the model failed) is counted (``missing``); it is
 wrong and scores the lowest judge score, except in ``air-bench-chat``, where it is skipped as AIR-Bench's
-script skips it. Predictions match questions by ``(audio_id, instruction)``.
-
-Example:
-    >>> closed_correct("Yes, it is.", "yes"), closed_correct("Two", "2"), closed_correct("nine", ["11", "9"])
-    (True, True, True)
+script skips it. Predictions match questions by ``(audio_id, instruction)``. How an answer matches its
+references is :mod:`.answers`.
 """
 
 from __future__ import annotations
@@ -40,11 +37,11 @@ import re
 import string
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from difflib import SequenceMatcher
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from fusion_datasets.errors import UserError
+from fusion_datasets.eval.answers import choose_option, closed_correct, question_type
 from fusion_datasets.eval.foundation import ALIGNED, STRICT, AlignConfig, OptionAligner, aligned_correct
 from fusion_datasets.eval.judge import RUBRICS, AnswerJudge, JudgeConfig, judge_columns
 from fusion_datasets.eval.predict import Prediction, benchmark_name, load_benchmark, read_predictions
@@ -63,102 +60,7 @@ CHAT_CATEGORIES = {"speech_QA": "speech", "speech_dialogue_QA": "speech", "sound
                    "sound_generation_QA": "sound", "music_QA": "music", "music_generation_analysis_QA": "music",
                    "speech_and_sound_QA": "mixed", "speech_and_music_QA": "mixed"}
 COUNT_METRICS = ("missing", "unmappable", "unaligned", "unjudged", "unparsed")
-MIN_SIMILARITY = 0.6  # the least difflib ratio at which an answer is taken for an option
-_NUMBERS = dict(zip(
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
-    "seventeen eighteen nineteen twenty".split(), range(21)))
-_TENS = dict(zip("twenty thirty forty fifty sixty seventy eighty ninety".split(), range(20, 100, 10)))
-_YES = frozenset("yes yeah yep yup true correct affirmative".split())
-_NO = frozenset("no nope nah false incorrect negative".split())
-_ARTICLES = frozenset({"a", "an", "the"})
 _CHAT_TASK = re.compile(r"(.+?_QA)(?:_|$)")
-_LETTER = re.compile(
-    r"^\s*\(?([A-Z])\)?[.:)]?\s*$"  # the whole answer: B, (B), B.
-    r"|^\s*(?:\(([A-Z])\)|([A-Z])[.:)])(?:\s|$)"  # an answer that starts "(B) ...", "B. ...", "B) ..."
-    r"|\b(?:answer|option|choice)\s*(?:is\s*)?:?\s*\(?([A-Z])\)?(?![\w])",  # "the answer is B", "Option: (C)"
-    re.IGNORECASE,
-)
-
-
-def _words(text: str) -> list[str]:
-    table = str.maketrans({char: " " for char in string.punctuation})
-    return text.lower().translate(table).split()
-
-
-def normalize_answer(text: str) -> str:
-    """Lower case, no punctuation or articles, number words as digits ("Twenty-one dogs." -> "21 dogs")."""
-    words: list[str] = []
-    for word in _words(text):
-        if word in _ARTICLES:
-            continue
-        if word in _NUMBERS:
-            number = _NUMBERS[word]
-            if words and words[-1].isdigit() and int(words[-1]) in _TENS.values() and number < 10:
-                words[-1] = str(int(words[-1]) + number)  # "twenty one"
-                continue
-            word = str(number)
-        elif word in _TENS:
-            word = str(_TENS[word])
-        words.append(word)
-    return " ".join(words)
-
-
-def _yes_no(normalized: str) -> str | None:
-    first = normalized.split(" ", 1)[0]
-    return "yes" if first in _YES else "no" if first in _NO else None
-
-
-def question_type(reference: str) -> str:
-    """``yes/no`` when the reference answer is a yes or a no, else ``single-word`` (Clotho-AQA's split)."""
-    normalized = normalize_answer(reference)
-    return "yes/no" if _yes_no(normalized) and " " not in normalized else "single-word"
-
-
-def closed_correct(prediction: str | None, reference: str | Sequence[str]) -> bool:
-    """Whether ``prediction`` matches ``reference`` (or any of several) once normalised (a yes/no answer:
-    its first word)."""
-    if not prediction:
-        return False
-    if not isinstance(reference, str):
-        return any(closed_correct(prediction, one) for one in reference)
-    answer, expected = normalize_answer(prediction), normalize_answer(reference)
-    if question_type(reference) == "yes/no":
-        return _yes_no(answer) == _yes_no(expected)
-    return answer == expected
-
-
-def _loose(text: str) -> str:
-    """Case and spacing aside, as the option is written (its commas and brackets kept), no final period."""
-    return re.sub(r"\s*,\s*", ", ", " ".join(text.lower().split())).rstrip(".")
-
-
-def choose_option(prediction: str | None, options: Sequence[str]) -> int | None:
-    """The index of the option ``prediction`` gives, or ``None`` when it gives none unambiguously.
-
-    Example:
-        >>> options = ["[0.0, 1.5]", "[2, 3]", "rock, pop", "jazz"]
-        >>> [choose_option(answer, options) for answer in ("[2,3]", "(C) rock, pop", "It is jazz.", "blues")]
-        [1, 2, 3, None]
-    """
-    if not prediction or not prediction.strip() or not options:
-        return None
-    exact = [index for index, option in enumerate(options) if _loose(option) == _loose(prediction)]
-    if exact:
-        return exact[0]
-    match = _LETTER.search(prediction)
-    letter = next((group for group in match.groups() if group), None) if match else None
-    if letter and string.ascii_uppercase.index(letter.upper()) < len(options):
-        return string.ascii_uppercase.index(letter.upper())
-    answer = normalize_answer(prediction)
-    named = [index for index, option in enumerate(options)
-             if normalize_answer(option) and re.search(rf"\b{re.escape(normalize_answer(option))}\b", answer)]
-    if len(named) == 1:
-        return named[0]
-    if len(named) > 1:
-        return None  # it names several options
-    similarity = [SequenceMatcher(None, answer, normalize_answer(option)).ratio() for option in options]
-    best = max(similarity)
-    return similarity.index(best) if best >= MIN_SIMILARITY and similarity.count(best) == 1 else None
 
 
 def _grouped(benchmark: str, metric: str, tasks: Sequence[str], values: Iterable[float | None],

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from fusion_datasets.cli import main
-from fusion_datasets.eval.qa import choose_option, closed_correct, normalize_answer, question_type
+from fusion_datasets.eval.answers import choose_option, closed_correct, normalize_answer, question_type
 from fusion_datasets.evaluate_modules import module_path
 
 OPTIONS = ["[0.44, 2.38]", "[3.85, 10.02]", "rock, pop", "hip hop"]
