@@ -1,4 +1,5 @@
-"""Evaluation: retrieval metrics under the LAION-CLAP protocol, and the report every eval command writes."""
+"""Evaluation: retrieval, QA and classification metrics under their reference protocols, and the report
+every eval command writes."""
 
 from fusion_datasets.eval.report import report_markdown, with_overall, write_report
 from fusion_datasets.eval.retrieval import (
