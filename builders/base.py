@@ -34,6 +34,7 @@ from fusion_datasets.builders.readers import read_csv, read_json_rows
 from fusion_datasets.builders.report import STATS_FILE, BuildReport
 from fusion_datasets.config import from_mapping
 from fusion_datasets.errors import UserError
+from fusion_datasets.files import write_text_atomically
 from fusion_datasets.pipeline.inputs import pair_media
 
 MISSING_FILE = "missing_clips.csv"
@@ -286,7 +287,7 @@ def build(name: str, data_dir: str | Path, output: str | Path, *, allow_empty: b
         report.notes["leakage_guard"] = "recorded" if record_benchmark(name, output, splits) else "not a test set"
     card = yaml.safe_dump({"configs": configs}, sort_keys=False)
     title = f"# {name}\n\nBuilt by `fusion-datasets build {name}`.\n"
-    (output / "README.md").write_text(f"---\n{card}---\n\n{title}")
-    (output / STATS_FILE).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    write_text_atomically(output / "README.md", f"---\n{card}---\n\n{title}")
+    write_text_atomically(output / STATS_FILE, json.dumps(report.to_dict(), indent=2) + "\n")
     return report
 

@@ -16,13 +16,13 @@ from __future__ import annotations
 import csv
 import json
 import os
-import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
 from fusion_datasets.builders.names import EVALUATION_SPLITS, source_key
 from fusion_datasets.builders.report import STATS_FILE
 from fusion_datasets.errors import UserError
+from fusion_datasets.files import write_text_atomically
 from fusion_datasets.runtime import cache_dir
 
 CLIPS_FILE = "benchmark_clips.csv"
@@ -124,8 +124,5 @@ def record_benchmark(name: str, output: Path, splits: Iterable[str]) -> bool:
     folders.pop(folder, None)
     if evaluation:
         folders[folder] = {"name": name, "splits": evaluation}
-    registry.parent.mkdir(parents=True, exist_ok=True)
-    temporary = registry.with_name(f".{registry.name}.{uuid.uuid4().hex}.tmp")
-    temporary.write_text(json.dumps(folders, indent=2, sort_keys=True), encoding="utf-8")
-    temporary.replace(registry)
+    write_text_atomically(registry, json.dumps(folders, indent=2, sort_keys=True))
     return bool(evaluation)

@@ -87,11 +87,10 @@ def _push(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
-    import yaml
-
     from fusion_datasets.builders import build
+    from fusion_datasets.config import parse_override
 
-    options = {key: yaml.safe_load(value) for key, _, value in (item.partition("=") for item in args.set)}
+    options = dict(map(parse_override, args.set))
     given = {"data_file": args.data_file, "audio_root": args.audio_root, "exclude": args.exclude,
              "split": args.split, "encoding": args.encoding, "clip_list": args.clip_list}
     options.update({key: value for key, value in given.items() if value})

@@ -104,13 +104,23 @@ def to_mapping(config: Any) -> Any:
     return config
 
 
+def parse_override(override: str) -> tuple[str, Any]:
+    """``key=value`` as ``(key, value)``, the value parsed as YAML (``true``, ``0.1``, ``[a, b]``).
+
+    Example:
+        >>> parse_override("steps.speech.batch_size=8")
+        ('steps.speech.batch_size', 8)
+    """
+    key, sep, raw = override.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"--set expects key=value, got {override!r}")
+    return key, yaml.safe_load(raw)
+
+
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """``data`` with ``key.sub=value`` overrides applied; values are parsed as YAML (``true``, ``0.1``, ``[a, b]``)."""
+    """``data`` with ``key.sub=value`` overrides (:func:`parse_override`) applied."""
     result = yaml.safe_load(yaml.safe_dump(data)) or {}
-    for override in overrides:
-        key, sep, raw = override.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--set expects key=value, got {override!r}")
+    for key, value in map(parse_override, overrides):
         node = result
         parts = key.split(".")
         for depth, part in enumerate(parts[:-1]):
@@ -118,5 +128,5 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
             if not isinstance(child, dict):
                 raise ConfigError(f"--set {key}: {'.'.join(parts[: depth + 1])} is {child!r}, not a mapping")
             node = child
-        node[parts[-1]] = yaml.safe_load(raw)
+        node[parts[-1]] = value
     return result

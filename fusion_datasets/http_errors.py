@@ -1,5 +1,5 @@
-"""HTTP failures, shared by the LLM server backend and the Hub publisher: which are worth retrying, and
-messages with no token left in them.
+"""HTTP failures, shared by the LLM server backend and the Hub publisher: which are worth retrying, how
+long to wait before a retry, and messages with no token left in them.
 
 Example:
     >>> redact("401 for Bearer hf_abcdefghijklmnop, key s3cret", "s3cret")
@@ -8,6 +8,7 @@ Example:
 
 from __future__ import annotations
 
+import random
 import re
 
 # huggingface_hub's user access tokens: "hf_" and 30-odd letters and digits (10 suffices to be one)
@@ -32,3 +33,9 @@ def is_transient(error: BaseException) -> bool:
         return status == 429 or status >= 500
     # OfflineModeIsEnabled is a ConnectionError but a setting, not a fault: it is not among these
     return isinstance(error, (httpx2.TransportError, TimeoutError))
+
+
+def retry_delay(backoff: float, attempt: int) -> float:
+    """Seconds to wait before retry ``attempt + 1`` (from 0): "full jitter", uniform in
+    ``[0, backoff * 2**attempt]``, so that clients failing together do not retry together."""
+    return random.uniform(0, backoff * 2**attempt)

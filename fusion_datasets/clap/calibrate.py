@@ -18,6 +18,7 @@ import numpy as np
 
 from fusion_datasets.clap.filter import ClapSimilarityFilter
 from fusion_datasets.clap.judgements import load_judgements, resolve_audio
+from fusion_datasets.files import write_text_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -180,6 +181,6 @@ def calibrate_filter(
         for i, c, g, s in zip(scored["id"], scored["caption"], labels, scores)
     ]
     report = {"model": model, "judgements": str(judgements), **result.to_dict(), "rows": rows}
-    (output / "calibration.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_text_atomically(output / "calibration.json", json.dumps(report, indent=2) + "\n")
     plot_calibration(scores, labels, result, output / "calibration.png")
     return result

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fusion_datasets.experts.audio_llm import AudioLLMConfig, AudioLLMExpert
+from fusion_datasets.files import write_text_atomically
+from fusion_datasets.loading import load_undecoded
 from fusion_datasets.media import MediaBatch
 from fusion_datasets.prompts import read_prompt
 
@@ -67,12 +68,7 @@ class AudioLLMAnswerer(AudioLLMExpert[PredictConfig]):
 
 def load_benchmark(benchmark: str | Path, split: str = "test", config: str | None = None) -> Any:
     """A built benchmark (folder or Hub id) with its audio as ``{"bytes", "path"}``, decoded when used."""
-    import datasets
-
-    table = datasets.load_dataset(str(benchmark), config, split=split)
-    if "audio" in table.column_names:
-        table = table.cast_column("audio", datasets.Audio(decode=False))
-    return table
+    return load_undecoded(str(benchmark), config, split)
 
 
 def benchmark_name(benchmark: str | Path) -> str:
@@ -105,9 +101,7 @@ def _resume(output: Path) -> set[str]:
             kept.append(line)
     if dropped:
         logger.info("%s: %d rows kept, answering again %s", output, len(kept), dict(dropped))
-        staging = output.with_name(output.name + ".tmp")
-        staging.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
-        os.replace(staging, output)
+        write_text_atomically(output, "".join(f"{line}\n" for line in kept))
     return done
 
 

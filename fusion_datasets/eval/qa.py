@@ -46,6 +46,7 @@ from fusion_datasets.eval.foundation import ALIGNED, STRICT, AlignConfig, Option
 from fusion_datasets.eval.judge import RUBRICS, AnswerJudge, JudgeConfig, judge_columns
 from fusion_datasets.eval.predict import Prediction, benchmark_name, load_benchmark, read_predictions
 from fusion_datasets.eval.report import OVERALL, write_model_index, write_report
+from fusion_datasets.files import write_text_atomically
 from fusion_datasets.llm.backends import BackendConfig
 
 logger = logging.getLogger(__name__)
@@ -370,7 +371,7 @@ def run_qa_eval(
                "conflicting_predictions": counts["conflicting"],
                "judge": (judge_config and AnswerJudge(judge_config).provenance_entry())
                or (align and OptionAligner(align).provenance_entry())}
-    (folder / "details.json").write_text(json.dumps(details, indent=2) + "\n")
+    write_text_atomically(folder / "details.json", json.dumps(details, indent=2) + "\n")
     if model_index:
         write_model_index(model_index, report, "audio-text-to-text", skip_metrics=COUNT_METRICS)
     return report

@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from fusion_datasets.files import write_text_atomically
+
 OVERALL = "overall"
 _FIELDS = ("benchmark", "task", "metric", "value", "n")
 
@@ -142,8 +144,8 @@ def write_report(path_dir: str | Path, model: str, results: Iterable[Mapping[str
     report = {"model": str(model), "results": with_overall(results)}
     folder = Path(path_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    (folder / "report.md").write_text(report_markdown(report))
+    write_text_atomically(folder / "report.json", json.dumps(report, indent=2) + "\n")
+    write_text_atomically(folder / "report.md", report_markdown(report))
     return report
 
 
@@ -172,8 +174,6 @@ def write_model_index(path: str | Path, report: Mapping[str, Any], task_type: st
     """Write :func:`model_index` as YAML (``model-index: [...]``) to paste into a model card's metadata."""
     import yaml
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     entries = model_index(report, task_type, skip_metrics)
-    path.write_text(yaml.safe_dump({"model-index": entries}, sort_keys=False, allow_unicode=True))
-    return path
+    return write_text_atomically(Path(path), yaml.safe_dump({"model-index": entries}, sort_keys=False,
+                                                            allow_unicode=True))

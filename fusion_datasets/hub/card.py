@@ -31,10 +31,11 @@ from datasets import DatasetInfo, Features, SplitDict, SplitInfo
 from datasets.info import DatasetInfosDict
 
 from fusion_datasets import __version__
+from fusion_datasets.files import write_bytes_atomically, write_text_atomically
 from fusion_datasets.http_errors import redact
 from fusion_datasets.hub.push import parse_hub_output
 from fusion_datasets.pipeline.config import PipelineConfig, load_config
-from fusion_datasets.pipeline.outputs import CONFIGS, config_files, data_files, write_text_atomically
+from fusion_datasets.pipeline.outputs import CONFIGS, config_files, data_files
 from fusion_datasets.pipeline.state import RunState
 
 TEMPLATE = "dataset_card.md"  # in cards/ (installed as fusion_datasets.cards)
@@ -162,7 +163,7 @@ def plot_summary(summary: DataSummary, path: Path) -> Path:
     coverage.set(title=f"Modality coverage ({clips} clips)", ylabel="% of clips", ylim=(0, 100))
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", bbox_inches="tight")
-    return write_text_atomically(path, buffer.getvalue())
+    return write_bytes_atomically(path, buffer.getvalue())
 
 
 def _flatten(stats: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:

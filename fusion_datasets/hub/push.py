@@ -16,14 +16,13 @@ import hashlib
 import json
 import logging
 import os
-import random
 import re
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from fusion_datasets.http_errors import is_transient, redact
+from fusion_datasets.http_errors import is_transient, redact, retry_delay
 from fusion_datasets.runtime import cache_dir
 
 if TYPE_CHECKING:
@@ -106,7 +105,7 @@ class HubPublisher:
                 if not transient or attempt >= self.max_retries:
                     # from None: the original message may hold what redact() removes from ours
                     raise _hub_error(error, self.repo_id, self.repo_type, action, attempt) from None
-                delay = random.uniform(0, self.backoff * 2**attempt)
+                delay = retry_delay(self.backoff, attempt)
                 attempt += 1
                 logger.warning("%s; retry %d of %d in %.1f s",
                                _describe(error, f"Hub {self.repo_type} {self.repo_id}", action),

@@ -17,7 +17,6 @@ import ipaddress
 import itertools
 import logging
 import os
-import random
 import threading
 from collections.abc import Coroutine, Sequence
 from contextlib import AsyncExitStack
@@ -25,7 +24,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 from fusion_datasets import runtime
-from fusion_datasets.http_errors import is_transient, redact
+from fusion_datasets.http_errors import is_transient, redact, retry_delay
 from fusion_datasets.llm.base import ChatBackend, Completion, Conversation, FollowUp, converse_in_rounds
 
 logger = logging.getLogger(__name__)
@@ -270,7 +269,7 @@ class ServerChatBackend:
                 if not is_transient(error) or retries >= self.config.max_retries:
                     logger.debug("request to %s failed after %d retries: %s", client.model, retries, message)
                     return Completion(None, error=message, retries=retries)
-                delay = random.uniform(0, self.config.backoff * 2 ** retries)
+                delay = retry_delay(self.config.backoff, retries)
                 logger.info("request to %s failed (%s); retry %d in %.2f s",
                             client.model, message, retries + 1, delay)
                 retries += 1

@@ -19,6 +19,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fusion_datasets.files import write_text_atomically
+from fusion_datasets.loading import undecoded
+
 if TYPE_CHECKING:
     import datasets
 
@@ -69,10 +72,7 @@ def to_fusionaudio(
     under it; a path outside it stays as it is, and is warned about); ``id`` is the clip's id; ``dataset``
     is its ``source`` where there is one. Clips without a caption (uncertain, failed) are left out.
     """
-    import datasets
-
-    if isinstance(captions_ds.features.get("audio"), datasets.Audio):
-        captions_ds = captions_ds.cast_column("audio", datasets.Audio(decode=False))
+    captions_ds = undecoded(captions_ds)
     columns = [column for column in ("id", "audio", "caption", "source") if column in captions_ds.column_names]
     clips: dict[str, tuple[str | None, str]] = {}  # id -> (audio file, source)
     rows: list[dict[str, str | None]] = []
@@ -99,7 +99,4 @@ def to_fusionaudio(
 
 def write_fusionaudio(rows: Iterable[dict[str, Any]], path: str | Path) -> Path:
     """Write ``rows`` as one JSON list (UTF-8, the release files' layout) and return the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(list(rows), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    return path
+    return write_text_atomically(Path(path), json.dumps(list(rows), ensure_ascii=False, indent=2) + "\n")

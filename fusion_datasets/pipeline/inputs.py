@@ -23,6 +23,7 @@ import datasets
 import pyarrow.parquet as pq
 
 from fusion_datasets.errors import UserError
+from fusion_datasets.loading import undecoded
 from fusion_datasets.media import claimed_duration
 from fusion_datasets.pipeline.config import InputConfig
 
@@ -206,9 +207,7 @@ def _checked(ds: datasets.Dataset, where: str) -> datasets.Dataset:
             raise InputError(f"the input {where} has no `audio` column (columns: {columns}): each clip needs "
                              "`audio` (a path, {bytes, path} or a datasets.Audio) or `video` (a path)")
         ds = ds.add_column("audio", ds["video"])
-    if isinstance(ds.features["audio"], datasets.Audio):
-        ds = ds.cast_column("audio", datasets.Audio(decode=False))  # decoded per batch by the experts
-    return ds
+    return undecoded(ds)  # decoded per batch by the experts
 
 
 def _offset(seconds: float) -> str:

@@ -21,6 +21,7 @@ import datasets
 from tqdm.auto import tqdm
 
 from fusion_datasets import __version__
+from fusion_datasets.files import write_text_atomically
 from fusion_datasets.hub.card import PLOT, render_card
 from fusion_datasets.hub.push import HubPublisher, parse_hub_output, staging_dir
 from fusion_datasets.pipeline.config import PipelineConfig, dump_config
@@ -32,7 +33,6 @@ from fusion_datasets.pipeline.outputs import (
     derived_configs,
     embed_audio,
     export_fusionaudio,
-    write_text_atomically,
 )
 from fusion_datasets.pipeline.plan import Plan
 from fusion_datasets.pipeline.state import MANIFEST, STATE, Part, RunState

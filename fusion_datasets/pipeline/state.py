@@ -21,7 +21,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -29,13 +28,13 @@ from pathlib import Path
 from typing import Any
 
 from fusion_datasets.errors import UserError
-from fusion_datasets.pipeline.outputs import CONFIGS, write_text_atomically
+from fusion_datasets.files import TEMPORARY, temporary_path, write_text_atomically
+from fusion_datasets.pipeline.outputs import CONFIGS
 
 logger = logging.getLogger(__name__)
 
 STATE = "state"
 MANIFEST = "manifest.json"
-_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.tmp$")
 
 
 class OutputMismatch(UserError):
@@ -89,8 +88,7 @@ class RunState:
 
     def temporary(self, path: Path) -> Path:
         """Where ``path`` is written before its commit (removed on a later load once this process is gone)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        return temporary_path(path)
 
     def files(self, name: str) -> list[Path]:
         """A part's files in commit order (``cues`` last); only those that exist."""
@@ -136,7 +134,7 @@ class RunState:
     def _remove_dead_temporaries(self) -> None:
         for folder in [*(self.root / "data").glob("*"), self.root / STATE]:
             for path in folder.glob(".*.tmp"):
-                match = _TEMPORARY.match(path.name)
+                match = TEMPORARY.match(path.name)
                 if match and not _pid_alive(int(match["pid"])):
                     logger.info("removing %s, left by an interrupted run", path)
                     path.unlink(missing_ok=True)

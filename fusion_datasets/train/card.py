@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from fusion_datasets.eval.report import report_markdown, with_overall
 from fusion_datasets.eval.retrieval_eval import retrieval_report_rows
+from fusion_datasets.files import write_text_atomically
 from fusion_datasets.hub.push import HubPublisher
 from fusion_datasets.train.config import TrainClapConfig
 from fusion_datasets.train.data import parse_dataset_spec
@@ -90,7 +91,7 @@ def push_model(
     """
     repo_id = str(config.push_to_hub)
     folder = Path(output) / "best"
-    (folder / "README.md").write_text(model_card(repo_id, config, benchmark, evaluation))
+    write_text_atomically(folder / "README.md", model_card(repo_id, config, benchmark, evaluation))
     publisher = HubPublisher(repo_id, config.private, api, repo_type="model")
     publisher.call(
         "upload the best checkpoint to",

@@ -32,7 +32,7 @@ from fusion_datasets.clap.embed import TransformersClap
 from fusion_datasets.config import to_mapping
 from fusion_datasets.eval.report import write_report
 from fusion_datasets.eval.retrieval_eval import benchmark_name, evaluate_retrieval, retrieval_report_rows
-from fusion_datasets.pipeline.outputs import write_text_atomically
+from fusion_datasets.files import write_text_atomically
 from fusion_datasets.train.config import PRESETS, TrainClapConfig, load_train_config
 from fusion_datasets.train.data import CaptionedClips, ClapCollator, TrainingClips, load_table, parse_dataset_spec
 

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from fusion_datasets.clap.embed import MAX_TEXT_TOKENS, seeded_numpy
+from fusion_datasets.loading import load_undecoded, undecoded
 from fusion_datasets.media import MediaError, decode_audio, resample
 from fusion_datasets.pipeline.outputs import config_files
 
@@ -53,14 +54,10 @@ def load_table(spec: str, split: str) -> Any:
             if split not in table:
                 raise ValueError(f"{name} has no split {split!r}; it has {', '.join(table)}")
             table = table[split]
-    else:
-        if config is None and config_files(path, "captions"):
-            config = "captions"
-        table = datasets.load_dataset(name, config, split=split)
-    for column, feature in table.features.items():
-        if isinstance(feature, datasets.Audio):
-            table = table.cast_column(column, datasets.Audio(decode=False))
-    return table
+        return undecoded(table)
+    if config is None and config_files(path, "captions"):
+        config = "captions"
+    return load_undecoded(name, config, split)
 
 
 def caption_column(table: Any, spec: str) -> str:
