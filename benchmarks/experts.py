@@ -24,7 +24,7 @@ from pathlib import Path
 
 import datasets
 
-from fusion_datasets.experts import EXPERTS, ExpertChain
+from fusion_datasets.experts import STAGES, ExpertChain
 from fusion_datasets.pipeline.config import OutputConfig, build_steps, load_config
 from fusion_datasets.pipeline.executor import LocalExecutor, Work
 from fusion_datasets.pipeline.plan import Plan
@@ -90,7 +90,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         ds = synthetic_clips(Path(tmp), args.clips, args.seconds)
         steps = build_steps(load_config(args.config))
-        experts = [step for step in steps if step.stage in EXPERTS]
+        experts = [step for step in steps if step.stage in STAGES]
         for expert in experts:  # load every model once, outside the timings
             expert(ds.select(range(2))[:])
         rows = ds.to_dict()

@@ -2,6 +2,8 @@
 
 Each expert is a picklable callable over a batch dict (see :mod:`fusion_datasets.experts.base`);
 :class:`ExpertChain` runs several on one batch so they share decoded audio and separated tracks.
+Each stage (:data:`STAGES`, in the plan's order) runs the expert its config's ``type`` names
+(:mod:`fusion_datasets.experts.registry`).
 """
 
 from fusion_datasets.experts.audio_llm import (
@@ -12,25 +14,17 @@ from fusion_datasets.experts.audio_llm import (
 )
 from fusion_datasets.experts.base import Expert, ExpertConfig
 from fusion_datasets.experts.chain import ExpertChain
+from fusion_datasets.experts.registry import STAGES, build_step, register, step_class, step_types
 from fusion_datasets.experts.separation import HTDemucsSeparator, SeparationConfig
 from fusion_datasets.experts.speech import SpeechConfig, WhisperTranscriber
-from fusion_datasets.experts.tagging import ASTAudioTagger, TaggerConfig
+from fusion_datasets.experts.tagging import ASTAudioTagger, AudioClassificationTagger, TaggerConfig
 from fusion_datasets.experts.visual import VideoDescriber, VisualConfig
-
-# The stage names a pipeline config uses, in the paper's order (separation before speech, tagging
-# before the music gate).
-EXPERTS: dict[str, type[Expert]] = {
-    "separation": HTDemucsSeparator,
-    "speech": WhisperTranscriber,
-    "tagging": ASTAudioTagger,
-    "sound": AudioLLMSoundDescriber,
-    "music": AudioLLMMusicCaptioner,
-    "visual": VideoDescriber,
-}
+from fusion_datasets.experts.wav2vec2_tagging import Wav2Vec2AudioTagger, Wav2Vec2TaggerConfig
 
 __all__ = [
-    "EXPERTS",
+    "STAGES",
     "ASTAudioTagger",
+    "AudioClassificationTagger",
     "AudioLLMMusicCaptioner",
     "AudioLLMSoundDescriber",
     "Expert",
@@ -44,5 +38,11 @@ __all__ = [
     "TaggerConfig",
     "VideoDescriber",
     "VisualConfig",
+    "Wav2Vec2AudioTagger",
+    "Wav2Vec2TaggerConfig",
     "WhisperTranscriber",
+    "build_step",
+    "register",
+    "step_class",
+    "step_types",
 ]

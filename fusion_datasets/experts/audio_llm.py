@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from fusion_datasets.experts.base import ConfigT, Expert, ExpertConfig
+from fusion_datasets.experts.registry import register
 from fusion_datasets.media import MIX, MediaBatch
 from fusion_datasets.prompts import read_prompt
 
@@ -145,6 +146,7 @@ class AudioLLMExpert(Expert[ConfigT]):
         return descriptions
 
 
+@register("sound", "audio-llm")
 class AudioLLMSoundDescriber(AudioLLMExpert[SoundConfig]):
     """Writes ``sound_caption``: a description of everything heard in the clip (the paper's GAMA step).
 
@@ -164,6 +166,7 @@ class AudioLLMSoundDescriber(AudioLLMExpert[SoundConfig]):
         return {"sound_caption": self.describe(media, rank, range(media.size))}
 
 
+@register("music", "audio-llm")
 class AudioLLMMusicCaptioner(AudioLLMExpert[MusicConfig]):
     """Writes ``has_music`` and, only where it is true, ``music_caption`` (the paper's OpenMu step).
 

@@ -175,12 +175,13 @@ class Expert(ABC, Generic[ConfigT]):
     def device(self, rank: int | None) -> str:
         return runtime.resolve_device(self.config.device, rank)
 
-    def load(self, rank: int | None, loader: Callable[[str, Any], R]) -> R:
-        """The model for this worker, loaded once per process by ``loader(device, dtype)``."""
+    def load(self, rank: int | None, loader: Callable[[str, Any], R], *key: Any) -> R:
+        """The model for this worker, loaded once per process by ``loader(device, dtype)``; ``key``: what
+        else the loader's result depends on (a loader shared by several classes that check differently)."""
         device = self.device(rank)
         dtype = runtime.resolve_dtype(self.config.dtype, device)
         # keyed by the loader, so experts that share one (sound and music captions) share the model
-        key = (loader.__qualname__, self.config.model, self.config.revision, device, str(dtype))
+        key = (loader.__qualname__, self.config.model, self.config.revision, device, str(dtype), *key)
         return runtime.cached_model(key, lambda: loader(device, dtype))
 
     def pretrained_kwargs(self) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from fusion_datasets.experts.base import Expert, ExpertConfig
+from fusion_datasets.experts.registry import register
 from fusion_datasets.media import MediaBatch, Waveform
 
 TRACKS = ("vocals", "accompaniment")
@@ -29,6 +30,7 @@ class SeparationConfig(ExpertConfig):
     output_sampling_rate: int = 16000
 
 
+@register("separation", "htdemucs")
 class HTDemucsSeparator(Expert[SeparationConfig]):
     """Splits each clip into ``vocals`` and ``accompaniment`` (every other Demucs source, summed).
 

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from fusion_datasets.experts.base import Expert, ExpertConfig
+from fusion_datasets.experts.registry import register
 from fusion_datasets.media import MediaBatch, windows
 
 # "<|nospeech|>" since large-v3, "<|nocaptions|>" before it
@@ -89,6 +90,7 @@ def _language_code(language: str | None, known: list[str]) -> str | None:
     return code
 
 
+@register("speech", "whisper")
 class WhisperTranscriber(Expert[SpeechConfig]):
     """Writes ``asr_text``, ``asr_language`` (ISO code), ``asr_no_speech_prob`` and ``has_speech``.
 

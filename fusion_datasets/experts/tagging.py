@@ -3,16 +3,21 @@
 The paper tags clips with an AudioSet classifier (and gates music with YamNet); the default here is
 ``MIT/ast-finetuned-audioset-10-10-0.4593``. Clips longer than the model's window are cut into
 windows whose scores are max-pooled, as AudioSet taggers are evaluated.
+
+:class:`AudioClassificationTagger` does that for any ``AutoModelForAudioClassification`` model;
+:class:`ASTAudioTagger` (``type: ast``) is the default, other families subclass it in their own module
+(:mod:`fusion_datasets.experts.wav2vec2_tagging`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from fusion_datasets.experts.base import Expert, ExpertConfig
+from fusion_datasets.experts.registry import register
 from fusion_datasets.media import MediaBatch, windows
 
 
@@ -41,18 +46,19 @@ class _Tagger:
     dtype: Any
 
 
-class ASTAudioTagger(Expert[TaggerConfig]):
-    """Writes ``audio_tags`` (``[{"label", "score"}]``, best first) and ``music_score``.
+class AudioClassificationTagger(Expert[TaggerConfig]):
+    """Writes ``audio_tags`` (``[{"label", "score"}]``, best first) and ``music_score`` with a
+    transformers ``AutoModelForAudioClassification`` model; subclasses say which models and how the
+    feature extractor batches windows of different lengths.
 
     Rows that already carry human labels in ``audio_tags`` (AudioSet) keep them (score 1.0 from the
     builder); ``music_score`` always comes from the model.
-
-    Example:
-        >>> ds = ds.map(ASTAudioTagger(model="MIT/ast-finetuned-audioset-10-10-0.4593"), batched=True)  # doctest: +SKIP
     """
 
     stage = "tagging"
     config_class = TaggerConfig
+    model_types: ClassVar[tuple[str, ...] | None] = None  # the transformers model types it runs (None: any)
+    extractor_kwargs: ClassVar[dict[str, Any]] = {}  # for the feature extractor's call
 
     def features(self) -> dict[str, Any]:
         from datasets import List, Value
@@ -64,7 +70,7 @@ class ASTAudioTagger(Expert[TaggerConfig]):
         from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
         from transformers.models.auto.modeling_auto import MODEL_FOR_AUDIO_CLASSIFICATION_MAPPING_NAMES
 
-        self.check_architecture(tuple(MODEL_FOR_AUDIO_CLASSIFICATION_MAPPING_NAMES))
+        self.check_architecture(self.model_types or tuple(MODEL_FOR_AUDIO_CLASSIFICATION_MAPPING_NAMES))
         kwargs = self.pretrained_kwargs()
         model = AutoModelForAudioClassification.from_pretrained(self.config.model, dtype=dtype, **kwargs)
         labels = [model.config.id2label[index] for index in range(model.config.num_labels)]
@@ -79,9 +85,10 @@ class ASTAudioTagger(Expert[TaggerConfig]):
         size = int(self.config.window_seconds * rate)
         pieces = [windows(clip[0], size, min_size=rate // 10) for clip in clips]
         flat = [piece for clip_pieces in pieces for piece in clip_pieces]
-        features = tagger.feature_extractor(flat, sampling_rate=rate, return_tensors="pt")
+        features = tagger.feature_extractor(flat, sampling_rate=rate, return_tensors="pt", **self.extractor_kwargs)
         with torch.inference_mode():
-            inputs = {name: value.to(tagger.device, tagger.dtype) for name, value in features.items()}
+            inputs = {name: value.to(tagger.device, tagger.dtype if value.is_floating_point() else None)
+                      for name, value in features.items()}
             logits = tagger.model(**inputs).logits.float()
         probabilities = logits.sigmoid() if self.config.activation == "sigmoid" else logits.softmax(-1)
         per_window = probabilities.cpu().numpy()
@@ -90,7 +97,7 @@ class ASTAudioTagger(Expert[TaggerConfig]):
 
     def process(self, media: MediaBatch, rank: int | None = None) -> dict[str, list]:
         outputs = self.empty_outputs(media.size)
-        tagger = self.load(rank, self._load)
+        tagger = self.load(rank, self._load, self.model_types)  # each class checks the model its own way
         if self.config.music_label not in tagger.labels:
             raise ValueError(f"{self.config.model!r} has no {self.config.music_label!r} label to gate music with")
         clips = media.audio(tagger.feature_extractor.sampling_rate)
@@ -110,3 +117,16 @@ class ASTAudioTagger(Expert[TaggerConfig]):
                 if clip_scores[index] >= self.config.min_score
             ]
         return outputs
+
+
+@register("tagging", "ast")
+class ASTAudioTagger(AudioClassificationTagger):
+    """The default tagger (``type: ast``): an Audio Spectrogram Transformer, as the paper's AudioSet tagger.
+
+    Its feature extractor pads or cuts every window to the model's input length. It runs any other
+    audio classifier whose extractor does the same (a Whisper encoder's pads to 30 s) as it did before
+    there were types.
+
+    Example:
+        >>> ds = ds.map(ASTAudioTagger(model="MIT/ast-finetuned-audioset-10-10-0.4593"), batched=True)  # doctest: +SKIP
+    """

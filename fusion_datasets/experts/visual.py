@@ -20,6 +20,7 @@ import numpy as np
 
 from fusion_datasets import runtime
 from fusion_datasets.experts.base import Expert, ExpertConfig
+from fusion_datasets.experts.registry import register
 from fusion_datasets.media import MediaBatch, MediaError
 from fusion_datasets.prompts import read_prompt
 
@@ -176,6 +177,7 @@ class _Describer:
     device: str
 
 
+@register("visual", "video-llm")
 class VideoDescriber(Expert[VisualConfig]):
     """Writes ``video_caption``: ``MM:SS - description`` lines of what is visible in the clip's video.
 

@@ -1,9 +1,10 @@
 """The pipeline config: input, expert stages, LLM backend, fusion, filter, QA and output, from YAML.
 
 Bundled configs (``tiny``, ``small``, ``paper``) live in ``fusion_datasets/configs/``; a config is
-named by one of those names or by a YAML path, then ``--set key=value`` overrides apply. Stage options
-are checked against each step's own config dataclass, so errors name ``experts.speech.model`` and the
-allowed keys.
+named by one of those names or by a YAML path, then ``--set key=value`` overrides apply. An expert
+stage runs the class its ``type`` names (:mod:`fusion_datasets.experts.registry`; default: the paper's);
+its options are checked against that class' config dataclass when the config loads, so errors name
+``experts.speech.model`` and the allowed keys.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any, Literal
 import yaml
 
 from fusion_datasets.config import ConfigError, apply_overrides, from_mapping, to_mapping
-from fusion_datasets.experts import EXPERTS, Expert
+from fusion_datasets.experts import STAGES, Expert, build_step
 from fusion_datasets.llm.backends import BackendConfig
 from fusion_datasets.public import public_config
 from fusion_datasets.runtime import cache_dir
@@ -126,16 +127,26 @@ class PipelineConfig:
     ray: RayConfig = field(default_factory=RayConfig)
 
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.experts) - set(EXPERTS))
+        unknown = sorted(set(self.experts) - set(STAGES))
         if unknown:
-            raise ValueError(f"unknown expert stage {unknown[0]!r}; stages: {', '.join(EXPERTS)}")
+            raise ValueError(f"unknown expert stage {unknown[0]!r}; stages: {', '.join(STAGES)}")
+        self.expert_steps()  # each stage's type and options checked now, not when the run reaches it
         if self.engine not in ENGINES:
             raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
         for stage in self.ray.resources:
-            if stage not in (*EXPERTS, *LLM_AND_FILTER_STAGES):
+            if stage not in (*STAGES, *LLM_AND_FILTER_STAGES):
                 raise ValueError(f"ray.resources: unknown stage {stage!r}; stages: "
-                                 f"{', '.join((*EXPERTS, *LLM_AND_FILTER_STAGES))}")
+                                 f"{', '.join((*STAGES, *LLM_AND_FILTER_STAGES))}")
             self.ray.stage(stage)  # checked now, not when the run reaches it
+
+    def expert_steps(self) -> list[Expert]:
+        """The enabled expert stages' steps, in plan order (:data:`~fusion_datasets.experts.STAGES`)."""
+        steps = []
+        for stage in STAGES:
+            options = _enabled(self.experts.get(stage), f"experts.{stage}")
+            if stage in self.experts and options is not None:
+                steps.append(build_step(stage, options))
+        return steps
 
 
 def load_config(name_or_path: str, overrides: tuple[str, ...] | list[str] = (),
@@ -185,11 +196,7 @@ def build_steps(config: PipelineConfig) -> list[Expert]:
     from fusion_datasets.llm.fusion import CaptionFuser
     from fusion_datasets.llm.qa import QAGenerator
 
-    steps: list[Expert] = []
-    for stage, expert_class in EXPERTS.items():
-        options = _enabled(config.experts.get(stage), f"experts.{stage}")
-        if stage in config.experts and options is not None:
-            steps.append(expert_class(from_mapping(expert_class.config_class, options, f"experts.{stage}")))
+    steps = config.expert_steps()
     for name, step_class in (("fusion", CaptionFuser), ("qa", QAGenerator)):
         options = _enabled(getattr(config, name), name)
         if options is not None:

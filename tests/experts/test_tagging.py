@@ -2,6 +2,7 @@ import pytest
 from experts.conftest import clips_dataset, run_map
 
 from fusion_datasets.experts.tagging import ASTAudioTagger
+from fusion_datasets.experts.wav2vec2_tagging import Wav2Vec2AudioTagger
 from fusion_datasets.media import windows
 
 
@@ -14,9 +15,11 @@ def test_windows_cover_the_signal():
     assert [len(piece) for piece in windows(np.arange(3), 10, min_size=5)] == [5]
 
 
-def test_tags_and_music_score(tmp_path, tiny_zoo, good_clips, bad_clips):
+@pytest.mark.parametrize(("tagger", "model"), [(ASTAudioTagger, "ast-audioset"),
+                                               (Wav2Vec2AudioTagger, "wav2vec2-audioset")])
+def test_tags_and_music_score(tmp_path, tiny_zoo, good_clips, bad_clips, tagger, model):
     ds = clips_dataset({**good_clips, **bad_clips}, tmp_path)
-    tagged = run_map(ds, ASTAudioTagger(model=str(tiny_zoo["ast-audioset"]), top_k=3, min_score=0.0))
+    tagged = run_map(ds, tagger(model=str(tiny_zoo[model]), top_k=3, min_score=0.0))
     assert tagged.num_rows == ds.num_rows
     rows = {row["id"]: row for row in tagged}
     for name in [*good_clips, "surround", "long", "truncated"]:
@@ -67,3 +70,20 @@ def test_unsupported_architecture_is_named(tmp_path, tiny_zoo, good_clips):
     expert = ASTAudioTagger(model=str(tiny_zoo["qwen2.5-vl"]))
     with pytest.raises(ValueError, match="supported model types: .*audio-spectrogram-transformer"):
         run_map(clips_dataset(good_clips, tmp_path), expert)
+    expert = Wav2Vec2AudioTagger(model=str(tiny_zoo["ast-audioset"]))
+    with pytest.raises(ValueError, match=r"\(model_type 'audio-spectrogram-transformer'\); supported model types: wav2vec2"):
+        run_map(clips_dataset(good_clips, tmp_path), expert)
+
+
+def test_padded_windows_score_as_alone(tmp_path, tiny_zoo, caplog):
+    """A short clip batched with a longer one (padded to it, masked) scores as it does alone."""
+    from fusion_datasets.testing import media
+
+    short = str(media.write_audio(tmp_path / "short.wav", media.noise(0.5, 16000), 16000))
+    long = str(media.write_audio(tmp_path / "long.wav", media.music(3.0, 16000), 16000))
+    tagger = Wav2Vec2AudioTagger(model=str(tiny_zoo["wav2vec2-audioset"]), top_k=527, min_score=0.0)
+    alone, together = tagger({"audio": [short]}), tagger({"audio": [short, long]})
+    assert together["errors"] == [[], []] and "retrying row by row" not in caplog.text  # one batched call
+    scores = [{tag["label"]: tag["score"] for tag in outputs["audio_tags"][0]} for outputs in (alone, together)]
+    assert scores[0] == pytest.approx(scores[1], abs=1e-5)
+    assert together["music_score"][0] == pytest.approx(alone["music_score"][0], abs=1e-5)

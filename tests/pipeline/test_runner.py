@@ -10,7 +10,7 @@ import fusion_datasets
 from fusion_datasets.cli import main
 from fusion_datasets.config import ConfigError
 from fusion_datasets.hub.push import staging_dir
-from fusion_datasets.pipeline.config import build_steps, load_config
+from fusion_datasets.pipeline.config import load_config
 from fusion_datasets.testing import media
 from fusion_datasets.testing.hub import LocalHub
 
@@ -78,10 +78,40 @@ def test_tiny_run_writes_a_loadable_hub_dataset_and_resumes(tmp_path, tiny_zoo, 
     assert len(redone) == 1 and "corrupt" in pq.read_table(redone[0])["id"].to_pylist()
 
 
-def test_unknown_stage_options_are_named():
-    config = load_config("tiny", ["experts.speech.modle=x"])
+def test_stage_types_and_options_are_checked_when_the_config_loads(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text("experts:\n  speech: {model: openai/whisper-tiny}\n  tagging: {top_k: 5}\n")
     with pytest.raises(ConfigError, match=r"unknown key experts.speech.modle; allowed: .*max_new_tokens"):
-        build_steps(config)
+        load_config(str(config), ["experts.speech.modle=x"])
+    with pytest.raises(ConfigError, match=r"experts.tagging.type: unknown type 'panns'; tagging types: ast, wav2vec2"):
+        load_config(str(config), ["experts.tagging.type=panns"])
+    with pytest.raises(ConfigError, match=r"experts.tagging: model: name an audio classifier"):
+        load_config(str(config), ["experts.tagging.type=wav2vec2"])
+    with pytest.raises(ConfigError, match=r"unknown key experts.tagging.num_beams; allowed: .*top_k"):
+        load_config(str(config), ["experts.tagging.type=wav2vec2", "experts.tagging.num_beams=2"])
+    assert load_config(str(config), ["experts.tagging.enabled=false", "experts.tagging.type=panns"])  # not run
+
+
+def test_a_stage_runs_the_type_its_config_names(tmp_path, tiny_zoo, clip_folder):
+    """``experts.tagging.type: wav2vec2``: another tagger, the same columns, its own tags and fingerprint."""
+    only_tagging = [arg for stage in ("speech", "sound", "music", "visual")
+                    for arg in ("--set", f"experts.{stage}.enabled=false")]
+    wav2vec2 = ["--set", "experts.tagging.type=wav2vec2", "--set", f"experts.tagging.model={tiny_zoo['wav2vec2-audioset']}"]
+    runs = {}
+    for name, extra in (("ast", []), ("wav2vec2", wav2vec2)):
+        _run(clip_folder, tmp_path / name, *only_tagging, *extra)
+        cues = datasets.load_dataset(str(tmp_path / name), "cues", split="train")
+        manifest = json.loads((tmp_path / name / "manifest.json").read_text())
+        runs[name] = cues, {step["stage"]: step for step in manifest["plan"]}
+    (ast_cues, ast_plan), (cues, plan) = runs["ast"], runs["wav2vec2"]
+    assert cues.features == ast_cues.features
+    assert plan["tagging"]["step"] == "Wav2Vec2AudioTagger" and ast_plan["tagging"]["step"] == "ASTAudioTagger"
+    assert plan["tagging"]["fingerprint"] != ast_plan["tagging"]["fingerprint"]
+    assert plan["fusion"]["fingerprint"] == ast_plan["fusion"]["fingerprint"]
+    tags = {row["id"]: row["audio_tags"] for row in cues}
+    assert tags["corrupt"] is None and tags["music"] and tags["speech"] and tags != dict(zip(ast_cues["id"], ast_cues["audio_tags"]))
+    assert yaml.safe_load((tmp_path / "wav2vec2" / "config.yaml").read_text())["experts"]["tagging"]["type"] == "wav2vec2"
+    assert "`Wav2Vec2AudioTagger`" in (tmp_path / "wav2vec2" / "README.md").read_text()
 
 
 def test_stats_count_time_per_stage_and_llm_usage(tmp_path, tiny_zoo, clip_folder):

@@ -11,7 +11,7 @@ import torch
 from fusion_datasets.testing import media
 from fusion_datasets.testing.zoo import build_tiny_model
 
-AUDIO_MODELS = ["whisper", "ast-audioset", "clap", "htdemucs"]
+AUDIO_MODELS = ["whisper", "ast-audioset", "wav2vec2-audioset", "clap", "htdemucs"]
 
 
 def test_whisper_generate_follows_language_and_task(tiny_zoo):

@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 _BUILDERS: dict[str, str] = {
     "whisper": "speech:build_tiny_whisper",
     "ast-audioset": "tagging:build_tiny_ast",
+    "wav2vec2-audioset": "tagging:build_tiny_wav2vec2",
     "clap": "clap:build_tiny_clap",
     "clap-trainable": "clap:build_trainable_clap",
     "htdemucs": "separation:build_tiny_htdemucs",
