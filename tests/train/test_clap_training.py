@@ -28,6 +28,7 @@ from fusion_datasets.testing import media
 from fusion_datasets.testing.hub import LocalHub, http_error
 from fusion_datasets.train import load_train_config, train_clap
 from fusion_datasets.train.card import model_card, push_model
+from fusion_datasets.train.checkpoints import TrainingState
 from fusion_datasets.train.data import load_table, parse_dataset_spec
 from fusion_datasets.train.loss import clap_contrastive_loss
 
@@ -230,6 +231,30 @@ def test_a_resumed_run_continues_from_its_checkpoint(tmp_path, tiny_zoo, tone_da
     again = train_clap(_config(tiny_zoo, tone_data, output, "save_every_steps=2"))  # a finished run: no more steps
     assert (again.resumed_from_step, again.steps, again.best) == (6, 6, second.best)
     assert len((output / "train_log.jsonl").read_text().splitlines()) == 6
+
+
+def test_a_checkpoint_holds_the_loop_state_and_a_rerun_takes_up_its_epoch_midway(tmp_path, tiny_zoo, tone_data):
+    """12 clips in micro-batches of 2, two per step: 3 steps per epoch. Stopped at step 2, the checkpoint
+    is 4 micro-batches into epoch 0; the rerun trains the 2 left, then epoch 1 (not epoch 0 again)."""
+    output = tmp_path / "midway"
+    train_clap(_config(tiny_zoo, tone_data, output, "save_every_steps=1", "max_steps=2"))
+    saved = TrainingState.from_json((output / "checkpoints" / "step-00000002" / "training_state.json").read_text())
+    assert saved == TrainingState(step=2, epoch=0, batches_done=4, clips=8, skipped=[])
+
+    result = train_clap(_config(tiny_zoo, tone_data, output, "save_every_steps=1"))
+    assert (result.resumed_from_step, result.steps, result.epochs_completed) == (2, 6, 2)
+    log = [json.loads(line) for line in (output / "train_log.jsonl").read_text().splitlines()]
+    assert [(entry["step"], entry["epoch"]) for entry in log] == [(1, 0), (2, 0), (3, 0), (4, 1), (5, 1), (6, 1)]
+    assert json.loads((output / "train_stats.json").read_text())["clips_trained"] == 2 * 12
+
+
+def test_the_loop_state_reads_and_writes_checkpoints_of_before_the_dataclass():
+    """``training_state.json`` was a plain dict dumped with indent 2: the same keys, the same text."""
+    skipped = [{"dataset": "data/bad", "row": 12, "id": "corrupt", "message": "cannot decode audio"}]
+    legacy = json.dumps({"step": 4, "epoch": 1, "batches_done": 2, "clips": 40, "skipped": skipped}, indent=2) + "\n"
+    state = TrainingState.from_json(legacy)
+    assert state == TrainingState(step=4, epoch=1, batches_done=2, clips=40, skipped=skipped)
+    assert state.to_json() == legacy
 
 
 def test_two_processes_compute_the_loss_over_the_gathered_batch(tmp_path, tiny_zoo, tone_data):
