@@ -75,19 +75,40 @@ def process_rank(environ: Mapping[str, str] | None = None) -> ProcessRank:
     return ProcessRank(rank, world_size, _int_variable(environ, "LOCAL_RANK", rank))
 
 
-def resolve_device(device: str | None = None, rank: int | None = None) -> str:
-    """The device for a worker: ``device`` when given, else ``cuda:{rank % n}`` with GPUs, else ``cpu``.
+def process_gpus(device_count: int, environ: Mapping[str, str] | None = None) -> list[int]:
+    """The indices of the ``device_count`` visible GPUs this process uses; its map workers share them out.
 
-    ``rank`` is the ``datasets.map`` worker's (``num_proc`` > 1); without one, the process's ``LOCAL_RANK``
-    picks the GPU, so each process of ``accelerate launch`` / ``torchrun`` uses its own.
+    A process started alone uses every GPU. Processes launched together on a machine (``torchrun``,
+    ``accelerate launch``: ``LOCAL_RANK`` of ``LOCAL_WORLD_SIZE``) split the GPUs among themselves, local
+    rank ``r`` taking ``r``, ``r + LOCAL_WORLD_SIZE``, ...; with fewer GPUs than processes, or without
+    ``LOCAL_WORLD_SIZE`` to know how many share the machine, a process keeps to the one GPU
+    ``LOCAL_RANK % device_count``. So no two processes' workers meet on a GPU that another one could have.
+
+    Example:
+        >>> process_gpus(8, {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2"})
+        [1, 3, 5, 7]
+    """
+    environ = os.environ if environ is None else environ
+    place = process_rank(environ)
+    local_processes = _int_variable(environ, "LOCAL_WORLD_SIZE", 1 if place.world_size == 1 else 0)
+    if 0 < local_processes <= device_count:
+        return list(range(place.local_rank % local_processes, device_count, local_processes))
+    return [place.local_rank % device_count]
+
+
+def resolve_device(device: str | None = None, rank: int | None = None) -> str:
+    """The device for a worker: ``device`` when given, else one of this process's GPUs, else ``cpu``.
+
+    ``rank`` is the ``datasets.map`` worker's (``num_proc`` > 1): worker ``w`` takes the ``w % k``-th of the
+    ``k`` GPUs of :func:`process_gpus`; a process without workers takes its first.
     """
     if device and device != "auto":
         return device
     import torch
 
     if torch.cuda.is_available():
-        index = process_rank().local_rank if rank is None else rank
-        return f"cuda:{index % torch.cuda.device_count()}"
+        gpus = process_gpus(torch.cuda.device_count())
+        return f"cuda:{gpus[(rank or 0) % len(gpus)]}"
     return "cpu"
 
 
