@@ -35,7 +35,7 @@ from fusion_datasets.builders.report import STATS_FILE, BuildReport
 from fusion_datasets.config import from_mapping
 from fusion_datasets.errors import UserError
 from fusion_datasets.files import write_text_atomically
-from fusion_datasets.pipeline.inputs import pair_media
+from fusion_datasets.media_files import pair_media
 
 MISSING_FILE = "missing_clips.csv"
 

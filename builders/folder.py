@@ -10,7 +10,7 @@ from typing import Any
 
 from fusion_datasets.builders.base import register
 from fusion_datasets.builders.sources import SourceBuilder, SourceConfig
-from fusion_datasets.pipeline.inputs import pair_media
+from fusion_datasets.media_files import pair_media
 
 
 @dataclass

@@ -11,7 +11,7 @@ import posixpath
 import re
 from pathlib import PurePosixPath
 
-from fusion_datasets.pipeline.inputs import AUDIO_SUFFIXES, VIDEO_SUFFIXES
+from fusion_datasets.media_files import AUDIO_SUFFIXES, VIDEO_SUFFIXES
 
 logger = logging.getLogger(__name__)
 

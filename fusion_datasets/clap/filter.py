@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from fusion_datasets import runtime
-from fusion_datasets.clap.embed import CLAP_KINDS, DEFAULT_CLAP, ClapEmbedder, clap_scores, load_clap
+from fusion_datasets.clap.base import ClapEmbedder
+from fusion_datasets.clap.embed import CLAP_KINDS, DEFAULT_CLAP, clap_scores, load_clap
 from fusion_datasets.experts.base import Expert, ExpertConfig
 from fusion_datasets.media import MediaBatch
 

@@ -9,16 +9,16 @@ module is built. The audio encoder (HTSAT tiny/base/large) and fusion are read o
 from __future__ import annotations
 
 import importlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
-from unittest import mock
 
 import numpy as np
 
 from fusion_datasets import runtime
-from fusion_datasets.clap.embed import as_torch_dtype, check_clips, in_batches, seeded_numpy
+from fusion_datasets.clap.base import as_torch_dtype, check_clips, in_batches, seeded_numpy
 
 # HTSAT's patch-embedding width names its size in laion_clap's model configs.
 _HTSAT_WIDTHS = {96: "HTSAT-tiny", 128: "HTSAT-base", 256: "HTSAT-large"}
@@ -138,6 +138,22 @@ class LaionClap:
         return in_batches(list(texts), self.batch_size, self._text_batch, self.dim)
 
 
+@contextmanager
+def _replaced(owner: Any, name: str, value: Any) -> Iterator[None]:
+    """``owner.name`` set to ``value`` inside the block, restored after it.
+
+    ``CLAP_Module`` takes no text encoder: its constructor calls ``RobertaModel.from_pretrained`` and
+    ``RobertaTokenizer.from_pretrained`` on the names its modules imported, with ``roberta-base`` written in.
+    Those two names are the only way to hand it ours, for the constructor's duration.
+    """
+    original = getattr(owner, name)
+    setattr(owner, name, value)
+    try:
+        yield
+    finally:
+        setattr(owner, name, original)
+
+
 def build_clap_module(amodel: str, fused: bool, text_encoder: str, device: str) -> Any:
     """A random-weight ``laion_clap.CLAP_Module`` whose text branch is built from ``text_encoder``'s config.
 
@@ -155,8 +171,6 @@ def build_clap_module(amodel: str, fused: bool, text_encoder: str, device: str) 
     hook = importlib.import_module("laion_clap.hook")
     random_text_branch = SimpleNamespace(from_pretrained=lambda *args, **kwargs: RobertaModel(config))
     local_tokenizer = SimpleNamespace(from_pretrained=lambda *args, **kwargs: tokenizer)
-    with (
-        mock.patch.object(model_module, "RobertaModel", random_text_branch),
-        mock.patch.object(hook, "RobertaTokenizer", local_tokenizer),
-    ):
+    with _replaced(model_module, "RobertaModel", random_text_branch), \
+            _replaced(hook, "RobertaTokenizer", local_tokenizer):
         return laion_clap.CLAP_Module(enable_fusion=fused, device=device, amodel=amodel, tmodel="roberta")

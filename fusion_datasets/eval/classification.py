@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from fusion_datasets import runtime
-from fusion_datasets.clap.embed import in_batches
+from fusion_datasets.clap.base import in_batches
 from fusion_datasets.eval.predict import benchmark_name, load_benchmark, read_predictions
 from fusion_datasets.eval.report import OVERALL, write_model_index, write_report
 

@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from fusion_datasets.clap.embed import ClapEmbedder, load_clap
+from fusion_datasets.clap.base import ClapEmbedder
+from fusion_datasets.clap.embed import load_clap
 from fusion_datasets.eval.report import write_report
 from fusion_datasets.eval.retrieval import (
     bootstrap_intervals,

@@ -34,8 +34,8 @@ from fusion_datasets import __version__
 from fusion_datasets.files import write_bytes_atomically, write_text_atomically
 from fusion_datasets.http_errors import redact
 from fusion_datasets.hub.push import parse_hub_output
+from fusion_datasets.layout import CONFIGS, config_files, data_files
 from fusion_datasets.pipeline.config import PipelineConfig, load_config
-from fusion_datasets.pipeline.outputs import CONFIGS, config_files, data_files
 from fusion_datasets.pipeline.state import RunState
 
 TEMPLATE = "dataset_card.md"  # in cards/ (installed as fusion_datasets.cards)

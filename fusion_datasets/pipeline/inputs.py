@@ -13,8 +13,8 @@ import logging
 import math
 import os
 import re
-from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -25,27 +25,24 @@ import pyarrow.parquet as pq
 from fusion_datasets.errors import UserError
 from fusion_datasets.loading import undecoded
 from fusion_datasets.media import claimed_duration
+from fusion_datasets.media_files import (
+    AUDIO_SUFFIXES,
+    VIDEO_SUFFIXES,
+    MediaPairs,
+    find_files,
+    pair_files,
+    shown_paths,
+)
 from fusion_datasets.pipeline.config import InputConfig
 
 logger = logging.getLogger(__name__)
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac")
-VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".mov", ".avi")
 _SAVED = ("dataset_info.json", "dataset_dict.json")  # what save_to_disk writes (a Dataset, a DatasetDict)
 _HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
-_SHOWN = 5  # paths named in a warning or an error
 
 
 class InputError(UserError):
     """An input that cannot be run: missing, empty, without audio, or with ids that are not unique."""
-
-
-class MediaPairs(dict[str, tuple[Path | None, Path | None]]):
-    """Clips by id: ``(audio, video)``, one may be None; ``unreadable`` lists the folders that could not be read."""
-
-    def __init__(self, pairs: Iterable[tuple[str, tuple[Path | None, Path | None]]], unreadable: Sequence[str]):
-        super().__init__(pairs)
-        self.unreadable = list(unreadable)
 
 
 @dataclass(frozen=True)
@@ -54,79 +51,6 @@ class Input:
 
     dataset: datasets.Dataset
     unreadable: tuple[str, ...] = ()
-
-
-def _inside(path: Path, folders: Sequence[Path]) -> bool:
-    return any(path == folder or folder in path.parents for folder in folders)
-
-
-def _shown(items: Sequence[str]) -> str:
-    return ", ".join(items[:_SHOWN]) + (", ..." if len(items) > _SHOWN else "")
-
-
-def _walk(folder: Path, exclude: Sequence[Path], suffixes: Sequence[str]) -> tuple[list[Path], list[str]]:
-    """The files under ``folder`` with one of ``suffixes``, and the folders that could not be read (with why).
-
-    Symlinked folders are followed, each real folder once (links that loop end there, a folder linked
-    twice is read under its first path in sorted order). Folders under ``exclude`` are left out.
-    """
-    skip = [Path(os.path.realpath(path)) for path in exclude]
-    seen: set[str] = set()
-    files: list[Path] = []
-    unreadable: list[str] = []
-
-    def report(error: OSError) -> None:
-        unreadable.append(f"{os.path.relpath(error.filename, folder)} ({error.strerror})")
-
-    for root, folders, names in os.walk(folder, onerror=report, followlinks=True):
-        real = os.path.realpath(root)
-        if real in seen or _inside(Path(real), skip):
-            folders.clear()
-            continue
-        seen.add(real)
-        folders.sort()
-        files += [Path(root, name) for name in names if Path(name).suffix.lower() in suffixes]
-    if unreadable:
-        logger.warning("%d folders under %s cannot be read and are left out: %s", len(unreadable), folder,
-                       _shown(unreadable))
-    return sorted(files), unreadable
-
-
-def _pair(folder: Path, files: Sequence[Path], unreadable: Sequence[str]) -> MediaPairs:
-    """The media ``files`` as clips: see :func:`pair_media`."""
-    stems: dict[str, list[Path]] = defaultdict(list)
-    for path in files:
-        if path.suffix.lower() in (*AUDIO_SUFFIXES, *VIDEO_SUFFIXES):
-            stems[str(path.relative_to(folder).with_suffix(""))].append(path)
-    pairs: dict[str, tuple[Path | None, Path | None]] = {}
-    collided: list[Path] = []
-    for key, paths in stems.items():
-        audio = [path for path in paths if path.suffix.lower() in AUDIO_SUFFIXES]
-        video = [path for path in paths if path.suffix.lower() in VIDEO_SUFFIXES]
-        if len(audio) <= 1 and len(video) <= 1:
-            pairs[key] = (audio[0] if audio else None, video[0] if video else None)
-            continue
-        collided += paths
-        for path in paths:
-            pairs[str(path.relative_to(folder))] = (None, path) if path in video else (path, None)
-    if collided:
-        logger.warning("%d media files under %s share their name with another file of the same kind in their "
-                       "folder: each is its own clip, named by its path with the suffix (%s)", len(collided),
-                       folder, _shown([str(path.relative_to(folder)) for path in collided]))
-    return MediaPairs(sorted(pairs.items()), unreadable)
-
-
-def pair_media(folder: Path, exclude: Sequence[Path] = ()) -> MediaPairs:
-    """Media files under ``folder`` as clips by id: ``(audio, video)``, one may be None.
-
-    An audio file and a video of the same stem in the same folder are one clip, named by its path sans
-    suffix (``sub/take1``). Where more files of one kind share a stem (``a.wav`` and ``a.flac``, ``a.wav``
-    and ``a.WAV``, ``a.mp4`` and ``a.mkv``), each file is its own clip named by its path with the suffix
-    (``sub/a.wav``), with a warning. Symlinked folders are followed; folders that cannot be read are
-    warned about and listed in ``unreadable``; files under the ``exclude`` folders (a run's own output
-    inside its input) are left out. The builders pair files the same way.
-    """
-    return _pair(folder, *_walk(folder, exclude, (*AUDIO_SUFFIXES, *VIDEO_SUFFIXES)))
 
 
 def _clips(pairs: MediaPairs) -> datasets.Dataset:
@@ -169,11 +93,11 @@ def _read_folder(path: Path, config: InputConfig, exclude: Sequence[Path]) -> In
     """A folder by ``input.format``; ``auto``: saved dataset, else media, else Parquet if it has no media."""
     if config.format == "auto" and any((path / name).is_file() for name in _SAVED):
         return Input(_read_saved(path, config.split))
-    files, unreadable = _walk(path, exclude, (*AUDIO_SUFFIXES, *VIDEO_SUFFIXES, ".parquet"))
+    files, unreadable = find_files(path, exclude, (*AUDIO_SUFFIXES, *VIDEO_SUFFIXES, ".parquet"))
     tables = [file for file in files if file.suffix.lower() == ".parquet"]
     if config.format == "parquet":
         return Input(_read_parquet(tables, config.path), tuple(unreadable))
-    pairs = _pair(path, files, unreadable)
+    pairs = pair_files(path, files, unreadable)
     if pairs and tables:
         logger.warning("%s is read as a folder of media files; the %d Parquet files in it are not read "
                        "(input.format=parquet reads them instead)", path, len(tables))
@@ -181,7 +105,7 @@ def _read_folder(path: Path, config: InputConfig, exclude: Sequence[Path]) -> In
         return Input(_clips(pairs), tuple(unreadable))
     if tables and config.format == "auto":
         return Input(_read_parquet(tables, config.path), tuple(unreadable))
-    cannot = f"; {len(unreadable)} folders cannot be read: {_shown(unreadable)}" if unreadable else ""
+    cannot = f"; {len(unreadable)} folders cannot be read: {shown_paths(unreadable)}" if unreadable else ""
     raise InputError(f"no audio or video files in {path} (audio: {', '.join(AUDIO_SUFFIXES)}; "
                      f"video: {', '.join(VIDEO_SUFFIXES)}){cannot}")
 

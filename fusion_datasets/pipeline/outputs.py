@@ -1,4 +1,4 @@
-"""The output folder in the Hub dataset layout: ``data/<config>/*.parquet`` declared in ``README.md``.
+"""What a run writes into its output folder (the layout: :mod:`fusion_datasets.layout`).
 
 The card (``README.md`` and its plot) is rendered by :func:`fusion_datasets.hub.card.render_card`.
 """
@@ -12,21 +12,11 @@ from typing import Any
 
 import datasets
 
+from fusion_datasets.layout import config_files
+
 logger = logging.getLogger(__name__)
 
-CONFIGS = ("cues", "captions", "qa")
 EXPORT = "fusionaudio.json"  # --export fusionaudio
-
-
-def data_files(config: str) -> str:
-    """The glob of ``config``'s Parquet shards, relative to the output folder (the card's ``data_files``)."""
-    return f"data/{config}/*.parquet"
-
-
-def config_files(root: Path, config: str) -> list[Path]:
-    """``config``'s finished Parquet shards under ``root``, sorted (temporary files are not among them)."""
-    return sorted(root.glob(data_files(config)))
-
 
 
 def kept_captions(cues: datasets.Dataset) -> datasets.Dataset:

@@ -29,7 +29,7 @@ from typing import Any
 
 from fusion_datasets.errors import UserError
 from fusion_datasets.files import TEMPORARY, temporary_path, write_text_atomically
-from fusion_datasets.pipeline.outputs import CONFIGS
+from fusion_datasets.layout import CONFIGS
 
 logger = logging.getLogger(__name__)
 

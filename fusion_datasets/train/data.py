@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from fusion_datasets.clap.embed import MAX_TEXT_TOKENS, seeded_numpy
+from fusion_datasets.clap.base import MAX_TEXT_TOKENS, seeded_numpy
+from fusion_datasets.layout import config_files
 from fusion_datasets.loading import load_undecoded, undecoded
 from fusion_datasets.media import MediaError, decode_audio, resample
-from fusion_datasets.pipeline.outputs import config_files
 
 logger = logging.getLogger(__name__)
 

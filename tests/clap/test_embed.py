@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from fusion_datasets.clap.embed import TransformersClap, clap_kind, clap_scores, load_clap, normalize_rows
+from fusion_datasets.clap.base import normalize_rows
+from fusion_datasets.clap.embed import TransformersClap, clap_kind, clap_scores, load_clap
 from fusion_datasets.media import decode_audio, resample
 
 
