@@ -25,10 +25,11 @@ from pathlib import Path
 import datasets
 
 from fusion_datasets.experts import STAGES, ExpertChain
-from fusion_datasets.pipeline.config import OutputConfig, build_steps, load_config
+from fusion_datasets.pipeline.config import OutputConfig, build_steps, load_config, tiny_zoo_dir, uses_tiny_zoo
 from fusion_datasets.pipeline.executor import LocalExecutor, Work
 from fusion_datasets.pipeline.plan import Plan
 from fusion_datasets.testing import media
+from fusion_datasets.testing.zoo import build_tiny_zoo
 
 
 def synthetic_clips(folder: Path, count: int, seconds: float) -> datasets.Dataset:
@@ -89,6 +90,8 @@ def main() -> None:
     datasets.disable_progress_bars()
     with tempfile.TemporaryDirectory() as tmp:
         ds = synthetic_clips(Path(tmp), args.clips, args.seconds)
+        if uses_tiny_zoo(args.config):
+            build_tiny_zoo(tiny_zoo_dir())
         steps = build_steps(load_config(args.config))
         experts = [step for step in steps if step.stage in STAGES]
         for expert in experts:  # load every model once, outside the timings

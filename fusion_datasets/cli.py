@@ -13,6 +13,14 @@ from fusion_datasets import __version__
 from fusion_datasets.errors import UserError
 
 
+def _build_tiny_zoo() -> None:
+    """The tiny config's models (the test kit's zoo), built offline on first use and reused after."""
+    from fusion_datasets.pipeline.config import tiny_zoo_dir
+    from fusion_datasets.testing.zoo import build_tiny_zoo
+
+    build_tiny_zoo(tiny_zoo_dir())
+
+
 def _tiny_zoo(args: argparse.Namespace) -> int:
     from fusion_datasets.testing.zoo import build_tiny_zoo
 
@@ -30,7 +38,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from fusion_datasets.pipeline.config import load_config
+    from fusion_datasets.pipeline.config import load_config, uses_tiny_zoo
     from fusion_datasets.pipeline.runner import PipelineRunner
 
     overrides = list(args.set)
@@ -50,7 +58,9 @@ def _run(args: argparse.Namespace) -> int:
         overrides.append(f"engine={args.engine}")
     if args.ray_address:
         overrides.append(f"ray.address={args.ray_address}")
-    config = load_config(args.config, overrides, build_models=not args.dry_run)
+    config = load_config(args.config, overrides)
+    if not args.dry_run and uses_tiny_zoo(args.config):
+        _build_tiny_zoo()
     if args.dry_run:
         from fusion_datasets.pipeline.dryrun import describe_plan, load_throughput
 

@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from fusion_datasets.pipeline.config import PipelineConfig, build_steps, load_config
+from fusion_datasets.pipeline.config import PipelineConfig, build_steps, load_config, tiny_zoo_dir
 from fusion_datasets.pipeline.runner import PipelineRunner
 from fusion_datasets.testing import media
 
@@ -78,7 +78,11 @@ def run_demo(output: str | Path, tiny_models: bool = False) -> str:
     clips = write_sample_clips(output / "clips")
     overrides = [f"input.path={output / 'clips'}", f"output.path={output / 'dataset'}"]
     config = load_config("tiny" if tiny_models else "small", overrides)
-    if not tiny_models:
+    if tiny_models:
+        from fusion_datasets.testing.zoo import build_tiny_zoo
+
+        build_tiny_zoo(tiny_zoo_dir())
+    else:
         _check_models_reachable(config)
     stats = PipelineRunner(config).run().stats
     return (

@@ -71,6 +71,13 @@ class TinyZoo:
 
         return build_tiny_model(name, self.root)
 
+    def build_all(self) -> Path:
+        """Every tiny model (what the ``tiny`` config runs), before processes under test need them."""
+        from fusion_datasets.testing.zoo import build_tiny_zoo
+
+        build_tiny_zoo(self.root)
+        return self.root
+
 
 @pytest.fixture(scope="session")
 def tiny_zoo() -> TinyZoo:

@@ -149,27 +149,26 @@ class PipelineConfig:
         return steps
 
 
-def load_config(name_or_path: str, overrides: tuple[str, ...] | list[str] = (),
-                build_models: bool = True) -> PipelineConfig:
+def _config_text(name_or_path: str) -> str:
+    if name_or_path in BUNDLED:
+        return resources.files("fusion_datasets").joinpath(f"configs/{name_or_path}.yaml").read_text("utf-8")
+    if Path(name_or_path).is_file():
+        return Path(name_or_path).read_text("utf-8")
+    raise ConfigError(f"config {name_or_path!r} is neither a bundled config ({', '.join(BUNDLED)}) nor a file")
+
+
+def uses_tiny_zoo(name_or_path: str) -> bool:
+    """Whether a config names the tiny zoo's models (``{tiny_zoo}``): its runner must build them first
+    (``fusion-datasets run`` and ``demo --tiny-models`` do, the tests' ``tiny_zoo`` fixture too)."""
+    return TINY_ZOO in _config_text(name_or_path)
+
+
+def load_config(name_or_path: str, overrides: tuple[str, ...] | list[str] = ()) -> PipelineConfig:
     """A bundled config by name, or a YAML file, with ``key=value`` overrides applied.
 
-    A config of the tiny zoo's models builds the zoo on first use, unless ``build_models`` is false (a
-    plan that runs nothing: the paths are filled in all the same).
+    ``{tiny_zoo}`` becomes :func:`tiny_zoo_dir`; nothing is built here (see :func:`uses_tiny_zoo`).
     """
-    if name_or_path in BUNDLED:
-        text = resources.files("fusion_datasets").joinpath(f"configs/{name_or_path}.yaml").read_text("utf-8")
-    elif Path(name_or_path).is_file():
-        text = Path(name_or_path).read_text("utf-8")
-    else:
-        raise ConfigError(f"config {name_or_path!r} is neither a bundled config ({', '.join(BUNDLED)}) nor a file")
-    if TINY_ZOO in text:  # built offline on first use, reused after
-        from fusion_datasets.testing.zoo import build_tiny_zoo
-
-        zoo = tiny_zoo_dir()
-        if build_models:
-            build_tiny_zoo(zoo)
-        text = text.replace(TINY_ZOO, str(zoo))
-    data = yaml.safe_load(text) or {}
+    data = yaml.safe_load(_config_text(name_or_path).replace(TINY_ZOO, str(tiny_zoo_dir()))) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"config {name_or_path}: expected a mapping of sections (name, input, experts, llm, "
                           f"fusion, filter, qa, output), got a {type(data).__name__}")

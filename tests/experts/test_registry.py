@@ -13,14 +13,13 @@ from fusion_datasets.pipeline.config import build_steps, load_config
 def test_every_stage_has_its_default_and_the_plan_keeps_the_stage_order():
     assert tuple(DEFAULTS) == STAGES and all(DEFAULTS[stage] in step_types(stage) for stage in STAGES)
     assert step_types("tagging") == {"ast": ASTAudioTagger, "wav2vec2": Wav2Vec2AudioTagger}
-    steps = build_steps(load_config("paper", build_models=False))
+    steps = build_steps(load_config("paper"))
     assert [step.stage for step in steps][: len(STAGES)] == list(STAGES)
 
 
 def test_the_default_type_is_the_step_a_config_without_type_ran():
-    plain = build_steps(load_config("paper", build_models=False))
-    typed = build_steps(load_config("paper", [f"experts.{stage}.type={name}" for stage, name in DEFAULTS.items()],
-                                    build_models=False))
+    plain = build_steps(load_config("paper"))
+    typed = build_steps(load_config("paper", [f"experts.{stage}.type={name}" for stage, name in DEFAULTS.items()]))
     assert [type(step) for step in typed] == [type(step) for step in plain]
     assert [step.fingerprint() for step in typed] == [step.fingerprint() for step in plain]
 

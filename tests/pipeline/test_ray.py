@@ -39,7 +39,7 @@ FAST = ("--set", "experts.separation.enabled=false", "--set", "experts.visual.en
 
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory, tiny_zoo) -> Path:
-    load_config("tiny")  # the zoo, built before any worker process needs it
+    tiny_zoo.build_all()  # before any worker process needs it
     folder = tmp_path_factory.mktemp("ray-clips")
     for index in range(4):
         media.write_audio(folder / f"noise{index}.wav", media.noise(1.0, 16000, seed=index), 16000)

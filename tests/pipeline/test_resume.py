@@ -20,7 +20,6 @@ import datasets
 import pytest
 
 from fusion_datasets.cli import main
-from fusion_datasets.pipeline.config import load_config
 from fusion_datasets.pipeline.work import owner
 from fusion_datasets.runtime import ProcessRank, process_rank
 from fusion_datasets.testing import media
@@ -31,7 +30,7 @@ IDS = ["corrupt", "mix", "music", "noise", "silence", "speech_a", "speech_b", "v
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory, tiny_zoo) -> Path:
     """Eight clips (four shards of two): speech, music with its video, a video alone, a corrupt file."""
-    load_config("tiny")  # builds the zoo now, not concurrently in the processes under test
+    tiny_zoo.build_all()  # now, not concurrently in the processes under test
     folder = tmp_path_factory.mktemp("clips")
     media.write_audio(folder / "speech_a.wav", media.speech(2.0, 16000), 16000)
     media.write_audio(folder / "speech_b.wav", media.speech(1.5, 16000, text="Rain on a tin roof."), 16000)
