@@ -83,8 +83,9 @@ def _run(args: argparse.Namespace) -> int:
 
 def _card(args: argparse.Namespace) -> int:
     from fusion_datasets.hub.card import render_card
+    from fusion_datasets.pipeline.config import load_run_config
 
-    print(render_card(args.directory))
+    print(render_card(args.directory, load_run_config(args.directory)))
     return 0
 
 

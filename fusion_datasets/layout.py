@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 CONFIGS = ("cues", "captions", "qa")
+MANIFEST = "manifest.json"  # the run state: input, plan (each step's own description), parts
 
 
 def data_files(config: str) -> str:

@@ -1,12 +1,12 @@
 """The dataset card of a run's output folder: ``README.md`` from ``cards/dataset_card.md``, and its plot.
 
-Everything on the card comes from the folder: the resolved ``config.yaml`` (models, revisions, prompt
+Everything on the card comes from the folder: the resolved ``config.yaml``, loaded by the caller (models, revisions, prompt
 hashes, thresholds), ``stats.json`` (counts) and the Parquet files under ``data/<config>/``, read one
 column at a time, batch by batch, so a large dataset stays cheap. The YAML metadata goes through
 ``huggingface_hub.DatasetCardData``; its ``configs`` make ``load_dataset(folder, "captions")`` work.
 
 Example:
-    >>> render_card("out")  # doctest: +SKIP
+    >>> render_card("out", load_run_config("out"))  # doctest: +SKIP
     PosixPath('out/README.md')
 """
 
@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -34,9 +34,10 @@ from fusion_datasets import __version__
 from fusion_datasets.files import write_bytes_atomically, write_text_atomically
 from fusion_datasets.http_errors import redact
 from fusion_datasets.hub.push import parse_hub_output
-from fusion_datasets.layout import CONFIGS, config_files, data_files
-from fusion_datasets.pipeline.config import PipelineConfig, load_config
-from fusion_datasets.pipeline.state import RunState
+from fusion_datasets.layout import CONFIGS, MANIFEST, config_files, data_files
+
+if TYPE_CHECKING:  # the card describes a run from its files; its caller loads the config
+    from fusion_datasets.pipeline.config import PipelineConfig
 
 TEMPLATE = "dataset_card.md"  # in cards/ (installed as fusion_datasets.cards)
 PLOT = "card_stats.png"  # beside README.md, which embeds it with a relative link
@@ -248,24 +249,25 @@ def card_data(config: PipelineConfig, summary: DataSummary) -> Any:
     return data
 
 
-def render_card(root: Path | str) -> Path:
+def render_card(root: Path | str, config: PipelineConfig) -> Path:
     """Write ``root/README.md`` (the dataset card) and its plot ``root/card_stats.png``; return the README.
 
-    ``root`` is a run's output folder: ``config.yaml``, ``stats.json``, ``manifest.json`` (whose plan
-    describes each step: model, revision, prompt version and hash, settings) and ``data/<config>/*.parquet``.
+    ``root`` is a run's output folder: ``stats.json``, ``manifest.json`` (whose plan describes each step:
+    model, revision, prompt version and hash, settings) and ``data/<config>/*.parquet``; ``config`` is the
+    run's published ``config.yaml`` (:func:`fusion_datasets.pipeline.config.load_run_config`).
     A token of the Hub or of the LLM server never reaches the card, even where a config field holds one.
     """
     from huggingface_hub import DatasetCard, get_token
 
     root = Path(root)
-    for name in ("config.yaml", "stats.json", "manifest.json"):
+    for name in ("stats.json", MANIFEST):
         if not (root / name).is_file():
             raise FileNotFoundError(f"{root / name} is missing: a card renders a run's output folder")
-    config = load_config(str(root / "config.yaml"))
     stats = json.loads((root / "stats.json").read_text(encoding="utf-8"))
     summary = summarize(root)
     plot_summary(summary, root / PLOT)
-    steps = RunState(root).read_manifest()["plan"]  # each step as the run's steps described themselves
+    # each step as the run's steps described themselves
+    steps = json.loads((root / MANIFEST).read_text(encoding="utf-8"))["plan"]
     settings = {step["stage"]: step["settings"] for step in steps}
     clips = summary.rows.get("cues", 0)
     template = resources.files("fusion_datasets.cards").joinpath(TEMPLATE).read_text(encoding="utf-8")

@@ -175,6 +175,14 @@ def load_config(name_or_path: str, overrides: tuple[str, ...] | list[str] = ()) 
     return from_mapping(PipelineConfig, apply_overrides(data, overrides))
 
 
+def load_run_config(root: Path | str) -> PipelineConfig:
+    """The config a run published in its output folder ``root`` (``config.yaml``), as its card shows it."""
+    path = Path(root) / "config.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: a card renders a run's output folder")
+    return load_config(str(path))
+
+
 def dump_config(config: PipelineConfig) -> str:
     """The resolved config as YAML, as published next to the output: models by Hub id or a stable local
     name, local paths by their name (:func:`~fusion_datasets.public.public_config`)."""

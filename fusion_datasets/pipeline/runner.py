@@ -24,7 +24,8 @@ from fusion_datasets import __version__
 from fusion_datasets.files import write_text_atomically
 from fusion_datasets.hub.card import PLOT, render_card
 from fusion_datasets.hub.push import HubPublisher, parse_hub_output, staging_dir
-from fusion_datasets.pipeline.config import PipelineConfig, dump_config
+from fusion_datasets.layout import MANIFEST
+from fusion_datasets.pipeline.config import PipelineConfig, dump_config, load_run_config
 from fusion_datasets.pipeline.executor import LocalExecutor
 from fusion_datasets.pipeline.inputs import clip_ids, read_input
 from fusion_datasets.pipeline.outputs import (
@@ -35,7 +36,7 @@ from fusion_datasets.pipeline.outputs import (
     export_fusionaudio,
 )
 from fusion_datasets.pipeline.plan import Plan
-from fusion_datasets.pipeline.state import MANIFEST, STATE, Part, RunState
+from fusion_datasets.pipeline.state import STATE, Part, RunState
 from fusion_datasets.pipeline.stats import add_up, failed_stages, summarize
 from fusion_datasets.pipeline.work import PartWork, WorkPlan, plan_work
 from fusion_datasets.public import public_config
@@ -183,7 +184,7 @@ class PipelineRunner:
         })
         if stats["complete"] and self.config.output.export == "fusionaudio":
             logger.info("exported %s", export_fusionaudio(self.root, self.config.output.export_audio_root))
-        render_card(self.root)
+        render_card(self.root, load_run_config(self.root))
         return stats
 
     def _publish(self, publisher: HubPublisher, files: list[Path], message: str) -> None:

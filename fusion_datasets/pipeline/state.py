@@ -29,12 +29,11 @@ from typing import Any
 
 from fusion_datasets.errors import UserError
 from fusion_datasets.files import TEMPORARY, temporary_path, write_text_atomically
-from fusion_datasets.layout import CONFIGS
+from fusion_datasets.layout import CONFIGS, MANIFEST
 
 logger = logging.getLogger(__name__)
 
 STATE = "state"
-MANIFEST = "manifest.json"
 
 
 class OutputMismatch(UserError):

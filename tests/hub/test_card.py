@@ -12,6 +12,7 @@ from huggingface_hub import DatasetCard
 
 from fusion_datasets.cli import main
 from fusion_datasets.hub.card import PLOT, count_label, render_card, size_category
+from fusion_datasets.pipeline.config import load_run_config
 from fusion_datasets.prompts import read_prompt
 from fusion_datasets.testing import media
 
@@ -117,7 +118,7 @@ def test_per_clip_licenses_are_counted(run_output, copy_of_output):
         table = pq.read_table(path)
         if "license" in table.column_names:
             pq.write_table(table.drop_columns(["license"]), path)
-    text = render_card(copy_of_output).read_text()
+    text = render_card(copy_of_output, load_run_config(copy_of_output)).read_text()
     assert _table(text, "Licenses") == {} and "The input had no `license` column" in text
 
 
@@ -127,7 +128,7 @@ def test_no_token_reaches_the_card(run_output, copy_of_output, monkeypatch):
     config["output"]["pretty_name"] = f"pasted {TOKEN} by mistake"
     (copy_of_output / "config.yaml").write_text(yaml.safe_dump(config))
     monkeypatch.setenv("HF_TOKEN", TOKEN)
-    text = render_card(copy_of_output).read_text()
+    text = render_card(copy_of_output, load_run_config(copy_of_output)).read_text()
     assert TOKEN not in text and "pasted *** by mistake" in text
 
 
@@ -145,7 +146,7 @@ def test_a_hub_input_is_the_source_dataset(copy_of_output):
     config = yaml.safe_load((copy_of_output / "config.yaml").read_text())
     config["input"]["path"] = "some-org/field-recordings"
     (copy_of_output / "config.yaml").write_text(yaml.safe_dump(config))
-    card = DatasetCard.load(render_card(copy_of_output))
+    card = DatasetCard.load(render_card(copy_of_output, load_run_config(copy_of_output)))
     assert card.data.source_datasets == ["some-org/field-recordings"]
     assert "(https://huggingface.co/datasets/some-org/field-recordings)" in card.text
 
@@ -153,7 +154,7 @@ def test_a_hub_input_is_the_source_dataset(copy_of_output):
 def test_a_folder_that_is_not_a_run_output_is_named(tmp_path):
     (tmp_path / "config.yaml").write_text("name: tiny\n")
     with pytest.raises(FileNotFoundError, match="stats.json is missing"):
-        render_card(tmp_path)
+        render_card(tmp_path, load_run_config(tmp_path))
 
 
 @pytest.mark.parametrize(("rows", "bucket"), [(0, "n<1K"), (999, "n<1K"), (1000, "1K<n<10K"),
