@@ -6,9 +6,9 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from fusion_datasets import synthetic
 from fusion_datasets.pipeline.config import PipelineConfig, build_steps, load_config, tiny_zoo_dir
 from fusion_datasets.pipeline.runner import PipelineRunner
-from fusion_datasets.testing import media
 
 logger = logging.getLogger(__name__)
 
@@ -31,17 +31,17 @@ def write_sample_clips(folder: str | Path) -> list[SampleClip]:
     """
     folder = Path(folder)
     seconds, rate = CLIP_SECONDS, SAMPLE_RATE
-    street = media.mix(media.noise(seconds, rate, seed=1), media.speech(seconds, rate), gains=[1.0, 0.3])
+    street = synthetic.mix(synthetic.noise(seconds, rate, seed=1), synthetic.speech(seconds, rate), gains=[1.0, 0.3])
     recipes = {
-        "speech": ("a voice reading a sentence", media.speech(seconds, rate), False),
-        "music": ("a chord progression over a beat", media.music(seconds, rate, bpm=100), False),
+        "speech": ("a voice reading a sentence", synthetic.speech(seconds, rate), False),
+        "music": ("a chord progression over a beat", synthetic.music(seconds, rate, bpm=100), False),
         "street": ("noise with a distant voice, with video", street, True),
-        "silence": ("digital silence", media.silence(seconds, rate), False),
+        "silence": ("digital silence", synthetic.silence(seconds, rate), False),
     }
     clips = []
     for clip_id, (description, audio, with_video) in recipes.items():
-        audio_path = media.write_audio(folder / f"{clip_id}.wav", audio, rate)
-        video_path = media.write_video(folder / f"{clip_id}.mp4", seconds, audio=audio) if with_video else None
+        audio_path = synthetic.write_audio(folder / f"{clip_id}.wav", audio, rate)
+        video_path = synthetic.write_video(folder / f"{clip_id}.mp4", seconds, audio=audio) if with_video else None
         clips.append(SampleClip(clip_id, description, audio_path, video_path))
     logger.info("wrote %d sample clips to %s", len(clips), folder)
     return clips

@@ -21,14 +21,10 @@ LAYERS = {
     "experts": 2, "llm": 2, "clap": 2, "prompts": 2,
 }
 BOTTOM = 3  # media, media_files, runtime, files, loading, layout, config, errors, http_errors, labels, ...
-# test-kit imports allowed outside tests: module -> the top-level functions they may sit in
+# (module, top-level function) where code outside tests may import the test kit
 TEST_KIT_ALLOWED = {("fusion_datasets.cli", "_tiny_zoo"), ("fusion_datasets.cli", "_tiny_model_name"),
                     ("fusion_datasets.cli", "_build_tiny_zoo"),
                     ("fusion_datasets.demo", "run_demo")}  # the tiny-zoo command, run's and demo's tiny paths
-# known crossings still to remove (issue 18); the test fails when one goes away, so that it is struck off
-KNOWN = {
-    ("fusion_datasets.demo", "", "fusion_datasets.testing.media"),  # the sample clips, on both demo paths
-}
 
 
 def _modules():
@@ -89,9 +85,7 @@ def _crossings() -> set[tuple[str, str, str]]:
 
 
 def test_imports_run_one_way_and_the_test_kit_stays_in_tests():
-    crossings = _crossings()
-    assert crossings - KNOWN == set(), "imports against the arrows (module, function, imported)"
-    assert KNOWN - crossings == set(), "fixed: strike these off KNOWN"
+    assert _crossings() == set(), "imports against the arrows (module, function, imported)"
 
 
 def test_the_steps_and_the_plumbing_import_no_driver():

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import soundfile
 
+from fusion_datasets import synthetic
 from fusion_datasets.testing import media
 
 
@@ -27,7 +28,7 @@ def test_speech_is_speech_like():
 
 
 def test_formant_voice_is_used_without_espeak(monkeypatch):
-    monkeypatch.setattr(media.shutil, "which", lambda name: None)
+    monkeypatch.setattr(synthetic.shutil, "which", lambda name: None)  # where the voice is made
     voice = media.speech(1.0, 16000)
     assert voice.shape == (1, 16000)
     assert np.abs(voice).max() == pytest.approx(0.8, abs=1e-3)
