@@ -153,8 +153,8 @@ class RayExecutor:
     def _map_pass(self, stream: Any, steps: list[Expert], features: datasets.Features) -> Any:
         """``stream`` through one pass: a pool of actors with the pass's resources, fed by decode tasks.
 
-        A media pass's audio is decoded ahead by CPU tasks, so the actors (which may hold a GPU) only
-        run their models. A pass of served steps overlaps two calls per actor, each of up to
+        A media pass's audio is decoded ahead by CPU tasks, so actors holding a GPU only run their
+        models (Ray fuses the tasks into the actors where both ask for the same resources: CPUs only). A pass of served steps overlaps two calls per actor, each of up to
         ``max_concurrency`` rows: while one call's last answers come in, the next one's requests fill
         the server's free slots (the backend bounds what is in flight over both).
         """

@@ -107,8 +107,9 @@ def test_ray_gives_the_local_executors_dataset_and_either_engine_resumes_the_oth
 
 
 def test_a_two_node_cluster_runs_every_clip_once(clips, tmp_path):
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
-    cluster.add_node(num_cpus=1)
+    # two CPUs a node: the plan's four pools of actors (experts, fusion, CLAP filter, QA) each hold one
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2})
+    cluster.add_node(num_cpus=2)
     try:
         output = tmp_path / "out"
         assert run(clips, output, "--engine", "ray", "--ray-address", cluster.address,
