@@ -17,6 +17,7 @@ from collections.abc import Callable
 from fusion_datasets.llm.backends import BackendConfig, ServerChatBackend
 from fusion_datasets.testing.stub_chat import StubChatServer
 
+
 def timed(run: Callable[[], list]) -> float:
     start = time.perf_counter()
     completions = run()
