@@ -28,13 +28,18 @@ def _is_local(value: str) -> bool:
     return os.path.isabs(value) or value.startswith(("./", "../", "~")) or os.path.exists(value)
 
 
+def _name(path: str) -> str:
+    """The last component of a local path (``~`` expanded, a trailing separator ignored)."""
+    return PurePath(os.path.normpath(os.path.expanduser(path))).name
+
+
 def model_reference(model: str, revision: str | None = None) -> tuple[str, str | None]:
     """``(name, revision)`` of ``model`` as an output may show it (see the module's docstring)."""
     cached = _HUB_CACHE.search(model)
     if cached:
         return f"{cached['org']}/{cached['name']}", revision or cached["sha"]
     if _is_local(model):
-        return LOCAL + PurePath(os.path.normpath(os.path.expanduser(model))).name, revision
+        return LOCAL + _name(model), revision
     return model, revision
 
 
@@ -47,5 +52,5 @@ def public_config(value: Any, key: str | None = None) -> Any:
     if isinstance(value, str) and key in MODEL_KEYS:
         return model_reference(value)[0]
     if isinstance(value, str) and "://" not in value and _is_local(value):
-        return PurePath(os.path.normpath(os.path.expanduser(value))).name
+        return _name(value)
     return value

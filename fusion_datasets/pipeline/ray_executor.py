@@ -154,9 +154,10 @@ class RayExecutor:
         """``stream`` through one pass: a pool of actors with the pass's resources, fed by decode tasks.
 
         A media pass's audio is decoded ahead by CPU tasks, so actors holding a GPU only run their
-        models (Ray fuses the tasks into the actors where both ask for the same resources: CPUs only). A pass of served steps overlaps two calls per actor, each of up to
-        ``max_concurrency`` rows: while one call's last answers come in, the next one's requests fill
-        the server's free slots (the backend bounds what is in flight over both).
+        models (Ray fuses the tasks into the actors where both ask for the same resources: CPUs only).
+        A pass of served steps overlaps two calls per actor, each of up to ``max_concurrency`` rows:
+        while one call's last answers come in, the next one's requests fill the server's free slots (the
+        backend bounds what is in flight over both).
         """
         data = self.ray.data
         resources = [self.config.ray.stage(step.stage) for step in steps]
