@@ -127,8 +127,9 @@ def test_strict_and_aligned_scores_and_their_protocols(tmp_path, foundation):
     assert "| `preds` | 75.00 | 50.00 | 66.67 |" in markdown  # the paper's table: AIR-Bench's own (aligned)
     # seven answers sent, none twice (no re-ask), sampled as AIR-Bench does, with the seed given
     assert len(requests) == 7 and {(request["seed"], request["temperature"]) for request in requests} == {(7, 1.0)}
-    prompt = requests[0]["messages"][-1]["content"]
-    assert "choose one at random" in prompt and '"options": {"A": "Toilet flush"' in prompt
+    prompts = [request["messages"][-1]["content"] for request in requests]  # in the order they arrived
+    assert all("choose one at random" in prompt for prompt in prompts)
+    assert any('"options": {"A": "Toilet flush"' in prompt for prompt in prompts)
     details = json.loads((tmp_path / "report" / "details.json").read_text())
     assert details["judge"]["prompt"] == "align_airbench_foundation_v1" and '"seed": 7' in details["judge"]["params"]
     items = [json.loads(line) for line in (tmp_path / "report" / "items.jsonl").read_text().splitlines()]
