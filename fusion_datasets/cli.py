@@ -273,7 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
     build.set_defaults(handler=_build)
 
     calibrate = commands.add_parser("calibrate-filter", help="pick the CLAP filter threshold from human ratings")
-    calibrate.add_argument("judgements", help="CSV or dataset: id, caption, and a good/bad label or a score")
+    calibrate.add_argument("judgements", nargs="+",
+                           help="CSV, JSON(L) or dataset: id, caption, and a good/bad label or a score; "
+                                "several (one per reviewer) are pooled")
     calibrate.add_argument("--output", required=True, type=Path)
     calibrate.add_argument("--audio-root", type=Path, help="folder the judgements' audio paths or ids resolve in")
     calibrate.add_argument("--score-cutoff", type=float, help="a score at most this is a good caption")

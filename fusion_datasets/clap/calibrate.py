@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from fusion_datasets.clap.filter import ClapSimilarityFilter
-from fusion_datasets.clap.judgements import load_judgements, resolve_audio
+from fusion_datasets.clap.judgements import load_all_judgements, resolve_audio
 from fusion_datasets.files import write_text_atomically
 
 logger = logging.getLogger(__name__)
@@ -154,7 +155,7 @@ def plot_calibration(scores: Any, labels: Any, result: CalibrationResult, path: 
 
 
 def calibrate_filter(
-    judgements: str | Path,
+    judgements: str | Path | Sequence[str | Path],
     model: str,
     output_dir: str | Path,
     *,
@@ -166,11 +167,14 @@ def calibrate_filter(
 ) -> CalibrationResult:
     """Score human judgements with ``model``, pick the threshold, and write ``calibration.json`` and ``.png``.
 
+    ``judgements`` is one file or several (one per reviewer, say): their rows are pooled.
+
     Example:
         >>> result = calibrate_filter("ratings.csv", "laion/clap-htsat-unfused", "out")  # doctest: +SKIP
         >>> print(result.summary())  # doctest: +SKIP
     """
-    table = load_judgements(judgements, score_cutoff=score_cutoff, higher_is_better=higher_is_better)
+    files = [judgements] if isinstance(judgements, (str, Path)) else list(judgements)
+    table = load_all_judgements(files, score_cutoff=score_cutoff, higher_is_better=higher_is_better)
     scored = score_judgements(table, model, audio_root, **options)
     scores, labels = scored["clap_score"], scored["good"]
     result = calibrate_threshold(scores, labels, beta=beta)
@@ -180,7 +184,7 @@ def calibrate_filter(
         {"id": i, "caption": c, "good": g, "clap_score": s}
         for i, c, g, s in zip(scored["id"], scored["caption"], labels, scores)
     ]
-    report = {"model": model, "judgements": str(judgements), **result.to_dict(), "rows": rows}
+    report = {"model": model, "judgements": [str(path) for path in files], **result.to_dict(), "rows": rows}
     write_text_atomically(output / "calibration.json", json.dumps(report, indent=2) + "\n")
     plot_calibration(scores, labels, result, output / "calibration.png")
     return result

@@ -7,6 +7,7 @@ found under the audio root by clip id.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,23 @@ def load_judgements(
     keep = [column for column in ("id", "caption", "audio") if column in table.column_names]
     table = table.select_columns(keep).cast_column("id", datasets.Value("string"))
     return table.add_column("good", good)
+
+
+def load_all_judgements(
+    paths: Sequence[str | Path], score_cutoff: float | None = None, higher_is_better: bool = False
+) -> Any:
+    """:func:`load_judgements` of several files (e.g. one per reviewer), as one table in their order.
+
+    Columns that only some files have (``audio``) are left out of the whole table.
+    """
+    import datasets
+
+    if not paths:
+        raise ValueError("no judgements file given")
+    tables = [load_judgements(path, score_cutoff, higher_is_better) for path in paths]
+    shared = [name for name in tables[0].column_names if all(name in table.column_names for table in tables)]
+    tables = [table.select_columns(shared) for table in tables]
+    return datasets.concatenate_datasets([table.cast(tables[0].features) for table in tables])
 
 
 def resolve_audio(judgements: Any, audio_root: str | Path | None) -> Any:
