@@ -123,6 +123,24 @@ def _calibrate_filter(args: argparse.Namespace) -> int:
     return 0
 
 
+def _review(args: argparse.Namespace) -> int:
+    from fusion_datasets.review import export_review, open_review, start_server
+
+    session = open_review(args.output, sample=args.sample, seed=args.seed, reviewer=args.reviewer)
+    if args.export:
+        print(export_review(session, args.export))
+        return 0
+    server = start_server(session, args.port)
+    judged = session.summary()["judged"]
+    print(f"reviewing {len(session.clips)} captions ({judged} judged) at {server.url} ; judgements go to "
+          f"{session.store.path}; Ctrl-C stops", flush=True)
+    try:
+        server.serve_forever()  # until Ctrl-C; each judgement was saved as it was made
+    finally:
+        server.server_close()
+    return 0
+
+
 def _eval_retrieval(args: argparse.Namespace) -> int:
     from fusion_datasets.eval import run_retrieval_eval
 
@@ -283,6 +301,15 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--beta", type=float, default=1.05, help="F-beta's beta (the paper: 1.05)")
     _add_clap_options(calibrate, batch_size=16)
     calibrate.set_defaults(handler=_calibrate_filter)
+
+    review = commands.add_parser("review", help="listen to a run's clips beside their captions and judge them")
+    review.add_argument("output", type=Path, help="the output folder of `fusion-datasets run`")
+    review.add_argument("--sample", type=int, default=50, metavar="N", help="captions to review (default: 50)")
+    review.add_argument("--seed", type=int, default=0, help="the sample's seed: the same seed, the same captions")
+    review.add_argument("--port", type=int, default=8765, help="the port on 127.0.0.1 (0: a free one)")
+    review.add_argument("--reviewer", default="reviewer", help="whose judgements: OUTPUT/review/NAME.jsonl")
+    review.add_argument("--export", type=Path, metavar="DIR", help="write a read-only page to DIR, serve nothing")
+    review.set_defaults(handler=_review)
 
     evaluation = commands.add_parser("eval", help="evaluate a model on benchmarks").add_subparsers(
         dest="task", required=True, metavar="TASK")

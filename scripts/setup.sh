@@ -4,14 +4,19 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
 missing=()
 for binary in ffmpeg espeak-ng sox; do
   command -v "$binary" >/dev/null 2>&1 || missing+=("$binary")
 done
 if [ ${#missing[@]} -gt 0 ]; then
-  sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq ffmpeg espeak-ng sox >/dev/null
+fi
+# the review page's browser test (tests/review) drives Debian's Chromium; Playwright downloads no browser
+if ! command -v chromium >/dev/null 2>&1; then
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium >/dev/null
 fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
