@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import mimetypes
 import os
 import re
@@ -25,6 +26,7 @@ import yaml
 from fusion_datasets.errors import UserError
 from fusion_datasets.http_errors import redact
 from fusion_datasets.layout import config_files
+from fusion_datasets.public import model_reference
 
 CUE_COLUMNS = ("asr_text", "asr_language", "has_speech", "sound_caption", "has_music", "music_score",
                "music_caption", "video_caption", "caption_ambiguities", "caption_uncertain")
@@ -114,8 +116,9 @@ def filter_settings(root: Path) -> FilterSettings:
     path = root / "config.yaml"
     config = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
     section = (config or {}).get("filter") or {}
-    threshold = section.get("threshold")
-    return FilterSettings(model=section.get("model"), threshold=None if threshold is None else float(threshold))
+    model, threshold = section.get("model"), section.get("threshold")
+    return FilterSettings(model=model and model_reference(model)[0],  # an older config's local path: its name
+                          threshold=None if threshold is None else float(threshold))
 
 
 def _media(value: Any, root: Path) -> tuple[Media | None, str | None]:
@@ -132,15 +135,20 @@ def _media(value: Any, root: Path) -> tuple[Media | None, str | None]:
     return Media(path=path, name=path.name), str(path)
 
 
+def _finite(value: Any) -> Any:
+    """``value``, or None for a NaN (the page's JSON has no NaN)."""
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
 def _clip(row: dict[str, Any], root: Path) -> ReviewClip:
     audio, reference = _media(row.get("audio"), root)
     video, _ = _media(row.get("video"), root)
-    tags = [{"label": tag["label"], "score": tag["score"]} for tag in row.get("audio_tags") or []]
-    cues = {name: row[name] for name in CUE_COLUMNS if row.get(name) not in (None, "", [])}
+    tags = [{"label": tag["label"], "score": _finite(tag["score"])} for tag in row.get("audio_tags") or []]
+    cues = {name: _finite(row[name]) for name in CUE_COLUMNS if row.get(name) not in (None, "", [])}
     errors = [{"stage": error["stage"], "message": public_message(error["message"])}
               for error in row.get("errors") or []]
     return ReviewClip(id=str(row["id"]), caption=row["caption"], audio=audio, audio_reference=reference,
-                      video=video, clap_score=row.get("clap_score"), clap_keep=row.get("clap_keep"),
+                      video=video, clap_score=_finite(row.get("clap_score")), clap_keep=row.get("clap_keep"),
                       tags=tags, cues=cues, errors=errors)
 
 

@@ -16,6 +16,7 @@ import errno
 import json
 import logging
 import re
+import sys
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -49,6 +50,12 @@ class ReviewServer(ThreadingHTTPServer):
     def __init__(self, session: ReviewSession, port: int) -> None:
         super().__init__((HOST, port), ReviewHandler)
         self.session = session
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):  # a browser dropping a media request it replaced
+            logger.debug("%s closed the connection", client_address[0])
+            return
+        super().handle_error(request, client_address)
 
     @property
     def url(self) -> str:

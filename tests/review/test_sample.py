@@ -47,3 +47,14 @@ def test_unscored_captions_fill_in_only_when_the_scored_ones_run_out():
 def test_a_sample_needs_at_least_one_caption():
     with pytest.raises(ValueError, match="at least 1"):
         stratified_sample([0.1], [True], 0)
+
+
+def test_a_review_of_two_captions_hears_both_sides_of_the_runs_threshold(review_output):
+    from fusion_datasets.review import open_review
+
+    # the run's threshold keeps 1 of its 3 captions: a plain random pair would often miss the kept one
+    for seed in range(6):
+        clips = open_review(review_output, sample=2, seed=seed).clips
+        assert sorted(clip.clap_keep for clip in clips) == [False, True], seed
+    assert [c.id for c in open_review(review_output, sample=2, seed=5).clips] == \
+        [c.id for c in open_review(review_output, sample=2, seed=5).clips]
