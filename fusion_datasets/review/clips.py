@@ -6,7 +6,7 @@ place in the sample, error messages lose their folders, tokens are redacted.
 
 Example:
     >>> clips = read_clips(root, load_candidates(root)[:5])  # doctest: +SKIP
-    >>> clips[0].public(0)["caption"]  # doctest: +SKIP
+    >>> clips[0].public(0, "media/{index}/{kind}")["caption"]  # doctest: +SKIP
     'A dog barks twice while a car passes.'
 """
 
@@ -51,9 +51,6 @@ class Media:
     def suffix(self) -> str:
         return Path(self.name).suffix.lower()
 
-    def read(self) -> bytes:
-        return self.data if self.data is not None else self.path.read_bytes()  # type: ignore[union-attr]
-
     def size(self) -> int:
         return len(self.data) if self.data is not None else self.path.stat().st_size  # type: ignore[union-attr]
 
@@ -73,8 +70,11 @@ class ReviewClip:
     cues: dict[str, Any] = field(default_factory=dict)
     errors: list[dict[str, str]] = field(default_factory=list)
 
-    def public(self, index: int, media_url: str = "media/{index}/{kind}") -> dict[str, Any]:
-        """What the page shows of this clip, the ``index``-th of the sample: no path, no token."""
+    def public(self, index: int, media_url: str) -> dict[str, Any]:
+        """What the page shows of this clip, the ``index``-th of the sample: no path, no token.
+
+        ``media_url`` is the clip's media address with ``{index}``, ``{kind}`` (audio, video), ``{suffix}``.
+        """
         urls = {kind: media_url.format(index=index, kind=kind, suffix=media.suffix)
                 for kind, media in (("audio", self.audio), ("video", self.video)) if media is not None}
         return {"index": index, "id": self.id, "caption": self.caption, "clap_score": self.clap_score,
