@@ -14,7 +14,7 @@ from fusion_datasets.experts.audio_llm import (
 )
 from fusion_datasets.experts.base import Expert, ExpertConfig
 from fusion_datasets.experts.chain import ExpertChain
-from fusion_datasets.experts.registry import STAGES, build_step, register, step_class, step_types
+from fusion_datasets.experts.registry import STAGES, build_step, register, stage_classes, step_class, step_types
 from fusion_datasets.experts.separation import HTDemucsSeparator, SeparationConfig
 from fusion_datasets.experts.speech import SpeechConfig, WhisperTranscriber
 from fusion_datasets.experts.tagging import ASTAudioTagger, AudioClassificationTagger, TaggerConfig
@@ -43,6 +43,7 @@ __all__ = [
     "WhisperTranscriber",
     "build_step",
     "register",
+    "stage_classes",
     "step_class",
     "step_types",
 ]

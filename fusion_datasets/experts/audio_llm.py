@@ -156,6 +156,9 @@ class AudioLLMSoundDescriber(AudioLLMExpert[SoundConfig]):
 
     stage = "sound"
     config_class = SoundConfig
+    fusion_texts: ClassVar[dict[str, str]] = {"audio description": "sound_caption"}
+    qa_texts = fusion_texts
+    coverage: ClassVar[dict[str, str]] = {"sound": "sound_caption"}
 
     def features(self) -> dict[str, Any]:
         from datasets import Value
@@ -181,6 +184,10 @@ class AudioLLMMusicCaptioner(AudioLLMExpert[MusicConfig]):
 
     stage = "music"
     config_class = MusicConfig
+    # the music gate left music_caption None where it found no music: no cue there
+    fusion_texts: ClassVar[dict[str, str]] = {"music description": "music_caption"}
+    qa_texts = fusion_texts
+    coverage: ClassVar[dict[str, str]] = {"music": "music_caption"}
 
     def reads(self) -> tuple[str, ...]:
         return (*super().reads(), MUSIC_SCORE)

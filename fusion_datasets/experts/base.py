@@ -20,6 +20,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any, ClassVar, Generic, TypeVar
 
 from fusion_datasets import __version__, runtime
+from fusion_datasets.experts.cues import CueOptions, text_cues
 from fusion_datasets.media import MediaBatch
 from fusion_datasets.public import model_reference
 
@@ -76,6 +77,32 @@ class Expert(ABC, Generic[ConfigT]):
     config_class: ClassVar[type[ExpertConfig]]
     # a streaming step takes every row of a part in one call and keeps its backend busy by itself (LLM stages)
     streaming: ClassVar[bool] = False
+    # What the stage tells later steps about a clip (fusion_datasets.experts.cues): the text columns it
+    # shows as they are, by prompt key, to the fusion LLM and to the QA LLM, and the card's modality
+    # coverage (name -> the column whose non-blank or true value means a clip has it).
+    fusion_texts: ClassVar[dict[str, str]] = {}
+    qa_texts: ClassVar[dict[str, str]] = {}
+    coverage: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def fusion_columns(cls) -> tuple[str, ...]:
+        """The columns :meth:`fusion_cues` reads."""
+        return tuple(cls.fusion_texts.values())
+
+    @classmethod
+    def fusion_cues(cls, row: Mapping[str, Any], options: CueOptions) -> dict[str, str]:
+        """This stage's cues in the fusion prompt about one clip (key -> text; none where it has nothing)."""
+        return text_cues(row, cls.fusion_texts, options.max_chars)
+
+    @classmethod
+    def qa_columns(cls) -> tuple[str, ...]:
+        """The columns :meth:`qa_context` reads."""
+        return tuple(cls.qa_texts.values())
+
+    @classmethod
+    def qa_context(cls, row: Mapping[str, Any]) -> dict[str, str]:
+        """What of this stage the QA prompt shows about one clip, and its answers may be grounded in."""
+        return text_cues(row, cls.qa_texts)
 
     @abstractmethod
     def features(self) -> dict[str, Any]:

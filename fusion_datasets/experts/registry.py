@@ -75,6 +75,16 @@ def step_class(stage: str, name: str | None = None) -> type[Expert]:
     return types[name]
 
 
+def stage_classes(types: Mapping[str, str | None] | None = None) -> tuple[type[Expert], ...]:
+    """Each stage's expert class in plan order: the type ``types`` names for the stage, else its default.
+
+    What later steps and the card take from the experts (their cues, QA context and coverage) comes
+    from these classes, also for a stage a run leaves out (its columns may come with the input).
+    """
+    types = types or {}
+    return tuple(step_class(stage, types.get(stage)) for stage in STAGES)
+
+
 def build_step(stage: str, options: Mapping[str, Any]) -> Expert:
     """The expert of ``stage`` configured by ``options``: its ``type`` and its config's fields."""
     options = dict(options)

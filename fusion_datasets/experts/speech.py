@@ -10,12 +10,14 @@ make Whisper hallucinate.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from fusion_datasets.experts.base import Expert, ExpertConfig
+from fusion_datasets.experts.cues import CueOptions
 from fusion_datasets.experts.registry import register
 from fusion_datasets.media import MediaBatch, windows
 
@@ -103,10 +105,22 @@ class WhisperTranscriber(Expert[SpeechConfig]):
     """
 
     stage = "speech"
+    config_class = SpeechConfig
+    # not in QA: answers must not quote what is said
+    fusion_texts: ClassVar[dict[str, str]] = {"speech content": "asr_text"}
+    coverage: ClassVar[dict[str, str]] = {"speech": "has_speech"}
+
+    @classmethod
+    def fusion_columns(cls) -> tuple[str, ...]:
+        return ("has_speech", *super().fusion_columns())
+
+    @classmethod
+    def fusion_cues(cls, row: Mapping[str, Any], options: CueOptions) -> dict[str, str]:
+        """The transcript, unless the expert ruled speech out (``has_speech`` false)."""
+        return {} if row.get("has_speech") is False else super().fusion_cues(row, options)
 
     def reads(self) -> tuple[str, ...]:
         return (*super().reads(), self.config.track)
-    config_class = SpeechConfig
 
     def features(self) -> dict[str, Any]:
         from datasets import Value

@@ -11,12 +11,14 @@ windows whose scores are max-pooled, as AudioSet taggers are evaluated.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
 from fusion_datasets.experts.base import Expert, ExpertConfig
+from fusion_datasets.experts.cues import CueOptions, format_tags
 from fusion_datasets.experts.registry import register
 from fusion_datasets.media import MediaBatch, windows
 
@@ -59,6 +61,26 @@ class AudioClassificationTagger(Expert[TaggerConfig]):
     config_class = TaggerConfig
     model_types: ClassVar[tuple[str, ...] | None] = None  # the transformers model types it runs (None: any)
     extractor_kwargs: ClassVar[dict[str, Any]] = {}  # for the feature extractor's call
+    @classmethod
+    def fusion_columns(cls) -> tuple[str, ...]:
+        return ("audio_tags",)
+
+    qa_columns = fusion_columns
+
+    @classmethod
+    def fusion_cues(cls, row: Mapping[str, Any], options: CueOptions) -> dict[str, str]:
+        """The tags split by ``options.high_confidence``, as the paper's prompt takes them."""
+        tags = [tag for tag in row.get("audio_tags") or [] if tag.get("label") and tag.get("score") is not None]
+        high = [tag for tag in tags if tag["score"] >= options.high_confidence]
+        low = [tag for tag in tags if tag["score"] < options.high_confidence]
+        cues = {"high-confidence audio tags": format_tags(high), "low-confidence audio tags": format_tags(low)}
+        return {key: text for key, text in cues.items() if text}
+
+    @classmethod
+    def qa_context(cls, row: Mapping[str, Any]) -> dict[str, str]:
+        """The tags' labels, without scores."""
+        labels = [tag["label"] for tag in row.get("audio_tags") or [] if tag.get("label")]
+        return {"audio tags": ", ".join(labels)} if labels else {}
 
     def features(self) -> dict[str, Any]:
         from datasets import List, Value

@@ -14,7 +14,7 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -190,10 +190,13 @@ class VideoDescriber(Expert[VisualConfig]):
     """
 
     stage = "visual"
+    config_class = VisualConfig
+    # not in QA: answers must not describe what is seen
+    fusion_texts: ClassVar[dict[str, str]] = {"video description": "video_caption"}
+    coverage: ClassVar[dict[str, str]] = {"video": "video_caption"}
 
     def reads(self) -> tuple[str, ...]:
         return ("start", "end", self.config.video_column)
-    config_class = VisualConfig
 
     def features(self) -> dict[str, Any]:
         from datasets import Value

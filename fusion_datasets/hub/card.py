@@ -17,7 +17,7 @@ import json
 import os
 import re
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -45,10 +45,6 @@ CONFIG_DESCRIPTIONS = {
     "cues": "every clip, with every stage's output and its `errors`",
     "captions": "the clips whose fused caption is certain and passed the CLAP filter",
     "qa": "one row per question-answer pair about a kept caption",
-}
-# A clip has a modality when its expert found it: speech by `has_speech`, the rest by a non-empty description.
-COVERAGE = {
-    "speech": "has_speech", "sound": "sound_caption", "music": "music_caption", "video": "video_caption",
 }
 COUNT_LABELS = {
     "clips": "clips",
@@ -118,8 +114,11 @@ def _present(values: pa.Array) -> int:
     return int(pc.sum(pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(values)), 0)).as_py() or 0)
 
 
-def summarize(root: Path) -> DataSummary:
-    """Rows, columns, caption word counts, modality coverage and clip licenses of the data under ``root``."""
+def summarize(root: Path, coverage: Mapping[str, str]) -> DataSummary:
+    """Rows, columns, caption word counts, modality coverage and clip licenses of the data under ``root``.
+
+    ``coverage``: modality -> the column of ``cues`` whose true or non-blank values mean a clip has it.
+    """
     files = {name: paths for name in CONFIGS if (paths := config_files(root, name))}
     cues = files.get("cues", [])
     licenses: Counter[str] = Counter()
@@ -135,7 +134,7 @@ def summarize(root: Path) -> DataSummary:
         sizes={name: sum(path.stat().st_size for path in paths) for name, paths in files.items()},
         features={name: Features.from_arrow_schema(schema) for name, schema in schemas.items()},
         caption_words=np.concatenate(words) if words else np.zeros(0, dtype=np.int64),
-        coverage={name: sum(map(_present, _column(cues, column))) for name, column in COVERAGE.items()},
+        coverage={name: sum(map(_present, _column(cues, column))) for name, column in coverage.items()},
         licenses=dict(licenses.most_common()),
     )
 
@@ -264,7 +263,9 @@ def render_card(root: Path | str, config: PipelineConfig) -> Path:
         if not (root / name).is_file():
             raise FileNotFoundError(f"{root / name} is missing: a card renders a run's output folder")
     stats = json.loads((root / "stats.json").read_text(encoding="utf-8"))
-    summary = summarize(root)
+    # a clip has a modality when its expert found it, as each expert class says (speech: has_speech)
+    summary = summarize(root, {name: column for expert in config.expert_classes()
+                               for name, column in expert.coverage.items()})
     plot_summary(summary, root / PLOT)
     # each step as the run's steps described themselves
     steps = json.loads((root / MANIFEST).read_text(encoding="utf-8"))["plan"]

@@ -9,33 +9,28 @@ prompt ``fusion_v1`` as one JSON object in a delimited data block; the answer is
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from fusion_datasets.experts import Expert, stage_classes
+from fusion_datasets.experts.cues import CueOptions
 from fusion_datasets.llm.parsing import SENTINEL, FusionAnswer, parse_fusion_answer
-from fusion_datasets.llm.step import ChatStep, ChatStepConfig
+from fusion_datasets.llm.step import ChatStepConfig, CueStep
 from fusion_datasets.media import MediaBatch
 from fusion_datasets.prompts import read_prompt
 
 logger = logging.getLogger(__name__)
-
-# prompt data key -> the cue column it comes from (the tags go apart: split by confidence)
-_TEXT_CUES = {
-    "audio description": "sound_caption",
-    "speech content": "asr_text",
-    "music description": "music_caption",
-    "video description": "video_caption",
-}
-_CUE_COLUMNS = ("audio_tags", "has_speech", *_TEXT_CUES.values())
+DEFAULT_PROMPT = read_prompt("fusion_v1")
 
 
 @dataclass(frozen=True)
 class FusionConfig(ChatStepConfig):
     """Options of :class:`CaptionFuser`. Tags scoring at least ``high_confidence`` are "high-confidence"."""
 
-    prompt: str = read_prompt("fusion_v1")
+    prompt: str = DEFAULT_PROMPT
     prompt_version: str = "fusion_v1"
     placeholder: ClassVar[str] = "{cues_json}"
     max_new_tokens: int = 1024  # reasoning models think before they answer
@@ -51,39 +46,34 @@ class FusionConfig(ChatStepConfig):
             raise ValueError(f"max_cue_chars must be >= 1, got {self.max_cue_chars}")
 
 
-def format_tags(tags: Sequence[dict[str, Any]]) -> str:
-    """Tags as the paper writes them: ``Speech(100%), Music(87%)``."""
-    return ", ".join(f"{tag['label']}({round(100 * tag['score'])}%)" for tag in tags)
-
-
-def fusion_cues(row: dict[str, Any], high_confidence: float = 0.5, max_chars: int = 1000) -> dict[str, str]:
-    """The prompt data of one clip from its cue columns; empty or missing cues are left out.
-
-    The transcript counts only where the speech expert did not rule speech out (``has_speech`` false),
-    the music description only where the music gate let it through (it is ``None`` elsewhere).
+def fusion_cues(
+    row: Mapping[str, Any],
+    high_confidence: float = 0.5,
+    max_chars: int = 1000,
+    experts: Sequence[type[Expert]] | None = None,
+    prompt: str = DEFAULT_PROMPT,
+) -> dict[str, str]:
+    """The prompt data of one clip: the cues each of ``experts`` (default: each stage's default) gives
+    (:meth:`~fusion_datasets.experts.base.Expert.fusion_cues`; empty or missing cues are left out), in
+    the order ``prompt`` names their keys (quoted), then the keys it does not name, in stage order.
 
     Example:
         >>> fusion_cues({"audio_tags": [{"label": "Dog", "score": 0.9}], "sound_caption": "A dog barks."})
         {'high-confidence audio tags': 'Dog(90%)', 'audio description': 'A dog barks.'}
     """
+    options = CueOptions(high_confidence, max_chars)
     cues: dict[str, str] = {}
-    tags = [tag for tag in row.get("audio_tags") or [] if tag.get("label") and tag.get("score") is not None]
-    high = [tag for tag in tags if tag["score"] >= high_confidence]
-    low = [tag for tag in tags if tag["score"] < high_confidence]
-    if high:
-        cues["high-confidence audio tags"] = format_tags(high)
-    if low:
-        cues["low-confidence audio tags"] = format_tags(low)
-    for key, column in _TEXT_CUES.items():
-        text = (row.get(column) or "").strip()
-        if column == "asr_text" and row.get("has_speech") is False:
-            continue
-        if text:
-            cues[key] = text if len(text) <= max_chars else text[:max_chars].rstrip() + " ..."
-    return cues
+    for expert in stage_classes() if experts is None else experts:
+        cues.update(expert.fusion_cues(row, options))
+
+    def position(key: str) -> int:
+        found = prompt.find(json.dumps(key))
+        return found if found >= 0 else len(prompt)
+
+    return dict(sorted(cues.items(), key=lambda item: position(item[0])))
 
 
-class CaptionFuser(ChatStep[FusionConfig]):
+class CaptionFuser(CueStep[FusionConfig]):
     """Writes ``caption``, ``caption_ambiguities``, ``caption_uncertain``, ``caption_reasoning``, provenance.
 
     Rows that already have a caption or are uncertain (an earlier run) are kept as they are, so a rerun
@@ -113,15 +103,16 @@ class CaptionFuser(ChatStep[FusionConfig]):
         }
 
     def reads(self) -> tuple[str, ...]:
-        return _CUE_COLUMNS
+        return tuple(column for expert in self.experts for column in expert.fusion_columns())
 
     def pending_rows(self, media: MediaBatch) -> list[int]:
         captions, uncertain = media.column("caption"), media.column("caption_uncertain")
         return [row for row in range(media.size) if captions[row] is None and uncertain[row] is not True]
 
     def prompt_data(self, media: MediaBatch, row: int) -> dict[str, Any] | None:
-        values = {column: media.batch[column][row] for column in _CUE_COLUMNS if column in media.batch}
-        cues = fusion_cues(values, self.config.high_confidence, self.config.max_cue_chars)
+        config = self.config
+        cues = fusion_cues(self.row_values(media, row), config.high_confidence, config.max_cue_chars,
+                           self.experts, config.prompt)
         return cues or None
 
     def parse(self, media: MediaBatch, row: int, text: str) -> FusionAnswer:

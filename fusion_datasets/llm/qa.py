@@ -7,11 +7,13 @@ captioned clip and keeps only the pairs that pass :func:`~fusion_datasets.llm.pa
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from fusion_datasets.experts import Expert, stage_classes
 from fusion_datasets.llm.parsing import ParseError, parse_qa_answer, validate_qa_pairs
-from fusion_datasets.llm.step import ChatStep, ChatStepConfig
+from fusion_datasets.llm.step import ChatStepConfig, CueStep
 from fusion_datasets.media import MediaBatch
 from fusion_datasets.prompts import read_prompt
 
@@ -27,7 +29,6 @@ QA_TYPES = (
     "reasoning",
 )
 QA_COLUMNS = ("id", "clip_id", "question", "answer", "qa_type")
-_CONTEXT_COLUMNS = ("caption", "audio_tags", "sound_caption", "music_caption")
 QAResult = tuple[list[dict[str, str]], list[str]]  # the kept pairs, the reasons others were rejected
 
 
@@ -51,27 +52,24 @@ class QAConfig(ChatStepConfig):
             raise ValueError(f"min_grounding must be between 0 and 1, got {self.min_grounding}")
 
 
-def qa_context(row: dict[str, Any]) -> dict[str, str]:
+def qa_context(row: Mapping[str, Any], experts: Sequence[type[Expert]] | None = None) -> dict[str, str]:
     """What the QA prompt shows of a clip, and what its answers must be grounded in.
 
-    The caption and the audio cues it came from; the transcript and the video stay out (answers must
-    neither quote speech nor describe what is seen).
+    The caption, then the cues it came from that each of ``experts`` (default: each stage's default)
+    shows (:meth:`~fusion_datasets.experts.base.Expert.qa_context`): the built-in experts show the audio
+    cues; the transcript and the video stay out (answers must neither quote speech nor describe what is seen).
 
     Example:
         >>> qa_context({"caption": "A dog barks.", "audio_tags": [{"label": "Dog", "score": 0.9}]})
         {'caption': 'A dog barks.', 'audio tags': 'Dog'}
     """
     context = {"caption": row["caption"]}
-    labels = [tag["label"] for tag in row.get("audio_tags") or [] if tag.get("label")]
-    if labels:
-        context["audio tags"] = ", ".join(labels)
-    for key, column in (("audio description", "sound_caption"), ("music description", "music_caption")):
-        if (row.get(column) or "").strip():
-            context[key] = row[column].strip()
+    for expert in stage_classes() if experts is None else experts:
+        context.update(expert.qa_context(row))
     return context
 
 
-class QAGenerator(ChatStep[QAConfig]):
+class QAGenerator(CueStep[QAConfig]):
     """Writes ``qa_pairs`` (``[{question, answer, qa_type}]``), ``qa_rejected`` and ``provenance``.
 
     ``qa_rejected`` says why each pair the model wrote but validation left out was left out.
@@ -98,21 +96,18 @@ class QAGenerator(ChatStep[QAConfig]):
         return {"qa_pairs": List(pair), "qa_rejected": rejected}
 
     def reads(self) -> tuple[str, ...]:
-        return _CONTEXT_COLUMNS
+        return ("caption", *(column for expert in self.experts for column in expert.qa_columns()))
 
     def pending_rows(self, media: MediaBatch) -> list[int]:
         captions, pairs = media.column("caption"), media.column("qa_pairs")
         return [row for row in range(media.size) if captions[row] is not None and pairs[row] is None]
 
-    def _row(self, media: MediaBatch, row: int) -> dict[str, Any]:
-        return {column: media.batch[column][row] for column in _CONTEXT_COLUMNS if column in media.batch}
-
     def prompt_data(self, media: MediaBatch, row: int) -> dict[str, Any]:
-        return qa_context(self._row(media, row))
+        return qa_context(self.row_values(media, row), self.experts)
 
     def parse(self, media: MediaBatch, row: int, text: str) -> QAResult:
         pairs = parse_qa_answer(text)
-        sources = qa_context(self._row(media, row)).values()
+        sources = self.prompt_data(media, row).values()
         kept, rejected = validate_qa_pairs(pairs, sources, self.config.qa_types, self.config.min_grounding)
         if len(kept) < self.config.min_pairs:
             raise ParseError(f"{len(kept)} usable pairs of {len(pairs)} ({'; '.join(rejected)})")

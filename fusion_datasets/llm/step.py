@@ -20,6 +20,7 @@ from typing import Any, ClassVar, TypeVar
 
 from fusion_datasets import __version__
 from fusion_datasets.experts.base import Expert
+from fusion_datasets.experts.registry import stage_classes
 from fusion_datasets.llm.backends import BackendConfig, make_backend
 from fusion_datasets.llm.base import ChatBackend, Completion, Conversation
 from fusion_datasets.llm.parsing import ParseError, split_reasoning
@@ -250,3 +251,29 @@ class ChatStep(Expert[StepConfigT]):  # type: ignore[type-var]  # an Expert whos
     def reask_message(self, problem: str) -> str:
         return (f"Your answer could not be used: {problem}. "
                 f"Reply with only {self.answer_format}, and no other text.")
+
+
+class CueStep(ChatStep[StepConfigT]):  # type: ignore[type-var]
+    """A chat step whose prompt shows what a run's experts found about a clip (fusion, QA).
+
+    ``experts`` are the run's expert classes, one per stage (default: each stage's default type;
+    :meth:`~fusion_datasets.pipeline.config.PipelineConfig.expert_classes`); each says what of its columns
+    the prompt shows. They are not part of the step's fingerprint: a stage's columns are.
+    """
+
+    def __init__(
+        self, config: StepConfigT | None = None, *, experts: Sequence[type[Expert]] | None = None, **overrides: Any
+    ) -> None:
+        super().__init__(config, **overrides)
+        self.experts = tuple(experts) if experts is not None else stage_classes()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**super().__getstate__(), "experts": self.experts}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self.experts = state["experts"]
+
+    def row_values(self, media: MediaBatch, row: int) -> dict[str, Any]:
+        """``row``'s values of the columns the step reads (those of ``media``'s batch)."""
+        return {column: media.batch[column][row] for column in self.reads() if column in media.batch}

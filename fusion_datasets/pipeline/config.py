@@ -18,7 +18,7 @@ from typing import Any, Literal
 import yaml
 
 from fusion_datasets.config import ConfigError, apply_overrides, from_mapping, to_mapping
-from fusion_datasets.experts import STAGES, Expert, build_step
+from fusion_datasets.experts import STAGES, Expert, build_step, stage_classes
 from fusion_datasets.llm.backends import BackendConfig
 from fusion_datasets.public import public_config
 from fusion_datasets.runtime import cache_dir
@@ -148,6 +148,11 @@ class PipelineConfig:
                 steps.append(build_step(stage, options))
         return steps
 
+    def expert_classes(self) -> tuple[type[Expert], ...]:
+        """Each stage's expert class (its configured ``type``, enabled or not), for what the fusion and QA
+        steps and the card take from the experts (:func:`~fusion_datasets.experts.registry.stage_classes`)."""
+        return stage_classes({stage: (options or {}).get("type") for stage, options in self.experts.items()})
+
 
 def _config_text(name_or_path: str) -> str:
     if name_or_path in BUNDLED:
@@ -208,7 +213,8 @@ def build_steps(config: PipelineConfig) -> list[Expert]:
         options = _enabled(getattr(config, name), name)
         if options is not None:
             options = {**options, "backend": to_mapping(config.llm) | options.get("backend", {})}
-            steps.append(step_class(from_mapping(step_class.config_class, options, name)))
+            step_config = from_mapping(step_class.config_class, options, name)
+            steps.append(step_class(step_config, experts=config.expert_classes()))
         if name == "fusion":
             options = _enabled(config.filter, "filter")
             if options is not None:

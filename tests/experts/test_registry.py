@@ -1,12 +1,23 @@
+import pickle
 import subprocess
 import sys
 import textwrap
+from typing import ClassVar
 
 import pytest
 
 from fusion_datasets.config import ConfigError
-from fusion_datasets.experts import STAGES, ASTAudioTagger, Wav2Vec2AudioTagger, build_step, register, step_types
+from fusion_datasets.experts import (
+    STAGES,
+    ASTAudioTagger,
+    AudioLLMSoundDescriber,
+    Wav2Vec2AudioTagger,
+    build_step,
+    register,
+    step_types,
+)
 from fusion_datasets.experts.registry import DEFAULTS
+from fusion_datasets.media import MediaBatch
 from fusion_datasets.pipeline.config import build_steps, load_config
 
 
@@ -64,3 +75,46 @@ def test_another_package_adds_a_type_through_its_entry_point(tmp_path):
     """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert result.stdout.split() == ["PannsTagger", "my-org/panns", "ast,wav2vec2,panns"]
+
+
+class SoundEventLister(AudioLLMSoundDescriber):
+    """A sound expert of another kind, as a user's package would add one: its answer (a list of sound
+    events) reaches the fusion and QA prompts and the card under its own name, and no other file changes."""
+
+    fusion_texts: ClassVar[dict[str, str]] = {"sound events": "sound_caption"}
+    qa_texts = fusion_texts
+    coverage: ClassVar[dict[str, str]] = {"sound events": "sound_caption"}
+
+
+register("sound", "event-list")(SoundEventLister)
+CUES = {"audio_tags": [[{"label": "Dog", "score": 0.9}]], "has_speech": [True], "asr_text": ["hello"],
+        "sound_caption": ["dog; car"], "music_caption": [None], "video_caption": ["a street"],
+        "caption": ["A dog barks."]}
+
+
+def _llm_steps(config):
+    return {step.stage: step for step in build_steps(config) if step.stage in ("fusion", "qa")}
+
+
+def test_a_new_expert_brings_its_cues_to_fusion_and_qa_in_the_prompts_order():
+    steps = _llm_steps(load_config("paper", ["experts.sound.type=event-list"]))
+    batch = MediaBatch(CUES)
+    # the prompt names every built-in key, in its own order (tags before speech); a key it does not name goes last
+    assert list(steps["fusion"].prompt_data(batch, 0).items()) == [
+        ("high-confidence audio tags", "Dog(90%)"), ("speech content", "hello"),
+        ("video description", "a street"), ("sound events", "dog; car")]
+    assert steps["qa"].prompt_data(batch, 0) == {"caption": "A dog barks.", "audio tags": "Dog",
+                                                  "sound events": "dog; car"}
+    assert "sound_caption" in steps["fusion"].reads() and "asr_text" not in steps["qa"].reads()
+    copied = pickle.loads(pickle.dumps(steps["fusion"]))  # as Ray and map workers get it
+    assert copied.experts == steps["fusion"].experts and copied.prompt_data(batch, 0) == steps["fusion"].prompt_data(batch, 0)
+    # which experts a step asks is not what it computes: a stage's columns are
+    plain = _llm_steps(load_config("paper"))
+    assert [step.fingerprint() for step in steps.values()] == [step.fingerprint() for step in plain.values()]
+
+
+def test_a_disabled_stage_still_names_its_cue_and_a_custom_prompt_orders_them():
+    steps = _llm_steps(load_config("paper", ["experts.speech.enabled=false", "experts.tagging.enabled=false",
+                                             """fusion.prompt='{cues_json} "video description", "speech content"'"""]))
+    assert list(steps["fusion"].prompt_data(MediaBatch(CUES), 0)) == [
+        "video description", "speech content", "high-confidence audio tags", "audio description"]

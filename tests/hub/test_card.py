@@ -3,6 +3,7 @@
 import hashlib
 import json
 import shutil
+from typing import ClassVar
 
 import datasets
 import pyarrow.parquet as pq
@@ -11,8 +12,9 @@ import yaml
 from huggingface_hub import DatasetCard
 
 from fusion_datasets.cli import main
+from fusion_datasets.experts import VideoDescriber, register
 from fusion_datasets.hub.card import PLOT, count_label, render_card, size_category
-from fusion_datasets.pipeline.config import load_run_config
+from fusion_datasets.pipeline.config import load_config, load_run_config
 from fusion_datasets.prompts import read_prompt
 from fusion_datasets.testing import media
 
@@ -161,3 +163,18 @@ def test_a_folder_that_is_not_a_run_output_is_named(tmp_path):
                                               (1_200_000, "1M<n<10M"), (10**13, "n>1T")])
 def test_size_category_uses_the_hubs_buckets(rows, bucket):
     assert size_category(rows) == bucket
+
+
+class SceneDescriber(VideoDescriber):
+    """A visual expert of another kind: the card counts its modality under its own name."""
+
+    coverage: ClassVar[dict[str, str]] = {"scenes": "video_caption"}
+
+
+register("visual", "scenes")(SceneDescriber)
+
+
+def test_modality_coverage_comes_from_the_runs_experts(copy_of_output):
+    config = load_config(str(copy_of_output / "config.yaml"), ["experts.visual.type=scenes"])
+    coverage = _table(render_card(copy_of_output, config).read_text(), "Caption lengths and modality coverage")
+    assert coverage["scenes"] == "1" and "video" not in coverage and "speech" in coverage
