@@ -12,12 +12,13 @@ Example:
 
 from __future__ import annotations
 
+import fcntl
 import json
 import re
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from fusion_datasets.errors import UserError
 from fusion_datasets.files import write_text_atomically
@@ -49,6 +50,24 @@ class Judgement:
     note: str
     clap_score: float | None
     reviewer: str
+
+
+def hold_judgements(root: Path, reviewer: str) -> IO[str]:
+    """An exclusive lock on ``reviewer``'s judgements of the output at ``root``, held while the file stays open.
+
+    Two servers for one reviewer would each save their own judgements over the other's; the second is
+    refused. The lock goes when the holder closes it or dies (a killed server leaves nothing to clear).
+    """
+    path = root / ".cache" / f"review-{reviewer}.lock"  # .cache/ is never uploaded (see hub.push.IGNORED)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = path.open("w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise UserError(f"another `fusion-datasets review` of this output is open for reviewer {reviewer!r}: "
+                        "use its page, stop it, or give another --reviewer") from None
+    return handle
 
 
 class JudgementStore:

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 from fusion_datasets.errors import UserError
 from fusion_datasets.review.clips import Media
+from fusion_datasets.review.judgements import hold_judgements
 from fusion_datasets.review.page import SERVED_MEDIA, render_page
 from fusion_datasets.review.session import ReviewSession
 
@@ -48,8 +49,17 @@ class ReviewServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, session: ReviewSession, port: int) -> None:
-        super().__init__((HOST, port), ReviewHandler)
         self.session = session
+        self._lock = hold_judgements(session.root, session.store.reviewer)
+        try:
+            super().__init__((HOST, port), ReviewHandler)
+        except OSError:
+            self._lock.close()
+            raise
+
+    def server_close(self) -> None:
+        super().server_close()
+        self._lock.close()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         if isinstance(sys.exc_info()[1], ConnectionError):  # a browser dropping a media request it replaced
@@ -180,7 +190,8 @@ class ReviewHandler(BaseHTTPRequestHandler):
 
 
 def start_server(session: ReviewSession, port: int = 8765) -> ReviewServer:
-    """A :class:`ReviewServer` bound to 127.0.0.1:``port`` (0: a free port), not yet serving."""
+    """A :class:`ReviewServer` bound to 127.0.0.1:``port`` (0: a free port), not yet serving; it holds the
+    reviewer's judgements (:func:`~fusion_datasets.review.judgements.hold_judgements`) until closed."""
     try:
         return ReviewServer(session, port)
     except OSError as error:

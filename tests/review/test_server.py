@@ -117,6 +117,15 @@ def test_a_bad_judgement_is_a_400_and_saves_nothing(served, output, request_body
     assert not (output / "review" / "alice.jsonl").exists()
 
 
+def test_one_server_per_reviewer_and_output(served, output):
+    from fusion_datasets.errors import UserError
+
+    with pytest.raises(UserError, match="open for reviewer 'alice'"):
+        start_server(open_review(output, sample=3, seed=0, reviewer="alice"), port=0)
+    other = start_server(open_review(output, sample=3, seed=0, reviewer="bob"), port=0)
+    other.server_close()
+
+
 def test_user_mistakes_are_one_line_and_a_non_zero_exit(output, tmp_path, capsys):
     assert main(["review", str(tmp_path / "nowhere")]) == 2
     assert main(["review", str(tmp_path)]) == 2
