@@ -65,9 +65,12 @@ function renderClip(clip) {
   note.value = judged.note || "";
   const status = element("span", { class: "status" }, judged.label ? `saved: ${judged.label}` : "");
   if (!data.editable) { good.disabled = bad.disabled = note.disabled = true; }
-  good.addEventListener("click", () => judge(clip.index, "good"));
-  bad.addEventListener("click", () => judge(clip.index, "bad"));
-  note.addEventListener("change", () => { const label = labelOf(clip.index); if (label) save(clip.index, label, false); });
+  good.addEventListener("click", (event) => { event.stopPropagation(); judge(clip.index, "good"); });
+  bad.addEventListener("click", (event) => { event.stopPropagation(); judge(clip.index, "bad"); });
+  let typing = null;  // a judged clip's note is saved a moment after typing stops, and when it loses focus
+  const saveNote = () => { clearTimeout(typing); const label = labelOf(clip.index); if (label) save(clip.index, label); };
+  note.addEventListener("input", () => { clearTimeout(typing); typing = setTimeout(saveNote, 800); });
+  note.addEventListener("change", saveNote);
   card.append(element("div", { class: "judge" }, good, bad, note, status));
   card.classList.toggle("good", judged.label === "good");
   card.classList.toggle("bad", judged.label === "bad");
@@ -100,7 +103,13 @@ function showCalibration(calibration) {
   if (calibration.plot_url) { plot.src = calibration.plot_url; plot.hidden = false; }
 }
 
-async function save(index, label, advance) {
+let saving = Promise.resolve();  // one request at a time, so the file ends with the last judgement made
+function save(index, label) {
+  saving = saving.then(() => send(index, label));
+  return saving;
+}
+
+async function send(index, label) {
   const card = cards[index];
   const note = card.querySelector(".note").value;
   const status = card.querySelector(".status");
@@ -120,17 +129,16 @@ async function save(index, label, advance) {
     card.classList.toggle("bad", label === "bad");
     status.textContent = `saved: ${label}`;
     showSummary(answer.summary);
-    if (advance && index + 1 < cards.length) focusClip(index + 1, true);
   } catch (error) {
     status.className = "status failed";
     status.textContent = `not saved: ${error.message}`;
   }
 }
 
-function judge(index, label) {
+function judge(index, label) {  // saved in the background; the next clip is current at once
   if (!data.editable) return;
-  focusClip(index, false);
-  save(index, label, true);
+  save(index, label);
+  focusClip(index + 1 < cards.length ? index + 1 : index, true);
 }
 
 function focusClip(index, scroll) {
