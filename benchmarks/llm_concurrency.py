@@ -14,7 +14,7 @@ import argparse
 import time
 from collections.abc import Callable
 
-from fusion_datasets.llm.backends import BackendConfig, ServerChatBackend
+from fusion_datasets.llm.backends import ServerBackendConfig, ServerChatBackend
 from fusion_datasets.testing.stub_chat import StubChatServer
 
 
@@ -43,7 +43,7 @@ def compare(url: str, args: argparse.Namespace) -> None:
     conversations = [[{"role": "user", "content": f"Caption clip {i}."}] for i in range(args.requests)]
 
     def backend(concurrency: int) -> ServerChatBackend:
-        return ServerChatBackend(BackendConfig(kind="server", model="stub", base_urls=(url,),
+        return ServerChatBackend(ServerBackendConfig(model="stub", base_urls=(url,),
                                                max_concurrency=concurrency, token_env=None))
 
     one_by_one = backend(1)

@@ -27,7 +27,7 @@ from pathlib import Path
 import datasets
 
 from fusion_datasets.experts.chain import ExpertChain
-from fusion_datasets.llm.backends import BackendConfig
+from fusion_datasets.llm.backends import ServerBackendConfig
 from fusion_datasets.llm.fusion import CaptionFuser
 from fusion_datasets.llm.qa import QAGenerator
 from fusion_datasets.pipeline.config import OutputConfig
@@ -55,7 +55,7 @@ def _cues(clips: int) -> datasets.Dataset:
 
 
 def _steps(url: str, concurrency: int) -> list:
-    backend = BackendConfig(kind="server", model="stub", base_urls=(url,), max_concurrency=concurrency,
+    backend = ServerBackendConfig(model="stub", base_urls=(url,), max_concurrency=concurrency,
                             token_env=None)
     return [CaptionFuser(backend=backend), QAGenerator(backend=backend)]
 

@@ -24,7 +24,7 @@ from typing import Any
 import datasets
 
 from fusion_datasets.experts.base import Expert, ExpertConfig
-from fusion_datasets.llm.backends import BackendConfig
+from fusion_datasets.llm.backends import ServerBackendConfig
 from fusion_datasets.llm.fusion import CaptionFuser
 from fusion_datasets.pipeline.config import load_config, tiny_zoo_dir
 from fusion_datasets.pipeline.executor import LocalExecutor, Work
@@ -106,7 +106,7 @@ def bench_overlap(args: argparse.Namespace) -> None:
     ids = [f"clip{index:03d}" for index in range(args.overlap_clips)]
     rows = datasets.Dataset.from_dict({"id": ids, "audio": [None] * len(ids)})
     with StubChatServer(lambda request: FUSION_ANSWER, args.latency) as server:
-        backend = BackendConfig(kind="server", model="stub", base_urls=(server.base_url,),
+        backend = ServerBackendConfig(model="stub", base_urls=(server.base_url,),
                                 max_concurrency=args.concurrency, token_env=None)
         plan = Plan((BusyDescriber(iterations=iterations_for(args.busy)), CaptionFuser(backend=backend)))
         work = [Work(tuple(plan.stages), tuple(range(len(ids))), clear=False)]

@@ -170,12 +170,15 @@ def _eval_predict(args: argparse.Namespace) -> int:
 
 def _eval_qa(args: argparse.Namespace) -> int:
     from fusion_datasets.eval.qa import run_qa_eval
+    from fusion_datasets.config import from_mapping
     from fusion_datasets.llm.backends import BackendConfig
 
     judge = None
     if args.judge_model:
-        judge = BackendConfig(kind=args.judge_kind, model=args.judge_model, base_urls=tuple(args.judge_url),
-                              device=args.device, batch_size=args.judge_batch_size)
+        where = {"server": {"base_urls": args.judge_url},
+                 "transformers": {"device": args.device, "batch_size": args.judge_batch_size}}
+        options = {"kind": args.judge_kind, "model": args.judge_model, **where[args.judge_kind]}
+        judge = from_mapping(BackendConfig, options, "judge")
     run_qa_eval(
         args.predictions, args.benchmark, args.output, model=args.model, kind=args.kind, judge=judge,
         judge_parse=args.judge_parse, chat_orders=args.chat_orders, max_reasks=args.max_reasks,

@@ -74,10 +74,19 @@ def _convert(value: Any, kind: Any, field: str) -> Any:
 
 
 def from_mapping(cls: type[T], data: Mapping[str, Any] | None, field: str = "") -> T:
-    """Build the dataclass ``cls`` from ``data``; unknown keys and ill-typed values raise :class:`ConfigError`."""
+    """Build the dataclass ``cls`` from ``data``; unknown keys and ill-typed values raise :class:`ConfigError`.
+
+    A ``cls`` with a ``kind_class(data)`` classmethod is a family of configs (the chat backends): the
+    member it returns for ``data`` is built, with that member's own fields.
+    """
     data = {} if data is None else data
     if not isinstance(data, Mapping):
         raise ConfigError(f"{field or cls.__name__}: expected a mapping, got {data!r}")
+    if hasattr(cls, "kind_class"):  # a family of configs: the data's ``kind`` picks the member
+        try:
+            cls = cls.kind_class(data)
+        except ValueError as error:
+            raise ConfigError(f"{field or cls.__name__}: {error}") from error
     hints = typing.get_type_hints(cls)
     fields = {item.name for item in dataclasses.fields(cls) if item.init}
     unknown = sorted(set(data) - fields)

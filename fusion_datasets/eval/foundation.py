@@ -12,7 +12,7 @@
   (AIR-Bench's default) with a fixed seed, and is never re-asked.
 
 Example:
-    >>> aligner = OptionAligner(backend=BackendConfig(model="Qwen/Qwen2.5-7B-Instruct"))  # doctest: +SKIP
+    >>> aligner = OptionAligner(backend=TransformersBackendConfig(model="Qwen/Qwen2.5-7B-Instruct"))  # doctest: +SKIP
     >>> aligner({"question": ["Which genre?"], "options": [["rock", "jazz"]], "prediction": ["Jazz, I think"]})
     ... # doctest: +SKIP
 """

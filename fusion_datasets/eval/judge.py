@@ -16,7 +16,7 @@ shown back to the judge with the reason and re-asked (``max_reasks``), then reco
 the judge's answer (``judge_answer``), its model and prompt version (``provenance``) are kept per row.
 
 Example:
-    >>> judge = AnswerJudge(backend=BackendConfig(model="Qwen/Qwen2.5-7B-Instruct"))  # doctest: +SKIP
+    >>> judge = AnswerJudge(backend=TransformersBackendConfig(model="Qwen/Qwen2.5-7B-Instruct"))  # doctest: +SKIP
     >>> judge({"question": ["What barks?"], "answer": ["A dog."], "prediction": ["A dog."]})  # doctest: +SKIP
 """
 

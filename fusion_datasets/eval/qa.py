@@ -332,7 +332,7 @@ def run_qa_eval(
     reasoning judge needs a ``judge_max_new_tokens`` that leaves room for its trace.
 
     Example:
-        >>> judge = BackendConfig(kind="server", model="Qwen/Qwen2.5-72B-Instruct",
+        >>> judge = ServerBackendConfig(model="Qwen/Qwen2.5-72B-Instruct",
         ...                       base_urls=("http://127.0.0.1:8080",))  # doctest: +SKIP
         >>> run_qa_eval("preds.jsonl", "data/audiocaps-qa", "reports/acqa", judge=judge)  # doctest: +SKIP
     """

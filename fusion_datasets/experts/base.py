@@ -257,7 +257,8 @@ def _is_number(value: Any) -> bool:
 def _plain(value: Any) -> Any:
     """Config values as JSON data (nested configs as mappings), for fingerprints."""
     if hasattr(value, "__dataclass_fields__"):
-        return {f.name: _plain(getattr(value, f.name)) for f in fields(value) if f.name not in RESOURCE_FIELDS}
+        settings = {f.name: _plain(getattr(value, f.name)) for f in fields(value) if f.name not in RESOURCE_FIELDS}
+        return {**getattr(value, "fingerprint_extras", {}), **settings}
     if isinstance(value, Mapping):
         return {key: _plain(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):

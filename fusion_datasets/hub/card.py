@@ -296,7 +296,8 @@ def render_card(root: Path | str, config: PipelineConfig) -> Path:
         clip_licenses=list(summary.licenses.items()),
         dataset_id=parse_hub_output(config.output.path),
     )
-    server_token = os.environ.get(config.llm.token_env) if config.llm.token_env else None
+    token_env = getattr(config.llm, "token_env", None)  # a served LLM's token
+    server_token = os.environ.get(token_env) if token_env else None
     return write_text_atomically(root / "README.md", redact(str(card), get_token(), server_token))
 
 

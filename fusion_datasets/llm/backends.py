@@ -1,10 +1,12 @@
-"""The two chat backends: in-process transformers and any OpenAI-compatible / TGI server.
+"""The chat backends, one per ``kind``: in-process transformers and any OpenAI-compatible / TGI server.
 
-A pipeline step holds only a :class:`BackendConfig` (frozen, hashable, picklable) and gets the live
-backend from :func:`make_backend`, which keeps one per process in :mod:`fusion_datasets.runtime`'s cache.
+A pipeline step holds only a :class:`BackendConfig` (frozen, hashable, picklable) of its kind's own
+type, and gets the live backend from :func:`make_backend`, which keeps one per process in
+:mod:`fusion_datasets.runtime`'s cache. A YAML ``backend:`` mapping becomes the type its ``kind`` names
+(:data:`KINDS`; default ``transformers``), so each kind's options are checked when the config loads.
 
 Example:
-    >>> config = BackendConfig(kind="server", model="Qwen/QwQ-32B", base_urls=("http://127.0.0.1:8080",))
+    >>> config = ServerBackendConfig(model="Qwen/QwQ-32B", base_urls=("http://127.0.0.1:8080",))
     >>> backend = make_backend(config)
     >>> backend.generate([[{"role": "user", "content": "Hi"}]], max_new_tokens=8)  # doctest: +SKIP
     [Completion(text='Hello! How can I help?', error=None, prompt_tokens=9, completion_tokens=8, retries=0)]
@@ -18,10 +20,10 @@ import itertools
 import logging
 import os
 import threading
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, fields
-from typing import Any, Literal
+from typing import Any, ClassVar
 
 from fusion_datasets import runtime
 from fusion_datasets.http_errors import is_transient, redact, retry_delay
@@ -29,25 +31,67 @@ from fusion_datasets.llm.base import ChatBackend, Completion, Conversation, Foll
 
 logger = logging.getLogger(__name__)
 
-KINDS = ("transformers", "server")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 
 
 @dataclass(frozen=True)
 class BackendConfig:
-    """Which model answers and how to reach it: what a pipeline YAML holds under ``backend:``.
+    """Which model answers and how to reach it: what a pipeline YAML holds under ``llm:`` or ``backend:``.
 
-    ``batch_size`` is for ``transformers``; ``base_urls`` .. ``token_env`` are for ``server``. ``backoff`` is
-    the first retry's maximum wait in seconds, doubled at each retry (full jitter: a uniform draw below it).
+    A base: each kind is a subclass with its own options (:data:`KINDS`); :meth:`kind_class` picks it.
     """
 
-    kind: Literal["transformers", "server"] = "transformers"
+    kind: str = ""
     model: str = "Qwen/QwQ-32B"
     revision: str | None = None
+
+    @classmethod
+    def kind_class(cls, data: Mapping[str, Any]) -> type[BackendConfig]:
+        """The config type of ``data``'s ``kind`` (``transformers`` where it names none)."""
+        kind = data.get("kind", cls.kind or "transformers")
+        if kind not in KINDS:
+            raise ValueError(f"backend kind={kind!r} is invalid: expected one of {', '.join(KINDS)}")
+        return KINDS[kind]
+
+    @property
+    def served_concurrency(self) -> int | None:
+        """Requests kept in flight where a server answers (``None``: the model runs in this process)."""
+        return None
+
+    def _check(self, checks: Mapping[str, tuple[bool, str]]) -> None:
+        checks = {"kind": (KINDS.get(self.kind) is type(self), f"{type(self).__name__}'s own kind"),
+                  "model": (isinstance(self.model, str) and self.model.strip() != "", "a Hub model id or a folder"),
+                  **checks}
+        for name, (valid, allowed) in checks.items():
+            if not valid:
+                raise ValueError(f"backend {name}={getattr(self, name)!r} is invalid: expected {allowed}")
+
+
+@dataclass(frozen=True)
+class TransformersBackendConfig(BackendConfig):
+    """``kind: transformers``: the model runs in this process, ``batch_size`` conversations per call."""
+
+    kind: str = "transformers"
     device: str | None = None
     dtype: str = "auto"
     trust_remote_code: bool = False
     batch_size: int = 8
+
+    def __post_init__(self) -> None:
+        self._check({"dtype": (self.dtype in DTYPES, f"one of {DTYPES}"),
+                     "batch_size": (self.batch_size >= 1, "an integer >= 1")})
+
+
+@dataclass(frozen=True)
+class ServerBackendConfig(BackendConfig):
+    """``kind: server``: an OpenAI-compatible server at each of ``base_urls`` answers, ``max_concurrency``
+    requests in flight. ``backoff`` is the first retry's maximum wait in seconds, doubled at each retry
+    (full jitter: a uniform draw below it); ``token_env`` names the variable holding the bearer token."""
+
+    # what a served step's fingerprint held when one config had every kind's options: kept, so that a
+    # rerun over an earlier run's output does not redo its LLM stages
+    fingerprint_extras: ClassVar[dict[str, Any]] = {"dtype": "auto", "trust_remote_code": False}
+    kind: str = "server"
     base_urls: tuple[str, ...] = ()
     max_concurrency: int = 16
     timeout: float = 120.0
@@ -58,24 +102,21 @@ class BackendConfig:
     def __post_init__(self) -> None:
         # YAML gives lists; a tuple keeps the config hashable (it is the backend's cache key)
         object.__setattr__(self, "base_urls", tuple(self.base_urls))
-        checks = {
-            "kind": (self.kind in KINDS, f"one of {KINDS}"),
-            "model": (isinstance(self.model, str) and self.model.strip() != "", "a Hub model id or a folder"),
-            "dtype": (self.dtype in DTYPES, f"one of {DTYPES}"),
-            "batch_size": (self.batch_size >= 1, "an integer >= 1"),
+        self._check({
+            "base_urls": (bool(self.base_urls) and all(url.startswith(("http://", "https://"))
+                                                       for url in self.base_urls), "one or more http(s):// URLs"),
             "max_concurrency": (self.max_concurrency >= 1, "an integer >= 1"),
             "timeout": (self.timeout > 0, "a number of seconds > 0"),
             "max_retries": (self.max_retries >= 0, "an integer >= 0"),
             "backoff": (self.backoff >= 0, "a number of seconds >= 0"),
-            "base_urls": (
-                all(url.startswith(("http://", "https://")) for url in self.base_urls)
-                and bool(self.base_urls) == (self.kind == "server"),
-                "one or more http(s):// URLs with kind='server', none with kind='transformers'",
-            ),
-        }
-        for name, (valid, allowed) in checks.items():
-            if not valid:
-                raise ValueError(f"backend {name}={getattr(self, name)!r} is invalid: expected {allowed}")
+        })
+
+    @property
+    def served_concurrency(self) -> int | None:
+        return self.max_concurrency
+
+
+KINDS: dict[str, type[BackendConfig]] = {"transformers": TransformersBackendConfig, "server": ServerBackendConfig}
 
 
 @dataclass(frozen=True)
@@ -97,18 +138,23 @@ class GenerationParams:
 
 
 def make_backend(config: BackendConfig, rank: int | None = None) -> ChatBackend:
-    """The backend for ``config`` in this process, built on first use (``rank`` picks the GPU)."""
-    if config.kind == "server":
-        return runtime.cached_model(("chat-backend", config), lambda: ServerChatBackend(config))
+    """The backend of ``config``'s kind in this process, built on first use (``rank`` picks the GPU)."""
+    return _MAKERS[config.kind](config, rank)
+
+
+def _transformers_backend(config: TransformersBackendConfig, rank: int | None) -> ChatBackend:
     device = runtime.resolve_device(config.device, rank)
-    key = ("chat-backend", config, device)
-    return runtime.cached_model(key, lambda: TransformersChatBackend(config, device))
+    return runtime.cached_model(("chat-backend", config, device), lambda: TransformersChatBackend(config, device))
+
+
+def _server_backend(config: ServerBackendConfig, rank: int | None) -> ChatBackend:
+    return runtime.cached_model(("chat-backend", config), lambda: ServerChatBackend(config))
 
 
 class TransformersChatBackend:
     """Generates in this process, ``batch_size`` conversations per ``generate`` call, left-padded."""
 
-    def __init__(self, config: BackendConfig, device: str | None = None) -> None:
+    def __init__(self, config: TransformersBackendConfig, device: str | None = None) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.config = config
@@ -184,7 +230,7 @@ class ServerChatBackend:
     requests and never more.
     """
 
-    def __init__(self, config: BackendConfig) -> None:
+    def __init__(self, config: ServerBackendConfig) -> None:
         self.config = config
         self._turn = itertools.count()  # round-robin position, kept across generate() calls
         self._lock = threading.Lock()
@@ -276,6 +322,10 @@ class ServerChatBackend:
                 await asyncio.sleep(delay)
                 continue
             return _completion(output, retries)
+
+
+_MAKERS: dict[str, Callable[[Any, int | None], ChatBackend]] = {
+    "transformers": _transformers_backend, "server": _server_backend}
 
 
 def _completion(output: Any, retries: int) -> Completion:

@@ -80,7 +80,7 @@ class CaptionFuser(CueStep[FusionConfig]):
     asks again only for the rows that failed. A clip without any cue is uncertain without asking.
 
     Example:
-        >>> fuser = CaptionFuser(backend=BackendConfig(kind="server", model="Qwen/QwQ-32B",
+        >>> fuser = CaptionFuser(backend=ServerBackendConfig(model="Qwen/QwQ-32B",
         ...                      base_urls=("http://127.0.0.1:8080",)))  # doctest: +SKIP
         >>> features = fuser.output_features(ds.features)  # doctest: +SKIP
         >>> ds = ds.map(fuser, batched=True, with_rank=True, features=features)  # doctest: +SKIP

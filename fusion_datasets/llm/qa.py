@@ -78,7 +78,7 @@ class QAGenerator(CueStep[QAConfig]):
     earlier run) are kept, so a rerun asks again only for the clips that failed.
 
     Example:
-        >>> qa = QAGenerator(backend=BackendConfig(model="Qwen/Qwen2.5-7B-Instruct"))  # doctest: +SKIP
+        >>> qa = QAGenerator(backend=TransformersBackendConfig(model="Qwen/Qwen2.5-7B-Instruct"))  # doctest: +SKIP
         >>> features = qa.output_features(ds.features)  # doctest: +SKIP
         >>> ds = ds.map(qa, batched=True, with_rank=True, features=features)  # doctest: +SKIP
         >>> explode_qa(ds)  # doctest: +SKIP

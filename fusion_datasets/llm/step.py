@@ -125,8 +125,7 @@ class ChatStep(Expert[StepConfigT]):  # type: ignore[type-var]  # an Expert whos
 
     @property
     def served_concurrency(self) -> int | None:
-        backend = self.config.backend
-        return backend.max_concurrency if backend.kind == "server" else None
+        return self.config.backend.served_concurrency
 
     def counters(self, outputs: Mapping[str, Sequence[Any]]) -> dict[str, float]:
         totals = dict.fromkeys(USAGE_FIELDS, 0)

@@ -19,7 +19,7 @@ import yaml
 
 from fusion_datasets.config import ConfigError, apply_overrides, from_mapping, to_mapping
 from fusion_datasets.experts import STAGES, Expert, build_step, stage_classes
-from fusion_datasets.llm.backends import BackendConfig
+from fusion_datasets.llm.backends import BackendConfig, TransformersBackendConfig
 from fusion_datasets.public import public_config
 from fusion_datasets.runtime import cache_dir
 
@@ -118,7 +118,7 @@ class PipelineConfig:
     name: str = "custom"
     input: InputConfig = field(default_factory=InputConfig)
     experts: dict[str, Any] = field(default_factory=dict)  # stage -> options; `enabled: false` turns one off
-    llm: BackendConfig = field(default_factory=BackendConfig)
+    llm: BackendConfig = field(default_factory=TransformersBackendConfig)
     fusion: dict[str, Any] = field(default_factory=dict)
     filter: dict[str, Any] = field(default_factory=dict)
     qa: dict[str, Any] = field(default_factory=dict)
@@ -202,6 +202,12 @@ def _enabled(options: dict[str, Any] | None, where: str) -> dict[str, Any] | Non
     return options if enabled else None
 
 
+def _step_backend(llm: BackendConfig, own: dict[str, Any]) -> dict[str, Any]:
+    """A step's ``backend:``: the ``llm`` section with the step's own keys over it; of another kind, its own."""
+    shared = to_mapping(llm)
+    return shared | own if own.get("kind", llm.kind) == llm.kind else own
+
+
 def build_steps(config: PipelineConfig) -> list[Expert]:
     """The pipeline's steps in order: experts (paper order), fusion, CLAP filter, QA."""
     from fusion_datasets.clap.filter import ClapSimilarityFilter
@@ -212,7 +218,7 @@ def build_steps(config: PipelineConfig) -> list[Expert]:
     for name, step_class in (("fusion", CaptionFuser), ("qa", QAGenerator)):
         options = _enabled(getattr(config, name), name)
         if options is not None:
-            options = {**options, "backend": to_mapping(config.llm) | options.get("backend", {})}
+            options = {**options, "backend": _step_backend(config.llm, options.get("backend") or {})}
             step_config = from_mapping(step_class.config_class, options, name)
             steps.append(step_class(step_config, experts=config.expert_classes()))
         if name == "fusion":

@@ -6,7 +6,7 @@
 Example:
     >>> faults = Faults(fail_first=2, stall=frozenset({5}))
     >>> with serve_model(tiny_zoo["chat-lm"]) as server, FaultProxy(server.base_url, faults) as proxy:
-    ...     backend = ServerChatBackend(BackendConfig(kind="server", model=str(tiny_zoo["chat-lm"]),
+    ...     backend = ServerChatBackend(ServerBackendConfig(model=str(tiny_zoo["chat-lm"]),
     ...                                               base_urls=(proxy.base_url,)))  # doctest: +SKIP
 """
 

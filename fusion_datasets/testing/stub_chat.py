@@ -3,7 +3,7 @@ tests and benchmarks: what it measures is the client (requests in flight, waitin
 
 Example:
     >>> with StubChatServer(answer=lambda request: "A dog barks.", latency=0.2) as server:
-    ...     backend = ServerChatBackend(BackendConfig(kind="server", model="stub",
+    ...     backend = ServerChatBackend(ServerBackendConfig(model="stub",
     ...                                               base_urls=(server.base_url,)))  # doctest: +SKIP
     ...     server.peak_in_flight  # doctest: +SKIP
 """

@@ -9,7 +9,7 @@ import pytest
 from fusion_datasets.cli import main
 from fusion_datasets.eval.judge import RUBRICS, JudgeConfig, parse_last_token, parse_rating, parse_score_pair
 from fusion_datasets.eval.qa import run_qa_eval
-from fusion_datasets.llm.backends import BackendConfig
+from fusion_datasets.llm.backends import TransformersBackendConfig
 from fusion_datasets.llm.parsing import ParseError
 from fusion_datasets.prompts import read_prompt
 from fusion_datasets.public import model_reference
@@ -98,15 +98,15 @@ def test_unusable_score_pairs(verdict):
 
 
 def test_the_rubric_picks_the_versioned_prompt():
-    config = JudgeConfig(backend=BackendConfig(model="judge"), rubric="air-bench-chat")
+    config = JudgeConfig(backend=TransformersBackendConfig(model="judge"), rubric="air-bench-chat")
     assert config.prompt_version == "judge_airbench_chat_v1" and config.prompt == read_prompt(
         "judge_airbench_chat_v1"
     )
     with pytest.raises(ValueError, match="rubric must be one of audiobench, air-bench-chat"):
-        JudgeConfig(backend=BackendConfig(model="judge"), rubric="gpt4")
+        JudgeConfig(backend=TransformersBackendConfig(model="judge"), rubric="gpt4")
     with pytest.raises(ValueError, match="parse must be one of last-token, rating-line"):
-        JudgeConfig(backend=BackendConfig(model="judge"), parse="first-token")
-    assert JudgeConfig(backend=BackendConfig(model="judge")).prompt_version == "judge_audiobench_v2"
+        JudgeConfig(backend=TransformersBackendConfig(model="judge"), parse="first-token")
+    assert JudgeConfig(backend=TransformersBackendConfig(model="judge")).prompt_version == "judge_audiobench_v2"
 
 
 @pytest.fixture
@@ -169,7 +169,7 @@ def test_audiobench_judge_in_process(audiocaps_qa, tiny_zoo, tmp_path, report_ro
 
 def test_verdicts_that_never_parse_are_reasked_then_counted(audiocaps_qa, tiny_zoo, tmp_path, report_rows):
     benchmark, predictions = audiocaps_qa
-    judge = BackendConfig(model=str(tiny_zoo["chat-lm"]))  # random weights: never a verdict
+    judge = TransformersBackendConfig(model=str(tiny_zoo["chat-lm"]))  # random weights: never a verdict
     report = run_qa_eval(predictions, benchmark, tmp_path / "report", judge=judge, judge_parse="rating-line",
                          max_reasks=1, judge_max_new_tokens=8)
 
@@ -227,7 +227,7 @@ def test_air_bench_chat_judge_through_a_real_server(make_benchmark, fa_row, tiny
     details = json.loads((tmp_path / "served" / "details.json").read_text())
     assert details["judge"]["prompt"] == "judge_airbench_chat_v1" and details["judge"]["model"] == model_reference(judge_lm)[0]
 
-    run_qa_eval(tmp_path / "answers.json", benchmark, tmp_path / "local", judge=BackendConfig(model=judge_lm))
+    run_qa_eval(tmp_path / "answers.json", benchmark, tmp_path / "local", judge=TransformersBackendConfig(model=judge_lm))
     verdicts = ("judge_score", "judge_reference_score", "judge_answer", "errors")
     local, served = _items(tmp_path / "local"), _items(tmp_path / "served")
     assert [[item[key] for key in verdicts] for item in local] == [

@@ -16,12 +16,16 @@ import time
 import pytest
 from huggingface_hub import constants
 
+from fusion_datasets.config import ConfigError, from_mapping, to_mapping
 from fusion_datasets.llm.backends import (
     BackendConfig,
+    ServerBackendConfig,
     ServerChatBackend,
+    TransformersBackendConfig,
     TransformersChatBackend,
     make_backend,
 )
+from fusion_datasets.pipeline.config import build_steps, load_config
 from fusion_datasets.testing.server import FaultProxy, Faults
 
 CONVERSATIONS = [
@@ -34,12 +38,12 @@ ANSWERED = '"POST /v1/chat/completions HTTP/1.1" 200'
 
 
 def in_process(tiny_zoo, **overrides) -> TransformersChatBackend:
-    return TransformersChatBackend(BackendConfig(model=str(tiny_zoo["chat-lm"]), device="cpu", **overrides))
+    return TransformersChatBackend(TransformersBackendConfig(model=str(tiny_zoo["chat-lm"]), device="cpu", **overrides))
 
 
 def server_backend(tiny_zoo, *urls: str, **overrides) -> ServerChatBackend:
     defaults = {"model": str(tiny_zoo["chat-lm"]), "backoff": 0.01, "timeout": 30.0}
-    return ServerChatBackend(BackendConfig(kind="server", base_urls=urls, **{**defaults, **overrides}))
+    return ServerChatBackend(ServerBackendConfig(base_urls=urls, **{**defaults, **overrides}))
 
 
 def test_in_process_batch_gives_text_and_token_counts(tiny_zoo):
@@ -64,29 +68,45 @@ def test_a_failing_chunk_becomes_the_error_of_each_of_its_rows(tiny_zoo):
     assert completions[0].error == completions[1].error and "TypeError" in completions[0].error
 
 
-@pytest.mark.parametrize(("overrides", "field"), [
-    ({"kind": "vllm"}, "kind"),
-    ({"batch_size": 0}, "batch_size"),
-    ({"dtype": "fp8"}, "dtype"),
-    ({"kind": "server"}, "base_urls"),
-    ({"kind": "server", "base_urls": ["127.0.0.1:8080"]}, "base_urls"),
-    ({"base_urls": ["http://127.0.0.1:8080"]}, "base_urls"),
-    ({"kind": "server", "base_urls": ["http://127.0.0.1:8080"], "max_concurrency": 0}, "max_concurrency"),
-    ({"kind": "server", "base_urls": ["http://127.0.0.1:8080"], "max_retries": -1}, "max_retries"),
+SERVER = {"kind": "server", "base_urls": ["http://127.0.0.1:8080"]}
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"kind": "vllm"}, r"llm: backend kind='vllm' is invalid: expected one of transformers, server"),
+    ({"batch_size": 0}, r"llm: backend batch_size=0 is invalid: expected an integer >= 1"),
+    ({"dtype": "fp8"}, r"llm: backend dtype='fp8' is invalid: expected one of"),
+    ({"kind": "server"}, r"llm: backend base_urls=\(\) is invalid: expected one or more http\(s\):// URLs"),
+    ({**SERVER, "base_urls": ["127.0.0.1:8080"]}, r"backend base_urls=\('127.0.0.1:8080',\) is invalid"),
+    ({**SERVER, "max_concurrency": 0}, r"backend max_concurrency=0 is invalid: expected an integer >= 1"),
+    ({**SERVER, "max_retries": -1}, r"backend max_retries=-1 is invalid: expected an integer >= 0"),
+    # each kind takes its own options only
+    ({"base_urls": ["http://127.0.0.1:8080"]}, r"unknown key llm.base_urls; allowed: batch_size, device, dtype"),
+    ({**SERVER, "device": "cuda:1"}, r"unknown key llm.device; allowed: backoff, base_urls, kind"),
 ])
-def test_config_errors_name_the_field_and_what_is_allowed(overrides, field):
-    with pytest.raises(ValueError, match=rf"backend {field}=.* expected "):
-        BackendConfig(**overrides)
+def test_each_kind_checks_its_own_options_and_errors_name_them(options, message):
+    with pytest.raises(ConfigError, match=message):
+        from_mapping(BackendConfig, options, "llm")
+
+
+def test_a_backend_section_becomes_its_kinds_config_and_dumps_back():
+    server = from_mapping(BackendConfig, {**SERVER, "model": "m"}, "llm")
+    assert isinstance(server, ServerBackendConfig) and server.served_concurrency == 16
+    assert from_mapping(BackendConfig, to_mapping(server)) == server
+    local = from_mapping(BackendConfig, {"model": "m"}, "llm")  # no kind: in process
+    assert isinstance(local, TransformersBackendConfig) and local.served_concurrency is None
+    assert from_mapping(ServerBackendConfig, {"model": "m", "base_urls": ["http://h"]}).kind == "server"
+    with pytest.raises(ValueError, match="kind='server' is invalid"):
+        TransformersBackendConfig(kind="server")
 
 
 def test_make_backend_is_cached_per_config_and_the_config_pickles(tiny_zoo):
-    config = BackendConfig(kind="server", model=str(tiny_zoo["chat-lm"]), base_urls=["http://127.0.0.1:9"])
+    config = ServerBackendConfig(model=str(tiny_zoo["chat-lm"]), base_urls=["http://127.0.0.1:9"])
     assert config.base_urls == ("http://127.0.0.1:9",)  # YAML lists become tuples: hashable
     assert pickle.loads(pickle.dumps(config)) == config
     assert make_backend(config) is make_backend(pickle.loads(pickle.dumps(config)))
     with pytest.raises(TypeError, match="max_tokens"):
         make_backend(config).generate(CONVERSATIONS, max_tokens=4)
-    local = BackendConfig(model=str(tiny_zoo["chat-lm"]), device="cpu")
+    local = TransformersBackendConfig(model=str(tiny_zoo["chat-lm"]), device="cpu")
     assert isinstance(make_backend(local), TransformersChatBackend)
     assert make_backend(local) is make_backend(local)
 
@@ -218,3 +238,10 @@ def test_server_killed_mid_batch_and_restarted(tiny_zoo, chat_server):
     for failed in (c for c in completions if not c.ok):  # unlucky jitter may use every retry up
         assert failed.retries == 8
         assert failed.error.startswith(("ConnectError", "RemoteProtocolError", "ReadError"))
+
+
+def test_served_steps_keep_the_fingerprints_earlier_runs_recorded():
+    """Taken before each kind had its own options: an earlier run's LLM stages are not redone on a rerun."""
+    steps = {step.stage: step for step in build_steps(load_config("paper"))}
+    assert isinstance(steps["fusion"].config.backend, ServerBackendConfig)
+    assert (steps["fusion"].fingerprint(), steps["qa"].fingerprint()) == ("2f65a787f54e2e03", "0a72d25249f389f1")

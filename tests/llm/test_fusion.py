@@ -18,7 +18,12 @@ from datasets.fingerprint import Hasher
 from transformers import AutoTokenizer
 
 import fusion_datasets
-from fusion_datasets.llm.backends import BackendConfig, TransformersChatBackend
+from fusion_datasets.llm.backends import (
+    BackendConfig,
+    ServerBackendConfig,
+    TransformersBackendConfig,
+    TransformersChatBackend,
+)
 from fusion_datasets.llm.base import converse_in_rounds
 from fusion_datasets.llm.fusion import CaptionFuser, FusionConfig, fusion_cues
 from fusion_datasets.llm.parsing import ParseError, parse_fusion_answer, split_reasoning
@@ -72,11 +77,11 @@ def cue_dataset(rows: list[dict] | None = None) -> datasets.Dataset:
 
 
 def backend(path) -> BackendConfig:
-    return BackendConfig(kind="transformers", model=str(path), device="cpu")
+    return TransformersBackendConfig(model=str(path), device="cpu")
 
 
 def served(path, server) -> BackendConfig:
-    return BackendConfig(kind="server", model=str(path), base_urls=(server.base_url,))
+    return ServerBackendConfig(model=str(path), base_urls=(server.base_url,))
 
 
 def fuse(ds: datasets.Dataset, fuser: CaptionFuser) -> datasets.Dataset:

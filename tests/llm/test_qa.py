@@ -11,7 +11,7 @@ import json
 import datasets
 import pytest
 
-from fusion_datasets.llm.backends import BackendConfig
+from fusion_datasets.llm.backends import TransformersBackendConfig
 from fusion_datasets.llm.export import to_fusionaudio, write_fusionaudio
 from fusion_datasets.llm.qa import QAGenerator, explode_qa
 from fusion_datasets.llm.step import provenance_feature
@@ -50,7 +50,7 @@ def captioned_dataset() -> datasets.Dataset:
 
 
 def generate_qa(ds: datasets.Dataset, model, **options) -> datasets.Dataset:
-    qa = QAGenerator(backend=BackendConfig(kind="transformers", model=str(model), device="cpu"), **options)
+    qa = QAGenerator(backend=TransformersBackendConfig(model=str(model), device="cpu"), **options)
     return ds.map(qa, batched=True, batch_size=8, with_rank=True, features=qa.output_features(ds.features),
                   load_from_cache_file=False)
 

@@ -11,7 +11,7 @@ import threading
 import datasets
 
 from fusion_datasets.experts import ASTAudioTagger
-from fusion_datasets.llm.backends import BackendConfig, ServerChatBackend
+from fusion_datasets.llm.backends import BackendConfig, ServerBackendConfig, ServerChatBackend
 from fusion_datasets.llm.fusion import CaptionFuser
 from fusion_datasets.llm.qa import QAGenerator
 from fusion_datasets.media import MediaBatch
@@ -23,7 +23,7 @@ from fusion_datasets.testing.zoo.fixed_answer import FUSION_ANSWER
 
 
 def _stub_backend(url: str, concurrency: int) -> BackendConfig:
-    return BackendConfig(kind="server", model="stub", base_urls=(url,), max_concurrency=concurrency, token_env=None)
+    return ServerBackendConfig(model="stub", base_urls=(url,), max_concurrency=concurrency, token_env=None)
 
 
 def test_an_llm_stage_keeps_max_concurrency_in_flight_over_the_whole_part():

@@ -23,7 +23,7 @@ from fusion_datasets.cli import main
 from fusion_datasets.experts import ASTAudioTagger
 from fusion_datasets.experts.base import Expert, ExpertConfig
 from fusion_datasets.experts.chain import COUNTERS
-from fusion_datasets.llm.backends import BackendConfig
+from fusion_datasets.llm.backends import ServerBackendConfig
 from fusion_datasets.llm.fusion import CaptionFuser
 from fusion_datasets.pipeline.config import load_config
 from fusion_datasets.pipeline.executor import Work, with_plan_columns
@@ -169,7 +169,7 @@ def test_a_served_llm_stage_keeps_max_concurrency_in_flight_across_its_batches(t
     rows = datasets.Dataset.from_dict({"id": ids, "audio": [None] * len(ids),
                                        "sound_caption": [f"A dog barks, take {i}." for i in range(len(ids))]})
     with StubChatServer(lambda request: FUSION_ANSWER, latency=0.2) as server:
-        backend = BackendConfig(kind="server", model="stub", base_urls=(server.base_url,), max_concurrency=8,
+        backend = ServerBackendConfig(model="stub", base_urls=(server.base_url,), max_concurrency=8,
                                 token_env=None)
         config = load_config("tiny", ["ray.resources.fusion.batch_size=4"])
         item = PartWork("part-test-0000", tuple(ids), (Work(("fusion",), tuple(range(len(ids)))),))
