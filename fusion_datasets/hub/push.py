@@ -33,8 +33,9 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _HUB_OUTPUT = re.compile(r"hf://datasets/(?P<org>[A-Za-z0-9][\w.-]*)/(?P<name>[A-Za-z0-9][\w.-]*)/?")
-# the runner's atomic writes leave ".<name>.<pid>.tmp" behind when killed; caches are never part of a dataset
-IGNORED = [".*.tmp", "*/.*.tmp", ".cache/*", "*/.cache/*", "__pycache__/*", "*/__pycache__/*"]
+# the runner's atomic writes leave ".<name>.<pid>.tmp" behind when killed; caches are never part of a dataset,
+# nor are reviewers' judgements (`fusion-datasets review`: they name the clips by their paths on this machine)
+IGNORED = [".*.tmp", "*/.*.tmp", ".cache/*", "*/.cache/*", "__pycache__/*", "*/__pycache__/*", "review/*"]
 
 
 class HubError(RuntimeError):

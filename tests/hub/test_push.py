@@ -40,6 +40,8 @@ def write_run_output(root: Path, complete: bool = True) -> Path:
     (root / "data" / "cues" / ".shard-00001-of-00002.parquet.4242.tmp").write_bytes(b"half a shard")
     (root / ".cache" / "state.json").parent.mkdir()
     (root / ".cache" / "state.json").write_text("{}")
+    (root / "review").mkdir()  # a reviewer's judgements name clips by their paths here: never pushed
+    (root / "review" / "ana.jsonl").write_text('{"id": "a", "audio": "/home/ana/clips/a.wav", "label": "good"}\n')
     return root
 
 
@@ -134,7 +136,7 @@ def test_push_folder_uploads_a_run_output_that_loads(hub, output):
     assert push_folder(output, REPO, api=hub) == f"https://huggingface.co/datasets/{REPO}"
 
     local = {path.relative_to(output).as_posix() for path in output.rglob("*") if path.is_file()}
-    left_out = {"data/cues/.shard-00001-of-00002.parquet.4242.tmp", ".cache/state.json"}
+    left_out = {"data/cues/.shard-00001-of-00002.parquet.4242.tmp", ".cache/state.json", "review/ana.jsonl"}
     assert left_out < local and remote_files(hub) == local - left_out
     assert len(hub.commits()) == 1
     captions = datasets.load_dataset(str(hub.remote), "captions", split="train")
