@@ -10,7 +10,7 @@ same synthetic clips:
 - ``naive``: the same expert called one clip at a time.
 
 It prints a table and writes the JSON that ``fusion-datasets run --dry-run --throughput FILE`` reads. A stage
-that would not fit the time budget is skipped and says so; ``--merge`` adds stages to an earlier file.
+that would not fit the time budget is skipped and says so; ``--merge FILE`` adds stages to an earlier run's.
 
     python benchmarks/gpu/benchmark.py --size real --device cuda --budget-seconds 540 --output gpu.json
     python benchmarks/gpu/benchmark.py --size tiny --device cpu --batch-sizes 1,2 --output tiny.json
@@ -45,7 +45,23 @@ logger = logging.getLogger("gpu_benchmark")
 RATE = 44100
 # Seconds a model's build, save, load and measurements take at least on a GPU, by model (real size): a
 # stage that cannot start with this much budget left is skipped rather than cut short.
+# The small models first: when the budget runs out, the stages left are the 7B ones, which a second call
+# (--stages ... --merge) can measure alone.
+MODEL_ORDER = ("htdemucs", "whisper", "ast", "clap", "qwen2-audio", "qwen2.5-vl")
 LEAST_SECONDS = {"htdemucs": 30, "whisper": 60, "ast": 20, "qwen2-audio": 150, "qwen2.5-vl": 150, "clap": 20}
+
+
+def paper_order(stage: str) -> int:
+    return list(STAGES).index(stage) if stage in STAGES else len(STAGES)
+
+
+def memory_folder(size: str) -> Path | None:
+    """``/dev/shm`` where it holds a 7B model's folder (saved and loaded at memory speed), else ``None``."""
+    shm = Path("/dev/shm")
+    room = 40 * 2**30 if size == "real" else 2**30
+    if shm.is_dir() and os.access(shm, os.W_OK) and shutil.disk_usage(shm).free > room:
+        return shm
+    return None
 
 
 class Clock:
@@ -250,7 +266,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--work-dir", type=Path, help="where model folders go (default: /dev/shm, else a temp dir)")
     parser.add_argument("--zoo", type=Path, default=None, help="the tiny zoo (processors); default: its usual folder")
     parser.add_argument("--output", type=Path, default=Path("gpu_throughput.json"))
-    parser.add_argument("--merge", action="store_true", help="keep the other stages of an earlier --output file")
+    parser.add_argument("--merge", type=Path, help="an earlier run's JSON: its stages not measured now are kept")
     args = parser.parse_args(argv)
     import torch
 
@@ -278,17 +294,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     clock = Clock(args.budget_seconds)
     by_model: dict[str, list[Stage]] = {}
-    for stage in STAGES.values():  # the paper's order, sound and music sharing one model
+    for stage in sorted(STAGES.values(), key=lambda stage: MODEL_ORDER.index(stage.model)):
         if stage.name in args.stages:
             if stage.new_tokens and args.max_new_tokens:
                 stage = replace(stage, new_tokens=min(stage.new_tokens, args.max_new_tokens))
-            by_model.setdefault(stage.model, []).append(stage)
-    shm = Path("/dev/shm")
-    root = args.work_dir or (shm if shm.is_dir() and os.access(shm, os.W_OK) else None)
-    with tempfile.TemporaryDirectory(prefix="gpu-kit-", dir=root) as tmp:
+            by_model.setdefault(stage.model, []).append(stage)  # sound and music share one model
+    with tempfile.TemporaryDirectory(prefix="gpu-kit-", dir=args.work_dir or memory_folder(args.size)) as tmp:
         work = Path(tmp)
         clips = make_clips(work / "clips", args.clips, args.clip_seconds, args.audio, args.video)
-        results = gpu_report.earlier_stages(args.output) if args.merge else {}
+        results = gpu_report.earlier_stages(args.merge) if args.merge else {}
         kit = {"size": args.size, "device": device_name(args.device), "audio_input": args.audio,
                "batch_sizes": args.batch_sizes, "clips": args.clips, "naive_clips": args.naive_clips,
                "repeats": args.repeats, "skipped": []}
@@ -302,6 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 continue
             logger.info("%s: building and measuring %s", name, ", ".join(stage.name for stage in stages))
             results.update(measure_model(name, stages, args, clips, work, clock))
+            results = {stage: results[stage] for stage in sorted(results, key=paper_order)}
             gpu_report.write(args.output, gpu_report.throughput_file(results, measured_on, args.clip_seconds, kit))
         document = gpu_report.throughput_file(results, measured_on, args.clip_seconds, kit)
         gpu_report.write(args.output, document)

@@ -50,7 +50,7 @@ def throughput_file(stages: dict[str, dict[str, Any]], measured_on: str, clip_se
 
 def earlier_stages(path: Path) -> dict[str, dict[str, Any]]:
     """The stages of an earlier run's file (``--merge``): a run split over several calls adds up."""
-    return json.loads(path.read_text())["stages"] if path.exists() else {}
+    return json.loads(path.read_text())["stages"]
 
 
 def write(path: Path, document: dict[str, Any]) -> None:

@@ -1,8 +1,10 @@
 """``run --dry-run``: what a run would do, and a rough estimate of the compute each stage would take.
 
 The estimate divides the clips still to do by clips per second that ``benchmarks/experts.py --save``
-measured. The bundled figures were measured on the tiny zoo on a 2-core CPU: they show the plumbing's
-own cost, not a 7B model's; measure your models and hardware with the benchmark and pass the file.
+measured, or ``benchmarks/gpu/run.sh`` for the paper config's experts at their real sizes on a GPU (its file
+adds each stage's detail and a projection, under keys this module ignores). The bundled figures were measured
+on the tiny zoo on a 2-core CPU: they show the plumbing's own cost, not a 7B model's; measure your models and
+hardware with a benchmark and pass the file.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ class Throughput:
 
 
 def load_throughput(path: str | Path | None = None) -> Throughput:
-    """Figures written by ``benchmarks/experts.py --save FILE``; the bundled ones without ``path``."""
+    """Figures written by ``benchmarks/experts.py --save FILE`` or ``benchmarks/gpu/benchmark.py --output FILE``;
+    the bundled ones without ``path``."""
     if path is None:
         text = resources.files("fusion_datasets").joinpath("resources/throughput.json").read_text("utf-8")
     else:
