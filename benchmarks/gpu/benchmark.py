@@ -225,9 +225,10 @@ def measure_model(name: str, stages: list[Stage], args: argparse.Namespace, clip
             "bare": bare_sweep(stage, model, processor, clips, experts[stage.name], args.device, args.batch_sizes,
                                args.repeats, clock),
         }
-    del model
+    del model  # the toolkit loads its own copy from the folder
     gc.collect()
-    torch.cuda.empty_cache() if args.device.startswith("cuda") else None
+    if args.device.startswith("cuda"):
+        torch.cuda.empty_cache()
     for stage in stages:
         result = results[stage.name]
         result["batch_size"] = result["bare"]["best_batch_size"]
@@ -238,12 +239,26 @@ def measure_model(name: str, stages: list[Stage], args: argparse.Namespace, clip
             result["naive"]["batched_speedup"] = round(result["toolkit"]["clips_per_second"]
                                                        / result["naive"]["clips_per_second"], 2)
         else:
-            result["note"] = "naive loop skipped (time budget)"
+            result["note"] = "naive loop skipped" + (" (time budget)" if args.naive_clips else "")
+    release(folder, args.device)
+    return results
+
+
+def release(folder: Path, device: str) -> None:
+    """Free the models the toolkit loaded and the model folder (a 7B one is 16 GB: the next model needs room)."""
+    import torch
+
     runtime.clear_model_cache()
     gc.collect()
-    torch.cuda.empty_cache() if args.device.startswith("cuda") else None
-    shutil.rmtree(folder, ignore_errors=True)  # a 7B folder is 16 GB: the next model needs the disk
-    return results
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def summary(name: str, result: dict[str, Any]) -> str:
+    parts = [f"{part} {result[part]['clips_per_second']:.2f} clips/s" for part in ("bare", "toolkit", "naive")
+             if part in result]
+    return f"{name} at batch size {result['batch_size']}: {', '.join(parts)}"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -305,7 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = gpu_report.earlier_stages(args.merge) if args.merge else {}
         kit = {"size": args.size, "device": device_name(args.device), "audio_input": args.audio,
                "batch_sizes": args.batch_sizes, "clips": args.clips, "naive_clips": args.naive_clips,
-               "repeats": args.repeats, "skipped": []}
+               "repeats": args.repeats, "skipped": [], "failed": {}}
         measured_on = (f"paper config, {'real-size random-weight' if args.size == 'real' else 'tiny-zoo'} models on "
                        f"{kit['device']}, GPU benchmark kit, {time.strftime('%Y-%m-%d')}")
         for name, stages in by_model.items():
@@ -315,8 +330,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 kit["skipped"] += [stage.name for stage in stages]
                 continue
             logger.info("%s: building and measuring %s", name, ", ".join(stage.name for stage in stages))
-            results.update(measure_model(name, stages, args, clips, work, clock))
-            results = {stage: results[stage] for stage in sorted(results, key=paper_order)}
+            try:
+                measurements = measure_model(name, stages, args, clips, work, clock)
+            except Exception as error:  # one model's failure must not cost the other models' measurements
+                logger.exception("%s failed", name)
+                kit["failed"].update({stage.name: f"{type(error).__name__}: {error}"[:500] for stage in stages})
+                release(work / name, args.device)
+                continue
+            for stage, result in measurements.items():
+                logger.info("%s", summary(stage, result))
+            results = {stage: result for stage, result in sorted({**results, **measurements}.items(),
+                                                                  key=lambda item: paper_order(item[0]))}
             gpu_report.write(args.output, gpu_report.throughput_file(results, measured_on, args.clip_seconds, kit))
         document = gpu_report.throughput_file(results, measured_on, args.clip_seconds, kit)
         gpu_report.write(args.output, document)
@@ -325,7 +349,9 @@ def main(argv: Sequence[str] | None = None) -> int:
           + "; fixed-length generation, new tokens per clip: "
           f"{ {stage.name: stage.new_tokens for stages in by_model.values() for stage in stages if stage.new_tokens} }")
     print(f"wrote {args.output}" + (f"; skipped (time budget): {', '.join(kit['skipped'])}" if kit["skipped"] else ""))
-    return 0
+    for stage, error in kit["failed"].items():
+        print(f"FAILED {stage}: {error}")
+    return 1 if kit["failed"] else 0
 
 
 if __name__ == "__main__":

@@ -82,6 +82,18 @@ def test_a_spent_budget_skips_every_stage_and_still_writes_a_readable_file(tmp_p
     assert "skipped (time budget): tagging, visual" in done.stdout
 
 
+def test_a_failing_model_costs_only_its_own_stages(tmp_path, tiny_zoo):
+    output = tmp_path / "gpu_throughput.json"
+    argv = [sys.executable, str(KIT / "benchmark.py"), "--size", "tiny", "--device", "cpu", "--clip-seconds", "2",
+            "--batch-sizes", "1", "--repeats", "1", "--naive-clips", "0", "--stages", "visual,tagging",
+            "--video", str(tmp_path / "missing.mp4"), "--output", str(output), "--work-dir", str(tmp_path)]
+    done = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=600, env=os.environ.copy())
+    assert done.returncode == 1 and "FAILED visual: MediaError" in done.stdout
+    document = json.loads(output.read_text())
+    assert list(document["clips_per_second"]) == ["tagging"] and list(document["kit"]["failed"]) == ["visual"]
+    assert document["stages"]["tagging"]["note"] == "naive loop skipped" and "naive" not in document["stages"]["tagging"]
+
+
 def test_merge_keeps_the_stages_of_an_earlier_run(tmp_path, kit):
     _, gpu_report = kit
     first = {"speech": {"toolkit": {"clips_per_second": 10.0}}}
