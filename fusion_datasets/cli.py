@@ -157,20 +157,26 @@ def _eval_retrieval(args: argparse.Namespace) -> int:
 def _eval_predict(args: argparse.Namespace) -> int:
     import json
 
+    from fusion_datasets.config import from_mapping
     from fusion_datasets.eval.predict import run_predict
+    from fusion_datasets.llm.backends import BackendConfig
 
+    backend = None
+    if args.backend == "server":
+        backend = from_mapping(BackendConfig, {"kind": "server", "model": args.model, "base_urls": args.base_url,
+                                               "max_concurrency": args.max_concurrency}, "--backend server")
     counts = run_predict(
         args.model, args.benchmark, args.output, split=args.split, config=args.config,
         batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, prompt=args.prompt,
-        device=args.device, dtype=args.dtype,
+        device=args.device, dtype=args.dtype, backend=backend,
     )
     print(json.dumps(counts))
     return 0
 
 
 def _eval_qa(args: argparse.Namespace) -> int:
-    from fusion_datasets.eval.qa import run_qa_eval
     from fusion_datasets.config import from_mapping
+    from fusion_datasets.eval.qa import run_qa_eval
     from fusion_datasets.llm.backends import BackendConfig
 
     judge = None
@@ -339,6 +345,10 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--max-new-tokens", type=int, default=256)
     predict.add_argument("--prompt", default="{instruction}", help="template around each row's instruction")
     predict.add_argument("--dtype", default="auto")
+    predict.add_argument("--backend", choices=["transformers", "server"], default="transformers",
+                         help="server: --model is the served model's name at --base-url (OpenAI-compatible)")
+    predict.add_argument("--base-url", action="append", default=[], help="the model server's URL (repeatable)")
+    predict.add_argument("--max-concurrency", type=int, default=16, help="requests in flight to the server")
     _add_benchmark_options(predict, predictions=False)
     predict.set_defaults(handler=_eval_predict)
     qa = evaluation.add_parser("qa", help="score answers to a QA benchmark (exact match, choice, LLM judge)")

@@ -21,6 +21,7 @@ from typing import Any
 
 from fusion_datasets.experts.audio_llm import AudioLLMConfig, AudioLLMExpert
 from fusion_datasets.files import write_text_atomically
+from fusion_datasets.llm.backends import BackendConfig
 from fusion_datasets.loading import load_undecoded
 from fusion_datasets.media import MediaBatch
 from fusion_datasets.prompts import read_prompt
@@ -117,11 +118,13 @@ def run_predict(
     prompt: str = INSTRUCTION,
     device: str | None = None,
     dtype: str = "auto",
+    backend: BackendConfig | None = None,
 ) -> dict[str, int]:
     """``fusion-datasets eval predict``: answer every row of ``benchmark`` not yet in ``output`` (JSONL).
 
-    Rows are answered ``batch_size`` at a time and each batch is appended (and flushed) at once, so an
-    interrupted run loses at most one batch. Returns the counts ``answered``, ``failed`` and ``skipped``.
+    Rows are answered ``batch_size`` at a time (served: ``backend``, four times its ``max_concurrency``,
+    that many requests in flight) and each batch is appended (and flushed) at once, so an interrupted run
+    loses at most one batch. Returns the counts ``answered``, ``failed`` and ``skipped``.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -130,7 +133,8 @@ def run_predict(
     table = load_benchmark(benchmark, split, config)
     done = _resume(output)
     answerer = AudioLLMAnswerer(model=model, prompt=prompt, max_new_tokens=max_new_tokens, device=device,
-                                dtype=dtype)
+                                dtype=dtype, backend=backend)
+    batch_size = answerer.batch_size if backend is not None else batch_size
     todo = [row for row, row_id in enumerate(table["id"]) if row_id not in done]
     counts = {"answered": 0, "failed": 0, "skipped": table.num_rows - len(todo)}
     with output.open("a", encoding="utf-8") as handle:

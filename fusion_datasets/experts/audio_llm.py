@@ -20,6 +20,15 @@ import numpy as np
 
 from fusion_datasets.experts.base import ConfigT, Expert, ExpertConfig
 from fusion_datasets.experts.registry import register
+from fusion_datasets.experts.served import (
+    AUDIO_FORMATS,
+    AUDIO_PARTS,
+    ServedExpert,
+    ServedOptions,
+    ask_server,
+    audio_part,
+    served_audio,
+)
 from fusion_datasets.media import MIX, MediaBatch
 from fusion_datasets.prompts import read_prompt
 
@@ -37,17 +46,29 @@ def _at_least(samples: np.ndarray, size: int) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class AudioLLMConfig(ExpertConfig):
-    """Generation options shared by the audio-LLM experts; ``prompt`` is part of the fingerprint."""
+class AudioLLMConfig(ExpertConfig, ServedOptions):
+    """Generation options shared by the audio-LLM experts; ``prompt`` is part of the fingerprint.
+
+    Served (``backend.kind: server``), the clip goes at ``sampling_rate`` as ``audio_part`` in
+    ``audio_format`` (``None``: the served model family's default, :data:`~fusion_datasets.experts.served.FAMILIES`).
+    """
 
     model: str = "Qwen/Qwen2-Audio-7B-Instruct"
     prompt: str = ""
     max_new_tokens: int = 256
     track: str = MIX  # "accompaniment" describes the clip without its vocals (needs separation first)
     max_seconds: float = 30.0  # the processor pads/truncates to 30 s anyway
+    sampling_rate: int | None = None
+    audio_part: str | None = None
+    audio_format: str = "wav"
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        self.check_served()
+        if self.audio_part is not None and self.audio_part not in AUDIO_PARTS:
+            raise ValueError(f"audio_part must be one of {', '.join(AUDIO_PARTS)}, got {self.audio_part!r}")
+        if self.audio_format not in AUDIO_FORMATS:
+            raise ValueError(f"audio_format must be one of {', '.join(AUDIO_FORMATS)}, got {self.audio_format!r}")
         if not self.prompt.strip():
             raise ValueError(f"prompt must be a non-empty instruction, got {self.prompt!r}")
         if self.max_new_tokens < 1:
@@ -82,8 +103,9 @@ class _AudioLM:
     dtype: Any
 
 
-class AudioLLMExpert(Expert[ConfigT]):
-    """The shared part: the audio LLM answers ``config.prompt`` for chosen rows, one generate per batch."""
+class AudioLLMExpert(ServedExpert, Expert[ConfigT]):
+    """The shared part: the audio LLM answers ``config.prompt`` for chosen rows, one generate per batch
+    in this process, or one request per row to its server."""
 
     config_class: ClassVar[type[AudioLLMConfig]]
 
@@ -134,6 +156,10 @@ class AudioLLMExpert(Expert[ConfigT]):
         descriptions: list[str | None] = [None] * media.size
         if not rows:
             return descriptions
+        if self.config.backend is not None:
+            for row, description in self._ask_server(media, rows, prompts).items():
+                descriptions[row] = description
+            return descriptions
         lm = self.load(rank, self._load)
         rate = lm.processor.feature_extractor.sampling_rate
         clips = media.audio(rate, track=self.config.track)
@@ -144,6 +170,18 @@ class AudioLLMExpert(Expert[ConfigT]):
         for row, description in results.items():
             descriptions[row] = description
         return descriptions
+
+    def _ask_server(self, media: MediaBatch, rows: Sequence[int], prompts: Sequence[str]) -> dict[int, str]:
+        """Each decodable row's answer from the server: the clip at the served rate, cut as in-process."""
+        config = self.config
+        served = served_audio(config.backend.model, config.sampling_rate, config.audio_part)
+        rate = served.sampling_rate
+        clips = media.audio(rate, track=config.track)
+        limit, shortest = int(config.max_seconds * rate), int(MIN_SECONDS * rate)
+        requests = {row: [audio_part(_at_least(clips[row][0, :limit], shortest), rate, served.audio_part,
+                                     config.audio_format), {"type": "text", "text": prompts[row]}]
+                    for row in rows if clips[row] is not None}
+        return ask_server(config, media, self.stage, requests, config.max_new_tokens)
 
 
 @register("sound", "audio-llm")

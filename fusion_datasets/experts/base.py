@@ -31,6 +31,7 @@ ERRORS = "errors"
 # changing them never reruns a stage.
 RESOURCE_FIELDS = frozenset({
     "device", "batch_size", "max_concurrency", "base_urls", "timeout", "max_retries", "backoff", "token_env",
+    "max_request_bytes",
 })
 R = TypeVar("R")
 ConfigT = TypeVar("ConfigT", bound="ExpertConfig")
@@ -144,9 +145,12 @@ class Expert(ABC, Generic[ConfigT]):
         Two runs whose step has the same fingerprint give the same columns; a rerun with another one
         reruns the step and the steps that read its columns.
         """
-        settings = {f.name: getattr(self.config, f.name) for f in fields(self.config) if f.name not in RESOURCE_FIELDS}
-        text = json.dumps([type(self).__name__, _plain(settings)], sort_keys=True, default=str)
+        text = json.dumps([type(self).__name__, _plain(self.fingerprint_settings())], sort_keys=True, default=str)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+    def fingerprint_settings(self) -> dict[str, Any]:
+        """The config fields :meth:`fingerprint` hashes: all but the resources."""
+        return {f.name: getattr(self.config, f.name) for f in fields(self.config) if f.name not in RESOURCE_FIELDS}
 
     def card_entry(self) -> dict[str, Any]:
         """What the dataset card says of this step: its model, revision and numeric settings."""

@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import fields
 from importlib.metadata import entry_points
 from typing import Any, TypeVar
 
@@ -92,4 +93,8 @@ def build_step(stage: str, options: Mapping[str, Any]) -> Expert:
     if name is not None and not isinstance(name, str):
         raise ConfigError(f"experts.{stage}.type: expected a string, got {name!r}")
     cls = step_class(stage, name)
+    backend = options.get("backend")
+    if isinstance(backend, Mapping) and "model" not in backend:  # a served expert serves its own model
+        own = options.get("model", next((f.default for f in fields(cls.config_class) if f.name == "model"), None))
+        options["backend"] = {**backend, "model": own}
     return cls(from_mapping(cls.config_class, options, f"experts.{stage}"))

@@ -21,6 +21,7 @@ import numpy as np
 from fusion_datasets import runtime
 from fusion_datasets.experts.base import Expert, ExpertConfig
 from fusion_datasets.experts.registry import register
+from fusion_datasets.experts.served import ServedExpert, ServedOptions, ask_server, image_part
 from fusion_datasets.media import MediaBatch, MediaError
 from fusion_datasets.prompts import read_prompt
 
@@ -41,7 +42,10 @@ def _check_sampling(num_frames: int | None, fps: float | None) -> None:
 
 
 @dataclass(frozen=True)
-class VisualConfig(ExpertConfig):
+class VisualConfig(ExpertConfig, ServedOptions):
+    """Served (``backend.kind: server``), the sampled frames go as JPEG images of at most ``frame_size``
+    pixels a side, in time order, before the prompt (which gives their times)."""
+
     model: str = "Qwen/Qwen2.5-VL-7B-Instruct"  # the paper used Qwen2.5-VL-72B
     num_frames: int | None = 8  # frames spread evenly over the clip; exclusive with fps
     fps: float | None = None  # frames per second of the clip; exclusive with num_frames
@@ -50,9 +54,13 @@ class VisualConfig(ExpertConfig):
     max_new_tokens: int = 256
     video_column: str = "video"
     max_pixels: int | None = None  # per-frame pixel budget; None keeps the processor's
+    frame_size: int = 448
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        self.check_served()
+        if self.frame_size < 16:
+            raise ValueError(f"frame_size must be >= 16 pixels, got {self.frame_size}")
         _check_sampling(self.num_frames, self.fps)
         try:
             self.prompt.format(duration="", frame_times="")
@@ -178,7 +186,7 @@ class _Describer:
 
 
 @register("visual", "video-llm")
-class VideoDescriber(Expert[VisualConfig]):
+class VideoDescriber(ServedExpert, Expert[VisualConfig]):
     """Writes ``video_caption``: ``MM:SS - description`` lines of what is visible in the clip's video.
 
     Rows without a video get ``None`` and no error; a video that cannot be read gets ``None`` and an error.
@@ -231,6 +239,11 @@ class VideoDescriber(Expert[VisualConfig]):
         times = ", ".join(mmss(time) for time in clip.times)
         return self.config.prompt.format(duration=mmss(clip.duration), frame_times=times)
 
+    def request(self, clip: VideoClip) -> list[dict[str, Any]]:
+        """The content parts of ``clip``'s request to a server: its frames as images, then the prompt."""
+        frames = [image_part(frame, self.config.frame_size) for frame in clip.frames]
+        return [*frames, {"type": "text", "text": self.prompt_for(clip)}]
+
     def _videos_kwargs(self, processor: Any) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"do_sample_frames": False}  # the frames are already sampled
         if (most := self.config.max_pixels) is not None:
@@ -271,8 +284,13 @@ class VideoDescriber(Expert[VisualConfig]):
         rows = [row for row, clip in enumerate(clips) if clip is not None]
         if not rows:
             return outputs  # a batch without any video never loads the model
-        describer = self.load(rank, self._load)
-        captions = self.run_guarded(media, rows, lambda subset: self._describe(describer, [clips[r] for r in subset]))
+        if self.config.backend is not None:
+            captions = ask_server(self.config, media, self.stage, {row: self.request(clips[row]) for row in rows},
+                                  self.config.max_new_tokens)
+        else:
+            describer = self.load(rank, self._load)
+            captions = self.run_guarded(media, rows, lambda subset: self._describe(describer,
+                                                                                  [clips[r] for r in subset]))
         for row, caption in captions.items():
             outputs["video_caption"][row] = caption
         return outputs

@@ -23,7 +23,7 @@ from fusion_datasets.llm.backends import BackendConfig, TransformersBackendConfi
 from fusion_datasets.public import public_config
 from fusion_datasets.runtime import cache_dir
 
-BUNDLED = ("tiny", "small", "paper")
+BUNDLED = ("tiny", "small", "paper", "paper-inprocess")
 ENGINES = ("local", "ray")
 LLM_AND_FILTER_STAGES = ("fusion", "clap_filter", "qa")
 TINY_ZOO = "{tiny_zoo}"  # stands for the tiny zoo's folder in a config (the `tiny` config's models)

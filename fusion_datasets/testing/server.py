@@ -30,6 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 logger = logging.getLogger(__name__)
@@ -144,6 +145,10 @@ class ProxiedRequest:
     path: str
     headers: dict[str, str]  # as received, lower-case names
     status: int  # what the proxy answered
+    body: bytes = b""  # as received: what the client sent
+
+    def json(self) -> Any:
+        return json.loads(self.body)
 
 
 @dataclass
@@ -206,7 +211,7 @@ class FaultProxy:
                     choice["message"]["content"] = ""
                 reply.body = json.dumps(answer).encode()
         with self._lock:
-            self._records.append(ProxiedRequest(index, method, path, headers, reply.status))
+            self._records.append(ProxiedRequest(index, method, path, headers, reply.status, body))
         return reply
 
     def _forward(self, method: str, path: str, headers: dict[str, str], body: bytes) -> _Reply:

@@ -2,8 +2,11 @@
 
 import json
 
+import pytest
+
 from fusion_datasets.cli import main
 from fusion_datasets.eval.predict import read_predictions, run_predict
+from fusion_datasets.testing.server import FaultProxy, Faults, serve_model
 
 
 def _lines(path) -> list[dict]:
@@ -81,3 +84,33 @@ def test_rows_without_an_instruction_are_asked_to_describe(make_benchmark, fa_ro
     (line,) = _lines(tmp_path / "captions.jsonl")
     assert line["instruction"] is None and line["audio_id"] == "clips/music.wav"
     assert isinstance(line["prediction"], str)
+
+
+def test_served_predictions_equal_in_process_ones_and_a_rerun_retries_the_failures(
+        make_benchmark, fa_row, tiny_zoo, tmp_path, report_rows):
+    """``--backend server``: the same answers from a real ``transformers serve`` of the tiny model (the
+    first request is refused with a 400, which is not retried: its row is recorded and answered on the rerun)."""
+    rows = [fa_row("speech", "Is someone speaking?", "yes"), fa_row("corrupt", "Is it loud?", "no"),
+            fa_row("silence", "Is it quiet?", "yes")]
+    benchmark = make_benchmark("clotho-aqa", rows)
+    model = str(tiny_zoo["qwen2-audio"])
+    run_predict(model, benchmark, tmp_path / "local.jsonl", max_new_tokens=4)
+    output = tmp_path / "served.jsonl"
+    with serve_model(model) as server, FaultProxy(server.base_url, Faults(fail_first=1, fail_status=400)) as proxy:
+        command = ["eval", "predict", "--model", model, "--backend", "server", "--base-url", proxy.base_url,
+                   "--max-concurrency", "2", "--benchmark", str(benchmark), "--output", str(output),
+                   "--max-new-tokens", "4"]
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("HF_TOKEN", "")  # the server takes no token
+            assert main(command) == 0
+            refused = [line for line in _lines(output) if "HTTP 400" in line.get("error", "")]
+            assert len(refused) == 1 and refused[0]["prediction"] is None
+            assert main(command) == 0
+    served = {line["audio_id"]: line for line in _lines(output)}  # the rerun's line replaced the refused one
+    local = {line["audio_id"]: line for line in _lines(tmp_path / "local.jsonl")}
+    assert len(_lines(output)) == 3 and served.keys() == local.keys()
+    assert all(served[key]["prediction"] == local[key]["prediction"] for key in local)
+    assert served["clips/corrupt.wav"]["error"].startswith("decode:")
+    assert main(["eval", "qa", "--predictions", str(output), "--benchmark", str(benchmark), "--output",
+                 str(tmp_path / "report")]) == 0
+    assert report_rows(tmp_path / "report")["overall", "missing"] == (1, 3)
