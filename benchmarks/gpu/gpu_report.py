@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 PAPER_CLIPS = 1_200_000
+SHARE_GOAL = 0.9  # the toolkit should reach 90% of the bare model call's clips/s
 ASSUMPTIONS = (
     "weights are random (real architectures and sizes, bf16 where the toolkit runs bf16); only speed is measured",
     ("generation is fixed-length: every generate makes exactly the stage's new_tokens (min_new_tokens = "
@@ -64,6 +65,13 @@ def _number(value: float | None, digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def _parameters(count: int) -> str:
+    for scale, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if count >= scale:
+            return f"{count / scale:.3g}{unit}"
+    return str(count)
+
+
 def table(document: dict[str, Any]) -> str:
     """One line per stage: bare ceiling, toolkit and naive rates, their ratios, memory peaks, GPU-hours."""
     head = (f"{'stage':<12}{'params':>8}{'batch':>6}{'bare c/s':>10}{'tok/s':>9}{'toolkit c/s':>12}{'share':>7}"
@@ -73,12 +81,15 @@ def table(document: dict[str, Any]) -> str:
     for name, stage in document["stages"].items():
         bare, toolkit, naive = stage.get("bare", {}), stage.get("toolkit", {}), stage.get("naive", {})
         peaks = "/".join(_number(part.get("peak_gpu_memory_gib"), 1) for part in (bare, toolkit, naive))
+        share = toolkit.get("share_of_bare")
+        note = "; ".join(filter(None, [f"toolkit under {SHARE_GOAL:.0%} of bare" if share and share < SHARE_GOAL
+                                       else "", stage.get("note", "")]))
         lines.append(
-            f"{name:<12}{stage.get('parameters', 0) / 1e6:>7.0f}M{_number(stage.get('batch_size'), 0):>6}"
+            f"{name:<12}{_parameters(stage.get('parameters', 0)):>8}{_number(stage.get('batch_size'), 0):>6}"
             f"{_number(bare.get('clips_per_second')):>10}{_number(toolkit.get('tokens_per_second'), 0):>9}"
             f"{_number(toolkit.get('clips_per_second')):>12}{_number(toolkit.get('share_of_bare')):>7}"
             f"{_number(naive.get('clips_per_second')):>10}{_number(naive.get('batched_speedup')):>14}"
-            f"{peaks:>18}{_number(hours.get(name), 1):>11}  {stage.get('note', '')}")
+            f"{peaks:>18}{_number(hours.get(name), 1):>11}  {note}")
     total = document["projection"]["total_gpu_hours"]
     lines.append(f"GPU-hours for {document['projection']['clips']:,} clips, measured stages: {total:g} "
                  "(fusion and QA on a served engine, not included)")
