@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from fusion_datasets.experts.audio_lm import AudioLM, load_audio_lm
 from fusion_datasets.experts.base import ConfigT, Expert, ExpertConfig
 from fusion_datasets.experts.registry import register
 from fusion_datasets.experts.served import (
@@ -34,7 +35,6 @@ from fusion_datasets.prompts import read_prompt
 
 logger = logging.getLogger(__name__)
 
-SUPPORTED_MODEL_TYPES = ("qwen2_audio",)
 MUSIC_SCORE = "music_score"
 
 
@@ -95,14 +95,6 @@ class MusicConfig(AudioLLMConfig):
             raise ValueError(f"music_threshold must be between 0 and 1, got {self.music_threshold}")
 
 
-@dataclass
-class _AudioLM:
-    model: Any
-    processor: Any
-    device: str
-    dtype: Any
-
-
 class AudioLLMExpert(ServedExpert, Expert[ConfigT]):
     """The shared part: the audio LLM answers ``config.prompt`` for chosen rows, one generate per batch
     in this process, or one request per row to its server."""
@@ -112,39 +104,12 @@ class AudioLLMExpert(ServedExpert, Expert[ConfigT]):
     def reads(self) -> tuple[str, ...]:
         return (*super().reads(), self.config.track)
 
-    def _load(self, device: str, dtype: Any) -> _AudioLM:
-        from transformers import AutoModelForMultimodalLM, AutoProcessor
+    def _load(self, device: str, dtype: Any) -> AudioLM:
+        return load_audio_lm(self.config.model, device, dtype, self.config.max_seconds, **self.pretrained_kwargs())
 
-        self.check_architecture(SUPPORTED_MODEL_TYPES)
-        kwargs = self.pretrained_kwargs()
-        processor = AutoProcessor.from_pretrained(self.config.model, **kwargs)
-        # generate() continues every row from its last position, so pads must come first
-        processor.tokenizer.padding_side = "left"
-        extractor = processor.feature_extractor
-        window = extractor.n_samples / extractor.sampling_rate
-        if self.config.max_seconds > window:
-            logger.warning("max_seconds=%s: %s truncates every clip to %s s", self.config.max_seconds,
-                           self.config.model, window)
-        model = AutoModelForMultimodalLM.from_pretrained(self.config.model, dtype=dtype, **kwargs)
-        return _AudioLM(model.to(device).eval(), processor, device, dtype)
-
-    def _generate(self, lm: _AudioLM, clips: list[np.ndarray], prompts: Sequence[str]) -> list[str]:
-        """Greedy answers to ``prompts`` (one per clip) about 1-D ``clips`` at the processor's rate."""
-        import torch
-
-        processor = lm.processor
-        texts = [processor.apply_chat_template([{"role": "user", "content": [
-            {"type": "audio", "audio_url": "clip"},  # the template only needs to see an audio item
-            {"type": "text", "text": prompt},
-        ]}], add_generation_prompt=True, tokenize=False) for prompt in prompts]
-        rate = processor.feature_extractor.sampling_rate
-        # `audio=`: transformers 5 silently ignores the old `audios=` keyword
-        inputs = processor(text=texts, audio=clips, sampling_rate=rate, return_tensors="pt", padding=True)
-        inputs = inputs.to(lm.device, lm.dtype)  # casts only the floating inputs (features), not the ids
-        with torch.inference_mode():
-            output = lm.model.generate(**inputs, max_new_tokens=self.config.max_new_tokens, do_sample=False)
-        new_tokens = output[:, inputs["input_ids"].shape[1]:]
-        return [answer.strip() for answer in processor.batch_decode(new_tokens, skip_special_tokens=True)]
+    def _generate(self, lm: AudioLM, clips: list[np.ndarray], prompts: Sequence[str]) -> list[str]:
+        """Greedy answers to ``prompts`` (one per clip) about 1-D ``clips`` at the model's rate."""
+        return lm.generate(clips, prompts, self.config.max_new_tokens)
 
     def describe(self, media: MediaBatch, rank: int | None, rows: Sequence[int],
                  prompts: Sequence[str] | None = None) -> list[str | None]:
@@ -161,7 +126,7 @@ class AudioLLMExpert(ServedExpert, Expert[ConfigT]):
                 descriptions[row] = description
             return descriptions
         lm = self.load(rank, self._load)
-        rate = lm.processor.feature_extractor.sampling_rate
+        rate = lm.sampling_rate
         clips = media.audio(rate, track=self.config.track)
         limit, shortest = int(self.config.max_seconds * rate), int(MIN_SECONDS * rate)
         decoded = [row for row in rows if clips[row] is not None]

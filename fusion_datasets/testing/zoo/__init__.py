@@ -32,6 +32,10 @@ _BUILDERS: dict[str, str] = {
     "qa-lm": "fixed_answer:build_tiny_qa_lm",
     "judge-lm": "fixed_answer:build_tiny_judge_lm",
     "qwen2-audio": "audio_lm:build_tiny_qwen2_audio",
+    "audioflamingo3": "audio_lm_families:build_tiny_audioflamingo3",
+    "musicflamingo": "audio_lm_families:build_tiny_musicflamingo",
+    "qwen2.5-omni": "audio_lm_families:build_tiny_qwen2_5_omni",
+    "granite-speech": "audio_lm_families:build_tiny_granite_speech",
     "qwen2.5-vl": "vision:build_tiny_qwen2_5_vl",
 }
 TINY_MODEL_NAMES: tuple[str, ...] = tuple(_BUILDERS)

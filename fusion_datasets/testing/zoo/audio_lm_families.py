@@ -1,0 +1,209 @@
+"""Tiny random-weight audio LMs of more families, for the in-process backend (``experts/audio_lm.py``).
+
+Each is built like its Hub checkpoint: the family's processor (its real feature extractor and a tokenizer
+on the zoo's local BPE, with the family's audio placeholders and a chat template that puts them where the
+audio content part is) and a small config of the family's model class.
+
+Example:
+    >>> build_tiny_audioflamingo3(Path("/tmp/audioflamingo3"))  # doctest: +SKIP
+    >>> AutoModelForSeq2SeqLM.from_pretrained("/tmp/audioflamingo3")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ._bpe import qwen2_tokenizer
+from .chat import qwen2_text_config
+
+
+def _chatml_template(audio: str) -> str:
+    """ChatML (Qwen's turns) where each audio content part becomes ``audio``."""
+    return (
+        "{% for message in messages %}"
+        "{% if loop.first and message['role'] != 'system' %}"
+        "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+        "{% endif %}"
+        "<|im_start|>{{ message['role'] }}\n"
+        "{% if message['content'] is string %}{{ message['content'] }}"
+        "{% else %}{% for content in message['content'] %}"
+        "{% if content['type'] == 'audio' %}" + audio + "{% elif 'text' in content %}{{ content['text'] }}"
+        "{% endif %}{% endfor %}{% endif %}"
+        "<|im_end|>\n"
+        "{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+
+
+def _whisper_encoder(**extra: object) -> dict[str, object]:
+    """A two-layer Whisper-style encoder over 128 mel bins whose positions cover a 30 s window."""
+    return {"num_mel_bins": 128, "encoder_layers": 2, "encoder_attention_heads": 2, "encoder_ffn_dim": 64,
+            "d_model": 32, "max_source_positions": 1500, **extra}
+
+
+def build_tiny_audioflamingo3(path: Path) -> None:
+    """Write a random-weight Audio Flamingo 3 and its processor (``<sound>`` per 40 ms) to ``path``."""
+    import torch
+    from transformers import (
+        AudioFlamingo3Config,
+        AudioFlamingo3ForConditionalGeneration,
+        AudioFlamingo3Processor,
+        WhisperFeatureExtractor,
+    )
+
+    template = _chatml_template("<sound>")
+    tokenizer = qwen2_tokenizer(["<sound>"], template)
+    config = AudioFlamingo3Config(
+        audio_config={"model_type": "audioflamingo3_encoder", **_whisper_encoder()},
+        text_config={"model_type": "qwen2", **qwen2_text_config(tokenizer)},
+        audio_token_id=tokenizer.convert_tokens_to_ids("<sound>"),
+    )
+    torch.manual_seed(0)
+    AudioFlamingo3ForConditionalGeneration(config).save_pretrained(path)
+    extractor = WhisperFeatureExtractor(feature_size=128, return_attention_mask=True)
+    AudioFlamingo3Processor(extractor, tokenizer, chat_template=template).save_pretrained(path)
+
+
+# Qwen2.5-Omni's processor reads its placeholders from the tokenizer, by these names.
+_OMNI_TOKENS = {
+    "audio_bos_token": "<|audio_bos|>", "audio_token": "<|AUDIO|>", "audio_eos_token": "<|audio_eos|>",
+    "vision_bos_token": "<|vision_bos|>", "image_token": "<|IMAGE|>", "video_token": "<|VIDEO|>",
+    "vision_eos_token": "<|vision_eos|>",
+}
+
+
+def build_tiny_qwen2_5_omni(path: Path) -> None:
+    """Write a random-weight Qwen2.5-Omni without its talker (``enable_audio_output=False``) to ``path``.
+
+    The processor keeps the real checkpoint's 300 s audio window; ``spk_dict.pt`` (the talker's voices,
+    which ``from_pretrained`` requires) holds one empty voice.
+    """
+    import torch
+    from transformers import (
+        Qwen2_5OmniConfig,
+        Qwen2_5OmniForConditionalGeneration,
+        Qwen2_5OmniProcessor,
+        Qwen2Tokenizer,
+        Qwen2VLImageProcessor,
+        Qwen2VLVideoProcessor,
+        WhisperFeatureExtractor,
+    )
+
+    from ._bpe import train_byte_level_bpe
+    from .vision import _PIXELS
+
+    template = _chatml_template("<|audio_bos|><|AUDIO|><|audio_eos|>")
+    vocab, merges = train_byte_level_bpe()
+    tokenizer = Qwen2Tokenizer(vocab=vocab, merges=merges, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                               padding_side="left", chat_template=template,
+                               extra_special_tokens={"im_start_token": "<|im_start|>", **_OMNI_TOKENS})
+    ids = {name: tokenizer.convert_tokens_to_ids(token) for name, token in _OMNI_TOKENS.items()}
+    text = qwen2_text_config(tokenizer)
+    rotary_half = text["hidden_size"] // text["num_attention_heads"] // 2
+    thinker = {
+        "audio_config": {**_whisper_encoder(), "output_dim": text["hidden_size"], "n_window": 100},
+        "vision_config": {"depth": 1, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2,
+                          "out_hidden_size": text["hidden_size"], "fullatt_block_indexes": [0]},
+        "text_config": {**text, "rope_parameters": {"rope_type": "default", "rope_theta": 1e6,
+                                                     "mrope_section": [2, 1, rotary_half - 3]}},
+        "audio_token_index": ids["audio_token"], "image_token_index": ids["image_token"],
+        "video_token_index": ids["video_token"], "audio_start_token_id": ids["audio_bos_token"],
+        "audio_end_token_id": ids["audio_eos_token"], "vision_start_token_id": ids["vision_bos_token"],
+        "vision_end_token_id": ids["vision_eos_token"],
+        "user_token_id": tokenizer.convert_tokens_to_ids("user"),
+    }
+    torch.manual_seed(0)
+    model = Qwen2_5OmniForConditionalGeneration(Qwen2_5OmniConfig(thinker_config=thinker, enable_audio_output=False))
+    model.save_pretrained(path)
+    torch.save({"Chelsie": {}}, path / "spk_dict.pt")
+    Qwen2_5OmniProcessor(
+        image_processor=Qwen2VLImageProcessor(size=_PIXELS),
+        video_processor=Qwen2VLVideoProcessor(size=_PIXELS, cap_pixels_per_frame=True),
+        feature_extractor=WhisperFeatureExtractor(feature_size=128, chunk_length=300, return_attention_mask=True),
+        tokenizer=tokenizer,
+        chat_template=template,
+    ).save_pretrained(path)
+
+
+# Granite's turns: <|start_of_role|>ROLE<|end_of_role|>TEXT<|end_of_text|>, the audio as <|audio|>.
+GRANITE_SPEECH_TEMPLATE = (
+    "{% for message in messages %}"
+    "<|start_of_role|>{{ message['role'] }}<|end_of_role|>"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'audio' %}<|audio|>{% elif 'text' in content %}{{ content['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}"
+    "<|end_of_text|>\n"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|start_of_role|>assistant<|end_of_role|>{% endif %}"
+)
+
+
+def build_tiny_granite_speech(path: Path) -> None:
+    """Write a random-weight Granite Speech (conformer encoder, Q-Former projector, Granite LM) to ``path``.
+
+    No LoRA adapter (``has_lora_adapter=False``), so loading needs no ``peft``.
+    """
+    import torch
+    from transformers import (
+        GPT2Tokenizer,
+        GraniteSpeechConfig,
+        GraniteSpeechFeatureExtractor,
+        GraniteSpeechForConditionalGeneration,
+        GraniteSpeechProcessor,
+    )
+
+    from ._bpe import train_byte_level_bpe
+
+    vocab, merges = train_byte_level_bpe()
+    tokenizer = GPT2Tokenizer(vocab=vocab, merges=merges, bos_token="<|end_of_text|>", eos_token="<|end_of_text|>",
+                              unk_token="<|end_of_text|>", pad_token="<|pad|>", padding_side="left",
+                              extra_special_tokens=["<|start_of_role|>", "<|end_of_role|>", "<|audio|>"],
+                              chat_template=GRANITE_SPEECH_TEMPLATE)
+    text = {"model_type": "granite", "vocab_size": len(tokenizer), "hidden_size": 64, "intermediate_size": 128,
+            "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+            "max_position_embeddings": 4096, "bos_token_id": tokenizer.bos_token_id,
+            "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id,
+            # tied, a random LM echoes its last input token (a special token here) and answers ""
+            "tie_word_embeddings": False}
+    config = GraniteSpeechConfig(
+        text_config=text,
+        encoder_config={"input_dim": 160, "num_layers": 2, "hidden_dim": 32, "num_heads": 2, "dim_head": 16,
+                        "output_dim": 8, "context_size": 200},
+        projector_config={"model_type": "blip_2_qformer", "hidden_size": 32, "num_hidden_layers": 1,
+                          "num_attention_heads": 2, "intermediate_size": 64, "encoder_hidden_size": 32,
+                          "cross_attention_frequency": 1},
+        audio_token_index=tokenizer.convert_tokens_to_ids("<|audio|>"),
+        has_lora_adapter=False,
+        tie_word_embeddings=False,
+    )
+    torch.manual_seed(0)
+    GraniteSpeechForConditionalGeneration(config).save_pretrained(path)
+    GraniteSpeechProcessor(GraniteSpeechFeatureExtractor(), tokenizer,
+                           chat_template=GRANITE_SPEECH_TEMPLATE).save_pretrained(path)
+
+
+def build_tiny_musicflamingo(path: Path) -> None:
+    """Write a random-weight Music Flamingo (Audio Flamingo 3 with rotary time embeddings and
+    ``<|sound_bos|>``/``<|sound_eos|>`` around its ``<sound>`` tokens) to ``path``."""
+    import torch
+    from transformers import (
+        MusicFlamingoConfig,
+        MusicFlamingoForConditionalGeneration,
+        MusicFlamingoProcessor,
+        WhisperFeatureExtractor,
+    )
+
+    tokens = ["<|sound_bos|>", "<sound>", "<|sound_eos|>"]
+    template = _chatml_template("".join(tokens))
+    tokenizer = qwen2_tokenizer(tokens, template)
+    bos_id, sound_id, eos_id = tokenizer.convert_tokens_to_ids(tokens)
+    config = MusicFlamingoConfig(
+        audio_config={"model_type": "audioflamingo3_encoder", **_whisper_encoder()},
+        text_config={"model_type": "qwen2", **qwen2_text_config(tokenizer)},
+        audio_token_id=sound_id, audio_bos_token_id=bos_id, audio_eos_token_id=eos_id,
+    )
+    torch.manual_seed(0)
+    MusicFlamingoForConditionalGeneration(config).save_pretrained(path)
+    extractor = WhisperFeatureExtractor(feature_size=128, return_attention_mask=True)
+    MusicFlamingoProcessor(extractor, tokenizer, chat_template=template).save_pretrained(path)

@@ -1,0 +1,35 @@
+"""``eval predict`` then ``eval qa`` with each audio-LM family's tiny model: answered, resumed, scored."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from fusion_datasets.cli import main
+from fusion_datasets.eval.predict import run_predict
+
+FAMILIES = ["audioflamingo3", "musicflamingo", "qwen2.5-omni", "granite-speech"]  # qwen2-audio: test_predict.py
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_each_family_predicts_resumes_and_scores(name, make_benchmark, fa_row, tiny_zoo, tmp_path, report_rows):
+    rows = [fa_row("music", "Is music playing?", "yes"), fa_row("speech", "Is someone speaking?", "yes"),
+            fa_row("silence", "Is it quiet?", "yes")]
+    benchmark, output, model = make_benchmark("clotho-aqa", rows), tmp_path / "preds.jsonl", str(tiny_zoo[name])
+    assert run_predict(model, benchmark, output, batch_size=2, max_new_tokens=3) == {
+        "answered": 3, "failed": 0, "skipped": 0}
+    first = [json.loads(line) for line in output.read_text().splitlines()]
+    assert all(isinstance(line["prediction"], str) for line in first)
+
+    # a run killed mid-line: the rerun keeps the answered rows and answers the cut one again, as before
+    lines = output.read_text().splitlines()
+    output.write_text("\n".join(lines[:2]) + "\n" + lines[2][:20])
+    assert run_predict(model, benchmark, output, batch_size=2, max_new_tokens=3) == {
+        "answered": 1, "failed": 0, "skipped": 2}
+    assert [json.loads(line) for line in output.read_text().splitlines()] == first
+
+    assert main(["eval", "qa", "--predictions", str(output), "--benchmark", str(benchmark), "--output",
+                 str(tmp_path / "report"), "--model", f"tiny-{name}"]) == 0
+    results = report_rows(tmp_path / "report")
+    assert results["overall", "accuracy"][1] == 3
