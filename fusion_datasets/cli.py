@@ -339,7 +339,12 @@ def build_parser() -> argparse.ArgumentParser:
     retrieval.set_defaults(handler=_eval_retrieval)
 
     predict = evaluation.add_parser("predict", help="an audio LM's answers to a benchmark (resumable JSONL)")
-    predict.add_argument("--model", required=True, help="a Qwen2-Audio-class Hub id or folder")
+    from fusion_datasets.experts.audio_lm import FAMILIES
+
+    families = "; ".join(f"{model_type}: {family.example}" for model_type, family in FAMILIES.items())
+    predict.add_argument("--model", required=True,
+                         help=f"an audio LM's Hub id or folder, of a family run in process ({families}; README: "
+                              "Audio language models), or the served model's name with --backend server")
     predict.add_argument("--output", required=True, type=Path, help="the predictions JSONL (a rerun resumes)")
     predict.add_argument("--batch-size", type=int, default=8)
     predict.add_argument("--max-new-tokens", type=int, default=256)
