@@ -48,3 +48,11 @@ def test_the_tiny_family_models_are_small_and_offline_complete(name, tiny_zoo):
     folder = tiny_zoo[name]
     assert sum(path.stat().st_size for path in folder.iterdir()) < 4 * 2**20
     assert {"config.json", "model.safetensors", "processor_config.json"} <= {path.name for path in folder.iterdir()}
+
+
+def test_the_readme_lists_exactly_the_tested_families():
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    assert set(re.findall(r"^\| [^|]+ \(`(\w+)`\) \| `experts\.", readme, re.MULTILINE)) == set(ZOO)
