@@ -47,6 +47,8 @@ FAMILIES: dict[str, AudioLMFamily] = {
     # the thinker writes; the talker would turn its answer into speech: not built
     "qwen2_5_omni": AudioLMFamily(max_seconds=300.0, load_options={"enable_audio_output": False},
                                   writer="thinker", example="Qwen/Qwen2.5-Omni-7B"),
+    "qwen3_omni_moe": AudioLMFamily(max_seconds=300.0, load_options={"enable_audio_output": False},
+                                    writer="thinker", example="Qwen/Qwen3-Omni-30B-A3B-Instruct"),
     # the conformer takes any length; 600 s keeps the prompt to about 10k audio tokens
     "granite_speech": AudioLMFamily(max_seconds=600.0, example="ibm-granite/granite-speech-3.3-2b"),
 }

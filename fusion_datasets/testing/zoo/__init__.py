@@ -35,6 +35,7 @@ _BUILDERS: dict[str, str] = {
     "audioflamingo3": "audio_lm_families:build_tiny_audioflamingo3",
     "musicflamingo": "audio_lm_families:build_tiny_musicflamingo",
     "qwen2.5-omni": "audio_lm_families:build_tiny_qwen2_5_omni",
+    "qwen3-omni": "audio_lm_families:build_tiny_qwen3_omni",
     "granite-speech": "audio_lm_families:build_tiny_granite_speech",
     "qwen2.5-vl": "vision:build_tiny_qwen2_5_vl",
 }

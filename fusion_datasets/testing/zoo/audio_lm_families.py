@@ -12,9 +12,13 @@ Example:
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ._bpe import qwen2_tokenizer
 from .chat import qwen2_text_config
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 
 def _chatml_template(audio: str) -> str:
@@ -64,65 +68,105 @@ def build_tiny_audioflamingo3(path: Path) -> None:
     AudioFlamingo3Processor(extractor, tokenizer, chat_template=template).save_pretrained(path)
 
 
-# Qwen2.5-Omni's processor reads its placeholders from the tokenizer, by these names.
+# The Qwen omni processors read their placeholders from the tokenizer, by these names.
 _OMNI_TOKENS = {
     "audio_bos_token": "<|audio_bos|>", "audio_token": "<|AUDIO|>", "audio_eos_token": "<|audio_eos|>",
     "vision_bos_token": "<|vision_bos|>", "image_token": "<|IMAGE|>", "video_token": "<|VIDEO|>",
     "vision_eos_token": "<|vision_eos|>",
 }
+_OMNI_TEMPLATE = _chatml_template("<|audio_bos|><|AUDIO|><|audio_eos|>")
+
+
+def _omni_parts() -> tuple[PreTrainedTokenizerBase, dict[str, Any]]:
+    """The tokenizer of a tiny Qwen omni model and its thinker config's token ids and text part (less rope)."""
+    from transformers import Qwen2Tokenizer
+
+    from ._bpe import train_byte_level_bpe
+
+    vocab, merges = train_byte_level_bpe()
+    tokenizer = Qwen2Tokenizer(vocab=vocab, merges=merges, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                               padding_side="left", chat_template=_OMNI_TEMPLATE,
+                               extra_special_tokens={"im_start_token": "<|im_start|>", **_OMNI_TOKENS})
+    ids = {name: tokenizer.convert_tokens_to_ids(token) for name, token in _OMNI_TOKENS.items()}
+    return tokenizer, {
+        "text_config": qwen2_text_config(tokenizer),
+        "audio_start_token_id": ids["audio_bos_token"], "audio_end_token_id": ids["audio_eos_token"],
+        "vision_start_token_id": ids["vision_bos_token"], "vision_end_token_id": ids["vision_eos_token"],
+        "user_token_id": tokenizer.convert_tokens_to_ids("user"),
+        "audio_token_id": ids["audio_token"], "image_token_id": ids["image_token"],
+        "video_token_id": ids["video_token"],
+    }
+
+
+def _mrope(text: dict[str, Any]) -> dict[str, Any]:
+    """Multimodal rope over (time, height, width) sections of each head's rotary half."""
+    rotary_half = text["hidden_size"] // text["num_attention_heads"] // 2
+    return {"rope_type": "default", "rope_theta": 1e6, "mrope_section": [2, 1, rotary_half - 3]}
+
+
+def _save_omni_processor(processor_class: type, tokenizer: PreTrainedTokenizerBase, path: Path,
+                         patch_size: int) -> None:
+    """The real checkpoints' 300 s audio window, and image and video processors the template never calls."""
+    from transformers import Qwen2VLImageProcessor, Qwen2VLVideoProcessor, WhisperFeatureExtractor
+
+    from .vision import _PIXELS
+
+    processor_class(
+        image_processor=Qwen2VLImageProcessor(size=_PIXELS, patch_size=patch_size),
+        video_processor=Qwen2VLVideoProcessor(size=_PIXELS, patch_size=patch_size, cap_pixels_per_frame=True),
+        feature_extractor=WhisperFeatureExtractor(feature_size=128, chunk_length=300, return_attention_mask=True),
+        tokenizer=tokenizer,
+        chat_template=_OMNI_TEMPLATE,
+    ).save_pretrained(path)
 
 
 def build_tiny_qwen2_5_omni(path: Path) -> None:
     """Write a random-weight Qwen2.5-Omni without its talker (``enable_audio_output=False``) to ``path``.
 
-    The processor keeps the real checkpoint's 300 s audio window; ``spk_dict.pt`` (the talker's voices,
-    which ``from_pretrained`` requires) holds one empty voice.
+    ``spk_dict.pt`` (the talker's voices, which ``from_pretrained`` requires) holds one empty voice.
     """
     import torch
-    from transformers import (
-        Qwen2_5OmniConfig,
-        Qwen2_5OmniForConditionalGeneration,
-        Qwen2_5OmniProcessor,
-        Qwen2Tokenizer,
-        Qwen2VLImageProcessor,
-        Qwen2VLVideoProcessor,
-        WhisperFeatureExtractor,
+    from transformers import Qwen2_5OmniConfig, Qwen2_5OmniForConditionalGeneration, Qwen2_5OmniProcessor
+
+    tokenizer, thinker = _omni_parts()
+    text = thinker["text_config"]
+    thinker.update(
+        audio_config={**_whisper_encoder(), "output_dim": text["hidden_size"], "n_window": 100},
+        vision_config={"depth": 1, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2,
+                       "out_hidden_size": text["hidden_size"], "fullatt_block_indexes": [0]},
+        text_config={**text, "rope_parameters": _mrope(text)},
+        # Qwen2.5-Omni names these three "_index"
+        **{name.replace("_id", "_index"): thinker.pop(name) for name in ("audio_token_id", "image_token_id",
+                                                                          "video_token_id")},
     )
-
-    from ._bpe import train_byte_level_bpe
-    from .vision import _PIXELS
-
-    template = _chatml_template("<|audio_bos|><|AUDIO|><|audio_eos|>")
-    vocab, merges = train_byte_level_bpe()
-    tokenizer = Qwen2Tokenizer(vocab=vocab, merges=merges, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                               padding_side="left", chat_template=template,
-                               extra_special_tokens={"im_start_token": "<|im_start|>", **_OMNI_TOKENS})
-    ids = {name: tokenizer.convert_tokens_to_ids(token) for name, token in _OMNI_TOKENS.items()}
-    text = qwen2_text_config(tokenizer)
-    rotary_half = text["hidden_size"] // text["num_attention_heads"] // 2
-    thinker = {
-        "audio_config": {**_whisper_encoder(), "output_dim": text["hidden_size"], "n_window": 100},
-        "vision_config": {"depth": 1, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2,
-                          "out_hidden_size": text["hidden_size"], "fullatt_block_indexes": [0]},
-        "text_config": {**text, "rope_parameters": {"rope_type": "default", "rope_theta": 1e6,
-                                                     "mrope_section": [2, 1, rotary_half - 3]}},
-        "audio_token_index": ids["audio_token"], "image_token_index": ids["image_token"],
-        "video_token_index": ids["video_token"], "audio_start_token_id": ids["audio_bos_token"],
-        "audio_end_token_id": ids["audio_eos_token"], "vision_start_token_id": ids["vision_bos_token"],
-        "vision_end_token_id": ids["vision_eos_token"],
-        "user_token_id": tokenizer.convert_tokens_to_ids("user"),
-    }
     torch.manual_seed(0)
     model = Qwen2_5OmniForConditionalGeneration(Qwen2_5OmniConfig(thinker_config=thinker, enable_audio_output=False))
     model.save_pretrained(path)
     torch.save({"Chelsie": {}}, path / "spk_dict.pt")
-    Qwen2_5OmniProcessor(
-        image_processor=Qwen2VLImageProcessor(size=_PIXELS),
-        video_processor=Qwen2VLVideoProcessor(size=_PIXELS, cap_pixels_per_frame=True),
-        feature_extractor=WhisperFeatureExtractor(feature_size=128, chunk_length=300, return_attention_mask=True),
-        tokenizer=tokenizer,
-        chat_template=template,
-    ).save_pretrained(path)
+    _save_omni_processor(Qwen2_5OmniProcessor, tokenizer, path, patch_size=14)
+
+
+def build_tiny_qwen3_omni(path: Path) -> None:
+    """Write a random-weight Qwen3-Omni (a mixture-of-experts thinker) without its talker to ``path``."""
+    import torch
+    from transformers import Qwen3OmniMoeConfig, Qwen3OmniMoeForConditionalGeneration, Qwen3OmniMoeProcessor
+
+    tokenizer, thinker = _omni_parts()
+    text = thinker["text_config"]
+    for name in ("audio_end_token_id", "vision_end_token_id"):
+        thinker.pop(name)
+    thinker.update(
+        audio_config={**_whisper_encoder(), "output_dim": text["hidden_size"], "downsample_hidden_size": 16},
+        vision_config={"depth": 1, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "patch_size": 16,
+                       "out_hidden_size": text["hidden_size"], "num_position_embeddings": 64,
+                       "deepstack_visual_indexes": [0]},
+        text_config={**text, "rope_parameters": _mrope(text), "num_experts": 4, "num_experts_per_tok": 2,
+                     "moe_intermediate_size": 32},
+    )
+    torch.manual_seed(0)
+    model = Qwen3OmniMoeForConditionalGeneration(Qwen3OmniMoeConfig(thinker_config=thinker, enable_audio_output=False))
+    model.save_pretrained(path)
+    _save_omni_processor(Qwen3OmniMoeProcessor, tokenizer, path, patch_size=16)
 
 
 # Granite's turns: <|start_of_role|>ROLE<|end_of_role|>TEXT<|end_of_text|>, the audio as <|audio|>.
