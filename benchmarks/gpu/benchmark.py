@@ -1,11 +1,14 @@
-"""Where the ``paper`` config's GPU time goes: each expert at its real size, on one GPU, without network.
+"""Where the paper pipeline's GPU time goes: each expert at its real size, on one GPU, without network.
+
+The experts are those of ``paper-inprocess`` (the ``paper`` config with every expert in this process, the video
+expert at 7B); ``paper`` itself serves the audio LLM and a 72B VLM, whose figures a served engine gives.
 
 For each stage it builds the model with random weights on the GPU (see ``gpu_models.py``), then measures on the
 same synthetic clips:
 
 - ``bare``: the model call on ready tensors (forward, or ``generate`` at a fixed length), batch size swept:
   the ceiling;
-- ``toolkit``: the toolkit's own expert, built from the paper config's options and pointed at the saved model
+- ``toolkit``: the toolkit's own expert, built from ``paper-inprocess``'s options and pointed at the saved model
   folder (decode, resample, processor, model, parse), at the bare call's best batch size;
 - ``naive``: the same expert called one clip at a time.
 
@@ -35,7 +38,7 @@ from typing import Any
 import gpu_models
 import gpu_report
 import numpy as np
-from gpu_stages import STAGES, Clips, Stage
+from gpu_stages import CONFIG, STAGES, Clips, Stage
 
 from fusion_datasets import runtime, synthetic
 from fusion_datasets.pipeline.config import tiny_zoo_dir
@@ -321,7 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         kit = {"size": args.size, "device": device_name(args.device), "audio_input": args.audio,
                "batch_sizes": args.batch_sizes, "clips": args.clips, "naive_clips": args.naive_clips,
                "repeats": args.repeats, "skipped": [], "failed": {}}
-        measured_on = (f"paper config, {'real-size random-weight' if args.size == 'real' else 'tiny-zoo'} models on "
+        measured_on = (f"{CONFIG} config, {'real-size random-weight' if args.size == 'real' else 'tiny-zoo'} models on "
                        f"{kit['device']}, GPU benchmark kit, {time.strftime('%Y-%m-%d')}")
         for name, stages in by_model.items():
             need = LEAST_SECONDS[name] if args.size == "real" else 0

@@ -1,4 +1,4 @@
-"""The paper config's expert models as local model folders, built without any download.
+"""The paper pipeline's expert models (``paper-inprocess``) as local model folders, built without any download.
 
 ``size="real"`` builds each architecture from its bundled config (``configs/*.json``, the Hub checkpoints'
 shapes) with random weights, initialised on the target device in the dtype the toolkit runs it in;
@@ -25,7 +25,7 @@ CONFIGS = Path(__file__).parent / "configs"
 class ModelSpec:
     """One expert model: what it is on the Hub, its bundled config and the zoo entry that gives its processor."""
 
-    hub_id: str  # the checkpoint the paper config names
+    hub_id: str  # the checkpoint the config names
     zoo: str  # the tiny zoo entry whose processor (and, at tiny size, config) the folder takes
     config_file: str  # the real-size config under configs/
     auto_class: str  # the transformers Auto class that builds it ("" for Demucs)

@@ -22,6 +22,8 @@ ASSUMPTIONS = (
      "vocabularies; audio and video tokens, which dominate, are counted as in the real processors"),
     ("every stage runs on every clip (music captions only where the tagger hears music, so that stage's figure "
      "is an upper bound); one process per GPU, stages one after the other"),
+    ("every expert runs in process (paper-inprocess): the paper config serves the audio LLM (sound, music) and a "
+     "72B VLM (visual), whose throughput is the served engine's"),
     ("fusion and QA (QwQ-32B in the paper config) run on a served engine (vLLM, SGLang or TGI) on other GPUs: "
      "not measured here and not in the GPU-hours"),
 )

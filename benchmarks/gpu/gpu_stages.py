@@ -1,5 +1,6 @@
-"""What the GPU kit measures for each stage of the ``paper`` config: the toolkit's expert, built from the
-config's own options, and the bare model call on ready tensors that is its ceiling.
+"""What the GPU kit measures for each stage of the paper pipeline, every expert in process (``paper-inprocess``):
+the toolkit's expert, built from the config's own options, and the bare model call on ready tensors that is its
+ceiling.
 
 Generation is fixed-length: with random weights a model stops at a random point, so every ``generate`` makes
 exactly :data:`NEW_TOKENS` new tokens (``min_new_tokens = max_new_tokens``), about as many as a real answer
@@ -19,6 +20,7 @@ from fusion_datasets.experts.base import Expert
 from fusion_datasets.media import Waveform, resample
 from fusion_datasets.pipeline.config import load_config
 
+CONFIG = "paper-inprocess"  # the paper's experts, all in this process (paper serves the generative ones)
 # New tokens per clip, fixed for timing: about what a real answer takes with the Qwen/Whisper tokenizers.
 NEW_TOKENS = {
     "speech": 40,  # ~25 words spoken in a 10 s clip
@@ -63,10 +65,10 @@ class Stage:
     new_tokens: int | None = None  # the fixed generation length (None: no generation)
 
     def expert(self, folder: str, device: str, batch_size: int) -> Expert:
-        """The toolkit's step for this stage, with the ``paper`` config's options and the local model folder."""
+        """The toolkit's step for this stage, with :data:`CONFIG`'s options and the local model folder."""
         from fusion_datasets.clap.filter import ClapSimilarityFilter
 
-        config = load_config("paper")
+        config = load_config(CONFIG)
         options: dict[str, Any] = {"device": device, "batch_size": batch_size}
         if self.name == "separation":
             options["repo"] = folder

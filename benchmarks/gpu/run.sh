@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU benchmark kit in one command on a bare GPU machine without network: install the wheels that
-# fetch_wheels.sh put in .gpu-carry/ (offline, into a folder of their own), then measure the paper config.
+# fetch_wheels.sh put in .gpu-carry/ (offline, into a folder of their own), then measure the paper pipeline's experts.
 #
 #     bash benchmarks/gpu/run.sh                                  # every stage, 540 s budget
 #     bash benchmarks/gpu/run.sh --stages visual --merge gpu_throughput.json   # add to an earlier run's file

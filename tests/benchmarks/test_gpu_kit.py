@@ -17,7 +17,7 @@ from fusion_datasets.testing import media
 
 KIT = Path(__file__).parents[2] / "benchmarks" / "gpu"
 STAGES = ("separation", "speech", "tagging", "sound", "music", "visual", "clap_filter")
-# Parameters of the Hub checkpoints the paper config names (their model cards and safetensors indexes).
+# Parameters of the Hub checkpoints paper-inprocess names (their model cards and safetensors indexes).
 CHECKPOINT_PARAMETERS = {"whisper": 1.543e9, "ast": 86.6e6, "qwen2-audio": 8.397e9, "qwen2.5-vl": 8.292e9,
                          "clap": 153.5e6, "htdemucs": 41.5e6}
 
@@ -65,7 +65,7 @@ def test_the_kit_measures_every_paper_stage_and_the_dry_run_reads_its_file(tmp_p
 
     clips = tmp_path / "clips"
     media.write_audio(clips / "a.wav", media.speech(2.0, 16000), 16000)
-    assert main(["run", "paper", "--input", str(clips), "--output", str(tmp_path / "out"), "--dry-run",
+    assert main(["run", "paper-inprocess", "--input", str(clips), "--output", str(tmp_path / "out"), "--dry-run",
                  "--throughput", str(output)]) == 0
     plan = capsys.readouterr().out
     assert f"estimates from {throughput.measured_on}, 2 s clips" in plan
