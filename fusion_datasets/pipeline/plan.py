@@ -84,14 +84,20 @@ class Plan:
             wanted = grown
 
     def passes(self, stages: Iterable[str]) -> list[list[Expert]]:
-        """The executor's passes over a part for ``stages``: runs of media steps, each streaming step alone."""
+        """The executor's passes over a part for ``stages``: runs of media steps computed here, runs of
+        media steps answered by servers (their map batches are sized for the servers' concurrency, which
+        the steps computed here must not take for their own), and each streaming step alone."""
         chosen = set(stages)
         passes: list[list[Expert]] = []
         for step in self.steps:
             if step.stage not in chosen:
                 continue
-            if step.streaming or not passes or passes[-1][0].streaming:
+            if step.streaming or not passes or _pass_kind(passes[-1][0]) != _pass_kind(step):
                 passes.append([step])
             else:
                 passes[-1].append(step)
         return passes
+
+
+def _pass_kind(step: Expert) -> str:
+    return "streaming" if step.streaming else "served" if step.served_concurrency else "media"

@@ -98,6 +98,11 @@ def test_the_plan_reruns_a_changed_stage_with_its_readers_and_the_producers_they
     passes = [[step.stage for step in steps] for steps in plan.passes(plan.stages)]
     assert passes == [["separation", "speech", "tagging", "sound", "music", "visual"], ["fusion"],
                       ["clap_filter"], ["qa"]]
+    # served experts go in passes of their own: their batches are sized for the server, not for the GPU
+    served = Plan.from_config(load_config("paper"))
+    assert [[step.stage for step in steps] for steps in served.passes(served.stages)] == [
+        ["separation", "speech", "tagging"], ["sound", "music", "visual"], ["fusion"], ["clap_filter"], ["qa"]]
+    assert [step.batch_size for step in served.passes(served.stages)[1]] == [128, 128, 64]
 
 
 def test_fingerprints_ignore_resources_and_follow_what_a_step_computes(tiny_zoo):
