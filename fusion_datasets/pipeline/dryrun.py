@@ -81,7 +81,8 @@ def describe_plan(config: PipelineConfig, throughput: Throughput | None = None) 
         rate = throughput.clips_per_second.get(step.stage)
         estimate = todo[step.stage] / rate if rate else None
         seconds += estimate or 0.0
-        lines.append(f"{step.stage:<13}{_model(step.config)[-51:]:<52}{todo[step.stage]:>7}{rate or 0:>9.2f}"
+        model = _model(step.config) + (" (served)" if step.served_concurrency else "")
+        lines.append(f"{step.stage:<13}{model[-51:]:<52}{todo[step.stage]:>7}{rate or 0:>9.2f}"
                      f"{_duration(estimate) if estimate is not None else 'not measured':>13}")
     lines.append(f"total (measured stages): {_duration(seconds)} on one process")
     return "\n".join(lines)

@@ -220,3 +220,14 @@ def test_a_run_records_a_refused_request_and_retry_errors_redoes_only_that_row(t
     assert cues["sound_caption"] == ["a hum"] * 4 and not any(cues["errors"])
     stats = json.loads((tmp_path / "out" / "stats.json").read_text())
     assert stats["clips_with_errors"] == 0
+
+
+def test_the_paper_config_serves_its_generative_experts(tmp_path, capsys):
+    from fusion_datasets.cli import main
+
+    media.write_audio(tmp_path / "clips" / "a.wav", media.noise(1.0, RATE), RATE)
+    assert main(["run", "paper", "--input", str(tmp_path / "clips"), "--output", str(tmp_path / "out"),
+                 "--dry-run"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.strip()}
+    assert "Qwen/Qwen2.5-VL-72B-Instruct (served)" in lines["visual"]
+    assert "(served)" in lines["sound"] and "(served)" in lines["music"] and "(served)" not in lines["speech"]
