@@ -6,12 +6,16 @@
 #     bash benchmarks/gpu/run.sh --stages visual --merge gpu_throughput.json   # add to an earlier run's file
 #
 # Extra arguments go to benchmark.py (--stages, --budget-seconds, --batch-sizes, ...). The JSON goes to
-# $OUT/gpu_throughput.json where OUT is set (the device tool brings that folder back), else to the current folder.
+# $OUT/gpu_throughput.json and the log to $OUT/gpu_benchmark.log where OUT is set (the device tool brings that
+# folder back), else to the current folder.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 CARRY=${CARRY:-.gpu-carry}
 SITE=${SITE:-/tmp/gpu-kit-site}
 PYTHON=${PYTHON:-python3}
+
+OUT=${OUT:-.}
+exec > >(tee -a "$OUT/gpu_benchmark.log") 2>&1  # the whole log comes back with the JSON
 
 "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" \
   "$CARRY"/wheels/*.whl
@@ -21,4 +25,4 @@ video=()
 [ -f "$CARRY/clip.mp4" ] && video=(--video "$CARRY/clip.mp4")
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || true
 exec "$PYTHON" benchmarks/gpu/benchmark.py --budget-seconds "${BUDGET_SECONDS:-540}" \
-  --output "${OUT:-.}/gpu_throughput.json" "${video[@]}" "$@"
+  --output "$OUT/gpu_throughput.json" "${video[@]}" "$@"
