@@ -168,7 +168,7 @@ def _eval_predict(args: argparse.Namespace) -> int:
     counts = run_predict(
         args.model, args.benchmark, args.output, split=args.split, config=args.config,
         batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, prompt=args.prompt,
-        device=args.device, dtype=args.dtype, backend=backend,
+        device=args.device, dtype=args.dtype, backend=backend, max_seconds=args.max_seconds,
     )
     print(json.dumps(counts))
     return 0
@@ -350,6 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--max-new-tokens", type=int, default=256)
     predict.add_argument("--prompt", default="{instruction}", help="template around each row's instruction")
     predict.add_argument("--dtype", default="auto")
+    predict.add_argument("--max-seconds", type=float, default=30.0,
+                         help="each clip is cut to this (and to what its model's family takes: README)")
     predict.add_argument("--backend", choices=["transformers", "server"], default="transformers",
                          help="server: --model is the served model's name at --base-url (OpenAI-compatible)")
     predict.add_argument("--base-url", action="append", default=[], help="the model server's URL (repeatable)")

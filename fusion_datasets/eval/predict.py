@@ -119,12 +119,14 @@ def run_predict(
     device: str | None = None,
     dtype: str = "auto",
     backend: BackendConfig | None = None,
+    max_seconds: float = 30.0,
 ) -> dict[str, int]:
     """``fusion-datasets eval predict``: answer every row of ``benchmark`` not yet in ``output`` (JSONL).
 
     Rows are answered ``batch_size`` at a time (served: ``backend``, four times its ``max_concurrency``,
     that many requests in flight) and each batch is appended (and flushed) at once, so an interrupted run
-    loses at most one batch. Returns the counts ``answered``, ``failed`` and ``skipped``.
+    loses at most one batch. Each clip is cut to ``max_seconds`` (and in process to what its model's family
+    takes, ``experts/audio_lm.py``). Returns the counts ``answered``, ``failed`` and ``skipped``.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -133,7 +135,7 @@ def run_predict(
     table = load_benchmark(benchmark, split, config)
     done = _resume(output)
     answerer = AudioLLMAnswerer(model=model, prompt=prompt, max_new_tokens=max_new_tokens, device=device,
-                                dtype=dtype, backend=backend)
+                                dtype=dtype, backend=backend, max_seconds=max_seconds)
     batch_size = answerer.batch_size if backend is not None else batch_size
     todo = [row for row, row_id in enumerate(table["id"]) if row_id not in done]
     counts = {"answered": 0, "failed": 0, "skipped": table.num_rows - len(todo)}

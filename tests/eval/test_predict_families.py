@@ -33,3 +33,18 @@ def test_each_family_predicts_resumes_and_scores(name, make_benchmark, fa_row, t
                  str(tmp_path / "report"), "--model", f"tiny-{name}"]) == 0
     results = report_rows(tmp_path / "report")
     assert results["overall", "accuracy"][1] == 3
+
+
+def test_max_seconds_cuts_each_clip_before_the_model(make_benchmark, fa_row, tiny_zoo, tmp_path, eval_clips):
+    import soundfile
+
+    from fusion_datasets.experts.audio_lm import load_audio_lm
+
+    model = str(tiny_zoo["audioflamingo3"])
+    benchmark = make_benchmark("clotho-aqa", [fa_row("music", "Is music playing?", "yes")])
+    assert main(["eval", "predict", "--model", model, "--benchmark", str(benchmark), "--output",
+                 str(tmp_path / "preds.jsonl"), "--max-new-tokens", "4", "--max-seconds", "1"]) == 0
+    (line,) = [json.loads(line) for line in (tmp_path / "preds.jsonl").read_text().splitlines()]
+    music, rate = soundfile.read(eval_clips["music"], dtype="float32")  # 2 s at 16 kHz
+    expected = load_audio_lm(model, "cpu", None).generate([music[:rate]], ["Is music playing?"], 4)
+    assert line["prediction"] == expected[0]

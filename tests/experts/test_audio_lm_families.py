@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from datasets import Dataset
 
-from fusion_datasets.experts.audio_llm import AudioLLMSoundDescriber
+from fusion_datasets.experts.audio_llm import AudioLLMMusicCaptioner, AudioLLMSoundDescriber
 from fusion_datasets.experts.audio_lm import FAMILIES, SUPPORTED_MODEL_TYPES, load_audio_lm
 from fusion_datasets.testing.media import music, noise, silence, write_audio
 
@@ -57,3 +57,12 @@ def test_the_readme_lists_exactly_the_tested_families():
 
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     assert set(re.findall(r"^\| [^|]+ \(`(\w+)`\) \| `experts\.", readme, re.MULTILINE)) == set(ZOO)
+
+
+def test_music_flamingo_captions_music_where_the_tagger_heard_it(tiny_zoo, three_clips):
+    expert = AudioLLMMusicCaptioner(model=str(tiny_zoo["musicflamingo"]), device="cpu", max_new_tokens=3)
+    ds = Dataset.from_dict({"audio": three_clips, "music_score": [0.1, None, 0.9]})
+    out = ds.map(expert, batched=True, with_rank=True, features=expert.output_features(ds.features),
+                 load_from_cache_file=False)
+    assert out["has_music"] == [False, None, True]
+    assert out["music_caption"][:2] == [None, None] and isinstance(out["music_caption"][2], str)
