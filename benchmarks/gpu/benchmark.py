@@ -46,11 +46,11 @@ from fusion_datasets.testing.zoo import build_tiny_model
 
 logger = logging.getLogger("gpu_benchmark")
 RATE = 44100
-# Seconds a model's build, save, load and measurements take at least on a GPU, by model (real size): a
-# stage that cannot start with this much budget left is skipped rather than cut short.
 # The small models first: when the budget runs out, the stages left are the 7B ones, which a second call
 # (--stages ... --merge) can measure alone.
 MODEL_ORDER = ("htdemucs", "whisper", "ast", "clap", "qwen2-audio", "qwen2.5-vl")
+# Seconds a model's build, save, load and measurements take at least on a GPU, by model (real size): a
+# stage that cannot start with this much budget left is skipped rather than cut short.
 LEAST_SECONDS = {"htdemucs": 30, "whisper": 60, "ast": 20, "qwen2-audio": 150, "qwen2.5-vl": 150, "clap": 20}
 
 
@@ -159,8 +159,10 @@ def bare_sweep(stage: Stage, model: Any, processor: Any, clips: Clips, expert: A
             with torch.inference_mode():
                 call()  # warm-up
                 seconds, peak = measured(device, partial(repeat, call, repeats))
-        except torch.OutOfMemoryError:
+        except torch.OutOfMemoryError:  # the larger batch sizes would not fit either
             by_size[str(size)] = {"error": "out of memory"}
+            del call
+            torch.cuda.empty_cache()
             break
         by_size[str(size)] = rates(size * repeats, seconds, peak, stage.new_tokens)
     best = max((size for size in by_size if "error" not in by_size[size]),
