@@ -2,11 +2,13 @@
 
 The paper describes every clip with GAMA ("sound") and, where an AudioSet tagger hears music, describes
 the music with OpenMu ("music"). Neither is a transformers model, so both experts here run one audio LLM,
-``Qwen/Qwen2-Audio-7B-Instruct`` by default, with the paper's prompts (versioned files under
-``fusion_datasets/prompts/``). They share one implementation and differ in prompt, gate and columns.
+``Qwen/Qwen2-Audio-7B-Instruct`` by default (or another family of :mod:`fusion_datasets.experts.audio_lm`),
+with the paper's prompts (versioned files under ``fusion_datasets/prompts/``). They share one
+implementation and differ in prompt, gate and columns; either runs in this process or asks a server
+(:mod:`fusion_datasets.experts.served`).
 
-Qwen2-Audio's processor pads or truncates every clip to its 30 s window, so ``max_seconds`` above 30
-changes nothing; below it, clips are cut before the processor sees them.
+Clips are cut to ``max_seconds`` before the model sees them; a family takes at most its own longest
+clip (Qwen2-Audio's processor pads or truncates every clip to its 30 s window).
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ class AudioLLMConfig(ExpertConfig, ServedOptions):
     prompt: str = ""
     max_new_tokens: int = 256
     track: str = MIX  # "accompaniment" describes the clip without its vocals (needs separation first)
-    max_seconds: float = 30.0  # the processor pads/truncates to 30 s anyway
+    max_seconds: float = 30.0  # clips are cut to this (Qwen2-Audio's processor takes 30 s at most)
     sampling_rate: int | None = None
     audio_part: str | None = None
     audio_format: str = "wav"
