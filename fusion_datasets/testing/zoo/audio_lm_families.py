@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._bpe import qwen2_tokenizer
-from .chat import qwen2_text_config
+from .chat import chatml_template, qwen2_text_config
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -23,20 +23,8 @@ if TYPE_CHECKING:
 
 def _chatml_template(audio: str) -> str:
     """ChatML (Qwen's turns) where each audio content part becomes ``audio``."""
-    return (
-        "{% for message in messages %}"
-        "{% if loop.first and message['role'] != 'system' %}"
-        "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
-        "{% endif %}"
-        "<|im_start|>{{ message['role'] }}\n"
-        "{% if message['content'] is string %}{{ message['content'] }}"
-        "{% else %}{% for content in message['content'] %}"
-        "{% if content['type'] == 'audio' %}" + audio + "{% elif 'text' in content %}{{ content['text'] }}"
-        "{% endif %}{% endfor %}{% endif %}"
-        "<|im_end|>\n"
-        "{% endfor %}"
-        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-    )
+    return chatml_template("{% if part['type'] == 'audio' %}" + audio
+                           + "{% elif 'text' in part %}{{ part['text'] }}{% endif %}")
 
 
 def _whisper_encoder(**extra: object) -> dict[str, object]:

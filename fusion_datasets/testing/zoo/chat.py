@@ -17,18 +17,24 @@ if TYPE_CHECKING:
 
 # The Qwen2-Instruct template (ChatML with a default system turn). Content may also be an
 # OpenAI-style list of text parts, which is what chat servers forward.
-CHATML_TEMPLATE = (
-    "{% for message in messages %}"
-    "{% if loop.first and message['role'] != 'system' %}"
-    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
-    "{% endif %}"
-    "<|im_start|>{{ message['role'] }}\n"
-    "{% if message['content'] is string %}{{ message['content'] }}"
-    "{% else %}{% for part in message['content'] %}{{ part['text'] }}{% endfor %}{% endif %}"
-    "<|im_end|>\n"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
+def chatml_template(part: str = "{{ part['text'] }}") -> str:
+    """ChatML (Qwen's turns) with a default system turn, where each content ``part`` of a message renders as
+    the Jinja snippet ``part`` (default: its text)."""
+    return (
+        "{% for message in messages %}"
+        "{% if loop.first and message['role'] != 'system' %}"
+        "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+        "{% endif %}"
+        "<|im_start|>{{ message['role'] }}\n"
+        "{% if message['content'] is string %}{{ message['content'] }}"
+        "{% else %}{% for part in message['content'] %}" + part + "{% endfor %}{% endif %}"
+        "<|im_end|>\n"
+        "{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+
+
+CHATML_TEMPLATE = chatml_template()
 
 
 def qwen2_text_config(tokenizer: PreTrainedTokenizerBase) -> dict[str, Any]:
