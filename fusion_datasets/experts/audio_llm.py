@@ -124,30 +124,29 @@ class AudioLLMExpert(ServedExpert, Expert[ConfigT]):
         if not rows:
             return descriptions
         if self.config.backend is not None:
-            for row, description in self._ask_server(media, rows, prompts).items():
-                descriptions[row] = description
-            return descriptions
-        lm = self.load(rank, self._load)
-        rate = lm.sampling_rate
-        clips = media.audio(rate, track=self.config.track)
-        limit, shortest = int(self.config.max_seconds * rate), int(MIN_SECONDS * rate)
-        decoded = [row for row in rows if clips[row] is not None]
-        results = self.run_guarded(media, decoded, lambda subset: self._generate(
-            lm, [_at_least(clips[row][0, :limit], shortest) for row in subset], [prompts[row] for row in subset]))
-        for row, description in results.items():
+            answers = self._ask_server(media, rows, prompts)
+        else:
+            lm = self.load(rank, self._load)
+            clips = self._clips(media, rows, lm.sampling_rate)
+            answers = self.run_guarded(media, list(clips), lambda subset: self._generate(
+                lm, [clips[row] for row in subset], [prompts[row] for row in subset]))
+        for row, description in answers.items():
             descriptions[row] = description
         return descriptions
 
+    def _clips(self, media: MediaBatch, rows: Sequence[int], rate: int) -> dict[int, np.ndarray]:
+        """Each decodable row's mono samples at ``rate``: cut to ``max_seconds``, padded to ``MIN_SECONDS``."""
+        decoded = media.audio(rate, track=self.config.track)
+        limit, shortest = int(self.config.max_seconds * rate), int(MIN_SECONDS * rate)
+        return {row: _at_least(decoded[row][0, :limit], shortest) for row in rows if decoded[row] is not None}
+
     def _ask_server(self, media: MediaBatch, rows: Sequence[int], prompts: Sequence[str]) -> dict[int, str]:
-        """Each decodable row's answer from the server: the clip at the served rate, cut as in-process."""
+        """Each decodable row's answer from the server: the clip at the served rate, cut as in process."""
         config = self.config
         served = served_audio(config.backend.model, config.sampling_rate, config.audio_part)
-        rate = served.sampling_rate
-        clips = media.audio(rate, track=config.track)
-        limit, shortest = int(config.max_seconds * rate), int(MIN_SECONDS * rate)
-        requests = {row: [audio_part(_at_least(clips[row][0, :limit], shortest), rate, served.audio_part,
-                                     config.audio_format), {"type": "text", "text": prompts[row]}]
-                    for row in rows if clips[row] is not None}
+        clips = self._clips(media, rows, served.sampling_rate)
+        requests = {row: [audio_part(samples, served.sampling_rate, served.audio_part, config.audio_format),
+                          {"type": "text", "text": prompts[row]}] for row, samples in clips.items()}
         return ask_server(config, media, self.stage, requests, config.max_new_tokens)
 
 

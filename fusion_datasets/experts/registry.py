@@ -16,7 +16,6 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import fields
 from importlib.metadata import entry_points
 from typing import Any, TypeVar
 
@@ -95,6 +94,6 @@ def build_step(stage: str, options: Mapping[str, Any]) -> Expert:
     cls = step_class(stage, name)
     backend = options.get("backend")
     if isinstance(backend, Mapping) and "model" not in backend:  # a served expert serves its own model
-        own = options.get("model", next((f.default for f in fields(cls.config_class) if f.name == "model"), None))
+        own = options.get("model", getattr(cls.config_class, "model", None))  # the config's default model
         options["backend"] = {**backend, "model": own}
     return cls(from_mapping(cls.config_class, options, f"experts.{stage}"))

@@ -45,15 +45,9 @@ class ServedAudio:
     audio_part: str = "input_audio"
 
 
-# model-name fragment (lower case) -> the family's defaults; the first that matches wins
+# model-name fragment (lower case) -> the family's defaults, where they are not ServedAudio()'s (16 kHz,
+# input_audio: Qwen2-Audio, the Qwen omni models, Voxtral, Gemma 3n, Phi-4-multimodal, Granite Speech)
 FAMILIES: dict[str, ServedAudio] = {
-    "qwen2-audio": ServedAudio(16000, "input_audio"),
-    "qwen2.5-omni": ServedAudio(16000, "input_audio"),
-    "qwen3-omni": ServedAudio(16000, "input_audio"),
-    "voxtral": ServedAudio(16000, "input_audio"),
-    "gemma-3n": ServedAudio(16000, "input_audio"),
-    "phi-4-multimodal": ServedAudio(16000, "input_audio"),
-    "granite-speech": ServedAudio(16000, "input_audio"),
     "audio-flamingo": ServedAudio(16000, "audio_url"),
     "music-flamingo": ServedAudio(16000, "audio_url"),
 }
@@ -110,7 +104,7 @@ class ServedExpert:
     @property
     def batch_size(self) -> int | None:
         backend = self.config.backend
-        return 4 * backend.max_concurrency if backend is not None else self.config.batch_size
+        return 4 * backend.max_concurrency if backend is not None else super().batch_size  # type: ignore[misc]
 
     def card_entry(self) -> dict[str, Any]:
         entry = super().card_entry()  # type: ignore[misc]  # the Expert's, next in the class's order
@@ -161,7 +155,7 @@ def ask_server(
     backend's ``max_concurrency``; a request over ``max_request_bytes`` or one that fails for good is the
     row's recorded error."""
     backend = options.backend
-    assert isinstance(backend, ServerBackendConfig)  # noqa: S101 - checked when the config was made
+    assert isinstance(backend, ServerBackendConfig)  # checked when the config was made
     conversations: dict[int, list[dict[str, Any]]] = {}
     for row, parts in requests.items():
         size = len(json.dumps(parts))
