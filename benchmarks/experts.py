@@ -101,12 +101,12 @@ def main() -> None:
         print(f"{'expert':<26}{'batched clips/s':>16}{'per-clip clips/s':>18}{'ratio':>8}")
         for expert in [*experts, ExpertChain(experts)]:
             batched = clips_per_second(
-                lambda: ds.map(expert, batched=True, batch_size=args.batch_size, with_rank=True,
+                lambda expert=expert: ds.map(expert, batched=True, batch_size=args.batch_size, with_rank=True,
                                features=expert.output_features(ds.features), load_from_cache_file=False),
                 args.clips,
             )
             naive = clips_per_second(
-                lambda: [expert({name: [values[i]] for name, values in rows.items()})
+                lambda expert=expert: [expert({name: [values[i]] for name, values in rows.items()})
                          for i in range(args.clips)],
                 args.clips,
             )

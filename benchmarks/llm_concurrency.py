@@ -52,7 +52,7 @@ def compare(url: str, args: argparse.Namespace) -> None:
     print(f"{'max_concurrency':>16} {'seconds':>8} {'requests/s':>11} {'speed-up':>9}")
     print(f"{'sequential':>16} {sequential:8.2f} {args.requests / sequential:11.1f} {1.0:8.1f}x")
     for concurrency in args.concurrency:
-        seconds = timed(lambda: backend(concurrency).generate(conversations, max_new_tokens=8))
+        seconds = timed(lambda concurrency=concurrency: backend(concurrency).generate(conversations, max_new_tokens=8))
         rate, speedup = args.requests / seconds, sequential / seconds
         print(f"{concurrency:>16} {seconds:8.2f} {rate:11.1f} {speedup:8.1f}x")
 

@@ -27,7 +27,8 @@ def test_a_relative_folder_that_exists_is_local(tmp_path, monkeypatch):
     (tmp_path / "models" / "ast").mkdir(parents=True)
     monkeypatch.chdir(tmp_path)
     assert model_reference("models/ast") == ("local:ast", None)
-    assert model_reference("MIT/ast-finetuned-audioset-10-10-0.4593") == ("MIT/ast-finetuned-audioset-10-10-0.4593", None)
+    hub_id = "MIT/ast-finetuned-audioset-10-10-0.4593"
+    assert model_reference(hub_id) == (hub_id, None)
 
 
 def test_the_published_config_keeps_settings_and_urls_and_drops_machine_paths():

@@ -1,7 +1,8 @@
 """CLAP, built once for its three jobs: the hallucination filter, retrieval evaluation, fine-tuning.
 
 :mod:`~fusion_datasets.clap.embed` gives one embedding interface (:mod:`~fusion_datasets.clap.base`) over
-transformers checkpoints and original LAION-CLAP ``.pt`` files (:mod:`~fusion_datasets.clap.laion`); :mod:`~fusion_datasets.clap.filter` is the filter step and
+transformers checkpoints and original LAION-CLAP ``.pt`` files (:mod:`~fusion_datasets.clap.laion`);
+:mod:`~fusion_datasets.clap.filter` is the filter step and
 :mod:`~fusion_datasets.clap.calibrate` picks its threshold against human judgements.
 """
 

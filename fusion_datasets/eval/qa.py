@@ -11,7 +11,8 @@ AudioBench's evaluations do. Each benchmark has a kind (from the builder that ma
   the answer against all the question's answers, as ``audiobench``;
 - ``choice`` (AIR-Bench Foundation, protocol ``air-bench-foundation/strict``): the answer is mapped to one
   option: the exact option text, else an option letter ("B", "(B) ...", "the answer is B"), else the one
-  option it names, else the most similar option (:data:`~fusion_datasets.eval.answers.MIN_SIMILARITY`, a unique best); never at random.
+  option it names, else the most similar option (:data:`~fusion_datasets.eval.answers.MIN_SIMILARITY`, a unique
+  best); never at random.
   Accuracy per task; answers mapped to no option are wrong and counted (``unmappable``). With a judge, also
   AIR-Bench's own ``air-bench-foundation/aligned`` (:mod:`.foundation`);
 - ``audiobench`` (AudioCaps-QA, WavCaps-QA): an LLM judge rates each answer 0-5 (:mod:`.judge`), mean

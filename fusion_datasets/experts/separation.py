@@ -96,7 +96,9 @@ class HTDemucsSeparator(Expert[SeparationConfig]):
         clips = media.audio(model.samplerate, channels=model.audio_channels)
         rows = [row for row, clip in enumerate(clips) if clip is not None]
         device = self.device(rank)
-        separated = self.run_guarded(media, rows, lambda subset: self._separate(model, device, [clips[r] for r in subset]))
+        separated = self.run_guarded(
+            media, rows, lambda subset: self._separate(model, device, [clips[r] for r in subset])
+        )
         for index, track in enumerate(TRACKS):
             media.set_track(track, [separated[row][index] if row in separated else None for row in range(media.size)])
         if not self.config.output_tracks:

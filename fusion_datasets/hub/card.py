@@ -1,7 +1,7 @@
 """The dataset card of a run's output folder: ``README.md`` from ``cards/dataset_card.md``, and its plot.
 
-Everything on the card comes from the folder: the resolved ``config.yaml``, loaded by the caller (models, revisions, prompt
-hashes, thresholds), ``stats.json`` (counts) and the Parquet files under ``data/<config>/``, read one
+Everything on the card comes from the folder: the resolved ``config.yaml``, loaded by the caller (models, revisions,
+prompt hashes, thresholds), ``stats.json`` (counts) and the Parquet files under ``data/<config>/``, read one
 column at a time, batch by batch, so a large dataset stays cheap. The YAML metadata goes through
 ``huggingface_hub.DatasetCardData``; its ``configs`` make ``load_dataset(folder, "captions")`` work.
 

@@ -96,7 +96,8 @@ class LocalExecutor:
     """Runs :class:`Work` over a part's rows with the steps of ``plan``.
 
     Example:
-        >>> cues, counters = LocalExecutor(plan, config.output).run(rows, [Work(tuple(plan.stages), (0, 1))])  # doctest: +SKIP
+        >>> work = [Work(tuple(plan.stages), (0, 1))]
+        >>> cues, counters = LocalExecutor(plan, config.output).run(rows, work)  # doctest: +SKIP
     """
 
     def __init__(self, plan: Plan, output: OutputConfig, progress: bool = True, max_seconds: float | None = None

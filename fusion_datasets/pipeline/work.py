@@ -64,7 +64,8 @@ class WorkPlan:
 def _changed_stages(part: Part, plan: Plan) -> set[str]:
     """Stages whose fingerprint differs from the part's, and the readers of what removed stages wrote."""
     current = plan.fingerprints()
-    changed = {stage for stage in current if part.plan.get(stage, {}).get("fingerprint") != current[stage]["fingerprint"]}
+    changed = {stage for stage in current
+               if part.plan.get(stage, {}).get("fingerprint") != current[stage]["fingerprint"]}
     removed = {column for stage, entry in part.plan.items() if stage not in current for column in entry["writes"]}
     return changed | {step.stage for step in plan.steps if set(step.reads()) & removed}
 

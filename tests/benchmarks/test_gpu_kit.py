@@ -91,7 +91,8 @@ def test_a_failing_model_costs_only_its_own_stages(tmp_path, tiny_zoo):
     assert done.returncode == 1 and "FAILED visual: MediaError" in done.stdout
     document = json.loads(output.read_text())
     assert list(document["clips_per_second"]) == ["tagging"] and list(document["kit"]["failed"]) == ["visual"]
-    assert document["stages"]["tagging"]["note"] == "naive loop skipped" and "naive" not in document["stages"]["tagging"]
+    tagging = document["stages"]["tagging"]
+    assert tagging["note"] == "naive loop skipped" and "naive" not in tagging
 
 
 def test_merge_keeps_the_stages_of_an_earlier_run(tmp_path, kit):

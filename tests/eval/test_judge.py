@@ -225,9 +225,11 @@ def test_air_bench_chat_judge_through_a_real_server(make_benchmark, fa_row, tiny
     assert results["overall", "missing"] == (1, 3) and results["overall", "unjudged"] == (0, 3)
     assert RUBRICS["air-bench-chat"].report_scale == 10.0
     details = json.loads((tmp_path / "served" / "details.json").read_text())
-    assert details["judge"]["prompt"] == "judge_airbench_chat_v1" and details["judge"]["model"] == model_reference(judge_lm)[0]
+    assert details["judge"]["prompt"] == "judge_airbench_chat_v1"
+    assert details["judge"]["model"] == model_reference(judge_lm)[0]
 
-    run_qa_eval(tmp_path / "answers.json", benchmark, tmp_path / "local", judge=TransformersBackendConfig(model=judge_lm))
+    local_judge = TransformersBackendConfig(model=judge_lm)
+    run_qa_eval(tmp_path / "answers.json", benchmark, tmp_path / "local", judge=local_judge)
     verdicts = ("judge_score", "judge_reference_score", "judge_answer", "errors")
     local, served = _items(tmp_path / "local"), _items(tmp_path / "served")
     assert [[item[key] for key in verdicts] for item in local] == [

@@ -9,7 +9,8 @@ import pytest
 from fusion_datasets.cli import main
 from fusion_datasets.eval.predict import run_predict
 
-FAMILIES = ["audioflamingo3", "musicflamingo", "qwen2.5-omni", "qwen3-omni", "granite-speech"]  # qwen2-audio: test_predict.py
+# qwen2-audio: test_predict.py
+FAMILIES = ["audioflamingo3", "musicflamingo", "qwen2.5-omni", "qwen3-omni", "granite-speech"]
 
 
 @pytest.mark.parametrize("name", FAMILIES)

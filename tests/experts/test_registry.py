@@ -107,7 +107,8 @@ def test_a_new_expert_brings_its_cues_to_fusion_and_qa_in_the_prompts_order():
                                                   "sound events": "dog; car"}
     assert "sound_caption" in steps["fusion"].reads() and "asr_text" not in steps["qa"].reads()
     copied = pickle.loads(pickle.dumps(steps["fusion"]))  # as Ray and map workers get it
-    assert copied.experts == steps["fusion"].experts and copied.prompt_data(batch, 0) == steps["fusion"].prompt_data(batch, 0)
+    assert copied.experts == steps["fusion"].experts
+    assert copied.prompt_data(batch, 0) == steps["fusion"].prompt_data(batch, 0)
     # which experts a step asks is not what it computes: a stage's columns are
     plain = _llm_steps(load_config("paper"))
     assert [step.fingerprint() for step in steps.values()] == [step.fingerprint() for step in plain.values()]

@@ -33,7 +33,8 @@ def test_an_llm_stage_keeps_max_concurrency_in_flight_over_the_whole_part():
     with StubChatServer(lambda request: FUSION_ANSWER, latency=0.05) as server:
         plan = Plan((CaptionFuser(backend=_stub_backend(server.base_url, 16)),))
         # a map batch of 8 would cap the requests in flight at 8: the executor gives the stage every row
-        cues, counters = LocalExecutor(plan, OutputConfig(batch_size=8)).run(ds, [Work(("fusion",), tuple(range(rows)))])
+        work = [Work(("fusion",), tuple(range(rows)))]
+        cues, counters = LocalExecutor(plan, OutputConfig(batch_size=8)).run(ds, work)
         assert server.peak_in_flight == 16 and server.requests == rows
     assert all(caption for caption in cues["caption"])
     assert counters["fusion"]["rows"] == rows and counters["fusion"]["errors"] == 0

@@ -97,7 +97,8 @@ def _assert_complete(output: Path) -> dict[str, str]:
     assert (stats["clips"], stats["captions"], stats["qa_pairs"]) == (len(IDS), len(captions), qa.num_rows)
     assert stats["errors_by_stage"].get("decode", 0) >= 1  # the corrupt clip, recorded, not fatal
     assert not [*(output / "data").rglob("*.tmp"), *(output / "state").rglob("*.tmp")]
-    parts = {path.stem for path in (output / "data").rglob("*.parquet")} | {p.stem for p in (output / "state").glob("*")}
+    parts = {path.stem for path in (output / "data").rglob("*.parquet")}
+    parts |= {path.stem for path in (output / "state").glob("*")}
     assert parts == {path.stem for path in (output / "data" / "cues").glob("*.parquet")}  # no stray file
     return captions
 

@@ -96,7 +96,8 @@ def test_a_stage_runs_the_type_its_config_names(tmp_path, tiny_zoo, clip_folder)
     """``experts.tagging.type: wav2vec2``: another tagger, the same columns, its own tags and fingerprint."""
     only_tagging = [arg for stage in ("speech", "sound", "music", "visual")
                     for arg in ("--set", f"experts.{stage}.enabled=false")]
-    wav2vec2 = ["--set", "experts.tagging.type=wav2vec2", "--set", f"experts.tagging.model={tiny_zoo['wav2vec2-audioset']}"]
+    wav2vec2 = ["--set", "experts.tagging.type=wav2vec2",
+                "--set", f"experts.tagging.model={tiny_zoo['wav2vec2-audioset']}"]
     runs = {}
     for name, extra in (("ast", []), ("wav2vec2", wav2vec2)):
         _run(clip_folder, tmp_path / name, *only_tagging, *extra)
@@ -109,8 +110,10 @@ def test_a_stage_runs_the_type_its_config_names(tmp_path, tiny_zoo, clip_folder)
     assert plan["tagging"]["fingerprint"] != ast_plan["tagging"]["fingerprint"]
     assert plan["fusion"]["fingerprint"] == ast_plan["fusion"]["fingerprint"]
     tags = {row["id"]: row["audio_tags"] for row in cues}
-    assert tags["corrupt"] is None and tags["music"] and tags["speech"] and tags != dict(zip(ast_cues["id"], ast_cues["audio_tags"]))
-    assert yaml.safe_load((tmp_path / "wav2vec2" / "config.yaml").read_text())["experts"]["tagging"]["type"] == "wav2vec2"
+    assert tags["corrupt"] is None and tags["music"] and tags["speech"]
+    assert tags != dict(zip(ast_cues["id"], ast_cues["audio_tags"]))
+    config = yaml.safe_load((tmp_path / "wav2vec2" / "config.yaml").read_text())
+    assert config["experts"]["tagging"]["type"] == "wav2vec2"
     assert "`Wav2Vec2AudioTagger`" in (tmp_path / "wav2vec2" / "README.md").read_text()
 
 
