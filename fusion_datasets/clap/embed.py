@@ -31,6 +31,7 @@ from fusion_datasets.clap.base import (
     in_batches,
     seeded_numpy,
 )
+from fusion_datasets.loading import loading_model
 
 DEFAULT_CLAP = "laion/clap-htsat-unfused"
 CLAP_KINDS = ("auto", "transformers", "laion")
@@ -159,19 +160,21 @@ def load_clap(
     """A CLAP backend for ``model``: a transformers folder or Hub id, or an original LAION-CLAP ``.pt``.
 
     ``text_encoder`` (LAION-CLAP only) names the RoBERTa config and tokenizer its text branch is built
-    from: a Hub id, or a local folder to run offline. ``revision`` applies to transformers models.
+    from: a Hub id, or a local folder to run offline. ``revision`` applies to transformers models. A model
+    that cannot be loaded is a UserError naming it (:func:`~fusion_datasets.loading.loading_model`).
 
     Example:
         >>> clap = load_clap("630k-audioset-best.pt", text_encoder="/models/roberta-base")  # doctest: +SKIP
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if clap_kind(model, kind) == "laion":
-        from fusion_datasets.clap.laion import LaionClap
+    with loading_model(model):
+        if clap_kind(model, kind) == "laion":
+            from fusion_datasets.clap.laion import LaionClap
 
-        return LaionClap(
-            model, text_encoder=text_encoder, device=device, dtype=dtype, batch_size=batch_size, seed=seed
+            return LaionClap(
+                model, text_encoder=text_encoder, device=device, dtype=dtype, batch_size=batch_size, seed=seed
+            )
+        return TransformersClap(
+            model, device=device, dtype=dtype, batch_size=batch_size, revision=revision, seed=seed
         )
-    return TransformersClap(
-        model, device=device, dtype=dtype, batch_size=batch_size, revision=revision, seed=seed
-    )

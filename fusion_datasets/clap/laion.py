@@ -19,6 +19,7 @@ import numpy as np
 
 from fusion_datasets import runtime
 from fusion_datasets.clap.base import as_torch_dtype, check_clips, in_batches, seeded_numpy
+from fusion_datasets.loading import loading_model
 
 # HTSAT's patch-embedding width names its size in laion_clap's model configs.
 _HTSAT_WIDTHS = {96: "HTSAT-tiny", 128: "HTSAT-base", 256: "HTSAT-large"}
@@ -162,10 +163,11 @@ def build_clap_module(amodel: str, fused: bool, text_encoder: str, device: str) 
     laion_clap = runtime.require("laion_clap", "laion")
     from transformers import AutoConfig, AutoTokenizer, RobertaModel
 
-    config = AutoConfig.from_pretrained(text_encoder)
+    with loading_model(text_encoder):
+        config = AutoConfig.from_pretrained(text_encoder)
+        tokenizer = AutoTokenizer.from_pretrained(text_encoder)
     if getattr(config, "hidden_size", None) != _TEXT_WIDTH:
         raise ValueError(f"text_encoder {text_encoder!r} must have hidden_size {_TEXT_WIDTH} (RoBERTa-base)")
-    tokenizer = AutoTokenizer.from_pretrained(text_encoder)
     # laion_clap puts its own folder on sys.path: its model module is the top-level ``clap_module.model``.
     model_module = importlib.import_module("clap_module.model")
     hook = importlib.import_module("laion_clap.hook")

@@ -30,6 +30,7 @@ from fusion_datasets import runtime
 from fusion_datasets.clap.base import in_batches
 from fusion_datasets.eval.predict import benchmark_name, load_benchmark, read_predictions
 from fusion_datasets.eval.report import OVERALL, write_model_index, write_report
+from fusion_datasets.loading import loading_model
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +65,8 @@ class _MeanPooledEncoder:
 
 def load_text_encoder(model: str = DEFAULT_TEXT_ENCODER, device: str | None = None,
                       batch_size: int = 64) -> TextEncoder:
-    """The text encoder ``model`` (a Hub id or folder), loaded once per process."""
+    """The text encoder ``model`` (a Hub id or folder), loaded once per process; one that cannot be loaded
+    is a UserError naming it."""
     from transformers import AutoConfig
 
     device = runtime.resolve_device(device)
@@ -76,7 +78,8 @@ def load_text_encoder(model: str = DEFAULT_TEXT_ENCODER, device: str | None = No
             return TransformersClap(model, device=device, batch_size=batch_size).embed_text
         return _MeanPooledEncoder(model, device, batch_size)
 
-    return runtime.cached_model(("text-encoder", model, device, batch_size), load)
+    with loading_model(model):
+        return runtime.cached_model(("text-encoder", model, device, batch_size), load)
 
 
 def average_precision(scores: np.ndarray, positives: np.ndarray, answered: np.ndarray | None = None) -> float:

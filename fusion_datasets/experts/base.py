@@ -21,6 +21,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from fusion_datasets import __version__, runtime
 from fusion_datasets.experts.cues import CueOptions, text_cues
+from fusion_datasets.loading import loading_model
 from fusion_datasets.media import MediaBatch
 from fusion_datasets.public import model_reference
 
@@ -213,7 +214,8 @@ class Expert(ABC, Generic[ConfigT]):
         dtype = runtime.resolve_dtype(self.config.dtype, device)
         # keyed by the loader, so experts that share one (sound and music captions) share the model
         key = (loader.__qualname__, self.config.model, self.config.revision, device, str(dtype), *key)
-        return runtime.cached_model(key, lambda: loader(device, dtype))
+        with loading_model(self.config.model):
+            return runtime.cached_model(key, lambda: loader(device, dtype))
 
     def pretrained_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of every ``from_pretrained`` call of this expert."""

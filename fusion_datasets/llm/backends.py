@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 from fusion_datasets import runtime
 from fusion_datasets.http_errors import is_transient, redact, retry_delay
 from fusion_datasets.llm.base import ChatBackend, Completion, Conversation, FollowUp, converse_in_rounds
+from fusion_datasets.loading import loading_model
 
 logger = logging.getLogger(__name__)
 
@@ -144,7 +145,8 @@ def make_backend(config: BackendConfig, rank: int | None = None) -> ChatBackend:
 
 def _transformers_backend(config: TransformersBackendConfig, rank: int | None) -> ChatBackend:
     device = runtime.resolve_device(config.device, rank)
-    return runtime.cached_model(("chat-backend", config, device), lambda: TransformersChatBackend(config, device))
+    with loading_model(config.model):
+        return runtime.cached_model(("chat-backend", config, device), lambda: TransformersChatBackend(config, device))
 
 
 def _server_backend(config: ServerBackendConfig, rank: int | None) -> ChatBackend:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from fusion_datasets import runtime
+from fusion_datasets.loading import loading_model
 from fusion_datasets.train.checkpoints import TrainingState, latest_checkpoint, load_checkpoint, save_checkpoint
 from fusion_datasets.train.config import TrainClapConfig
 from fusion_datasets.train.data import CaptionedClips, ClapCollator, TrainingClips, load_table
@@ -61,8 +62,9 @@ class TrainingLoop:
                 "on a machine without GPUs, set ACCELERATE_USE_CPU=1 (or use `accelerate launch --cpu`)"
             )
         set_seed(config.seed)
-        self.processor = ClapProcessor.from_pretrained(config.model)
-        model = ClapModel.from_pretrained(config.model)
+        with loading_model(config.model):
+            self.processor = ClapProcessor.from_pretrained(config.model)
+            model = ClapModel.from_pretrained(config.model)
         fused = bool(model.config.audio_config.enable_fusion)
         self.clips = TrainingClips(
             [

@@ -10,6 +10,7 @@ from sklearn.metrics import average_precision_score
 
 from fusion_datasets.cli import main
 from fusion_datasets.eval.classification import (
+    DEFAULT_TEXT_ENCODER,
     average_precision,
     caption_scores,
     classification_metrics,
@@ -243,3 +244,15 @@ def test_a_plain_text_model_encodes_by_mean_pooling(tiny_zoo):
     assert embeddings.shape[0] == 3 and np.allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-5)
     scores = caption_scores(["sound of rain", None], ["dog", "rain"], encoder)
     assert scores[0].argmax() == 1 and scores[0, 1] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_the_default_text_encoder_offline_is_named_in_one_line(esc50, write_jsonl, tmp_path, capsys, monkeypatch):
+    """Offline and not in the cache (the tests' empty Hub cache), the default encoder fails naming itself."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    file = _predictions(tmp_path, write_jsonl, {"music": "sound of church_bells"})
+    assert main(["eval", "classification", "--predictions", str(file), "--benchmark", str(esc50), "--output",
+                 str(tmp_path / "report")]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith(f"fusion-datasets: error: cannot load the model '{DEFAULT_TEXT_ENCODER}': ")
+    assert f"`hf download {DEFAULT_TEXT_ENCODER}`" in last and "HF_HUB_OFFLINE=1" in last
+    assert not (tmp_path / "report").exists()
