@@ -9,6 +9,8 @@ from pathlib import Path
 
 CONFIGS = ("cues", "captions", "qa")
 MANIFEST = "manifest.json"  # the run state: input, plan (each step's own description), parts
+# each local model's public name (`local:NAME`) -> its folder on the machine that ran; never uploaded (.cache/)
+LOCAL_MODELS = ".cache/local_models.json"
 
 
 def data_files(config: str) -> str:

@@ -8,6 +8,7 @@ and says what to do, wherever it is loaded (:func:`loading_model`).
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from fusion_datasets.errors import UserError
+from fusion_datasets.layout import LOCAL_MODELS
 from fusion_datasets.public import LOCAL
 
 _HUB_ID = re.compile(r"[\w.-]+(/[\w.-]+)?")  # "roberta-base", "laion/clap-htsat-unfused"
@@ -35,6 +37,16 @@ def load_undecoded(path: str, config: str | None = None, split: str = "train") -
     import datasets
 
     return undecoded(datasets.load_dataset(path, config, split=split))
+
+
+def recorded_local_model(output: Path, model: str) -> str | None:
+    """The folder behind ``model``, a local model's public name (``local:NAME``), as the run in the output folder
+    ``output`` recorded it on this machine (:data:`~fusion_datasets.layout.LOCAL_MODELS`), if it is still there."""
+    record = output / LOCAL_MODELS
+    if not model.startswith(LOCAL) or not record.is_file():
+        return None
+    folder = json.loads(record.read_text(encoding="utf-8")).get(model)
+    return folder if folder and Path(folder).exists() else None
 
 
 def unloadable_model(model: str, error: BaseException) -> str:

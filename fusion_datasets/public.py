@@ -43,6 +43,23 @@ def model_reference(model: str, revision: str | None = None) -> tuple[str, str |
     return model, revision
 
 
+def local_models(value: Any, key: str | None = None) -> dict[str, str]:
+    """The local models of a config mapping: each public name (``local:<folder name>``) -> the folder it
+    stands for, for this machine's own tools (the review's calibrate command), never for an output's readers.
+
+    Example:
+        >>> local_models({"filter": {"model": "/models/clap"}, "llm": {"model": "Qwen/QwQ-32B"}})
+        {'local:clap': '/models/clap'}
+    """
+    if isinstance(value, dict):
+        return {name: path for item_key, item in value.items() for name, path in local_models(item, item_key).items()}
+    if isinstance(value, (list, tuple)):
+        return {name: path for item in value for name, path in local_models(item, key).items()}
+    if isinstance(value, str) and key in MODEL_KEYS and model_reference(value)[0].startswith(LOCAL):
+        return {model_reference(value)[0]: os.path.abspath(os.path.expanduser(value))}
+    return {}
+
+
 def public_config(value: Any, key: str | None = None) -> Any:
     """A config mapping with its models named by :func:`model_reference` and its local paths by their name."""
     if isinstance(value, dict):

@@ -20,6 +20,7 @@ import numpy as np
 from fusion_datasets.clap.filter import ClapSimilarityFilter
 from fusion_datasets.clap.judgements import load_all_judgements, resolve_audio
 from fusion_datasets.files import write_text_atomically
+from fusion_datasets.loading import recorded_local_model
 
 logger = logging.getLogger(__name__)
 
@@ -154,6 +155,14 @@ def plot_calibration(scores: Any, labels: Any, result: CalibrationResult, path: 
     return path
 
 
+def reviewed_run_model(model: str, judgements: Sequence[str | Path]) -> str:
+    """``model``, or for a local model's public name (``local:NAME``) the folder that the run recorded, where the
+    judgements are a review's of that run (``OUT/review/<reviewer>.jsonl``, written by ``fusion-datasets review``).
+    """
+    folders = (recorded_local_model(Path(path).resolve().parent.parent, model) for path in judgements)
+    return next((folder for folder in folders if folder), model)  # else load_clap's error names the model
+
+
 def calibrate_filter(
     judgements: str | Path | Sequence[str | Path],
     model: str,
@@ -167,7 +176,9 @@ def calibrate_filter(
 ) -> CalibrationResult:
     """Score human judgements with ``model``, pick the threshold, and write ``calibration.json`` and ``.png``.
 
-    ``judgements`` is one file or several (one per reviewer, say): their rows are pooled.
+    ``judgements`` is one file or several (one per reviewer, say): their rows are pooled. ``model`` may be a
+    run's public name of a local model (``local:NAME``, as its config.yaml says) where the judgements are a
+    review's of that run (``OUT/review/*.jsonl``): the folder the run recorded is loaded.
 
     Example:
         >>> result = calibrate_filter("ratings.csv", "laion/clap-htsat-unfused", "out")  # doctest: +SKIP
@@ -175,7 +186,7 @@ def calibrate_filter(
     """
     files = [judgements] if isinstance(judgements, (str, Path)) else list(judgements)
     table = load_all_judgements(files, score_cutoff=score_cutoff, higher_is_better=higher_is_better)
-    scored = score_judgements(table, model, audio_root, **options)
+    scored = score_judgements(table, reviewed_run_model(model, files), audio_root, **options)
     scores, labels = scored["clap_score"], scored["good"]
     result = calibrate_threshold(scores, labels, beta=beta)
     output = Path(output_dir)

@@ -21,10 +21,11 @@ import datasets
 from tqdm.auto import tqdm
 
 from fusion_datasets import __version__
+from fusion_datasets.config import to_mapping
 from fusion_datasets.files import write_text_atomically
 from fusion_datasets.hub.card import PLOT, render_card
 from fusion_datasets.hub.push import HubPublisher, parse_hub_output, staging_dir
-from fusion_datasets.layout import MANIFEST
+from fusion_datasets.layout import LOCAL_MODELS, MANIFEST
 from fusion_datasets.pipeline.config import PipelineConfig, dump_config, load_run_config
 from fusion_datasets.pipeline.executor import LocalExecutor
 from fusion_datasets.pipeline.inputs import clip_ids, read_input
@@ -39,7 +40,7 @@ from fusion_datasets.pipeline.plan import Plan
 from fusion_datasets.pipeline.state import STATE, Part, RunState
 from fusion_datasets.pipeline.stats import add_up, failed_stages, summarize
 from fusion_datasets.pipeline.work import PartWork, WorkPlan, plan_work
-from fusion_datasets.public import public_config
+from fusion_datasets.public import local_models, public_config
 from fusion_datasets.runtime import process_rank, progress_bars, raise_if_interrupted
 
 logger = logging.getLogger(__name__)
@@ -101,6 +102,7 @@ class PipelineRunner:
         ds, ids, work = self.prepare()
         self.root.mkdir(parents=True, exist_ok=True)
         write_text_atomically(self.root / "config.yaml", dump_config(self.config))
+        write_text_atomically(self.root / LOCAL_MODELS, json.dumps(local_models(to_mapping(self.config)), indent=2))
         if work.clips_not_in_input:
             logger.warning("%d clips of %s are no longer in the input: %s (output.removed_clips)",
                            work.clips_not_in_input, self.root,

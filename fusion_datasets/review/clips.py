@@ -26,7 +26,8 @@ import yaml
 from fusion_datasets.errors import UserError
 from fusion_datasets.http_errors import redact
 from fusion_datasets.layout import config_files
-from fusion_datasets.public import model_reference
+from fusion_datasets.loading import recorded_local_model
+from fusion_datasets.public import LOCAL, model_reference
 
 CUE_COLUMNS = ("asr_text", "asr_language", "has_speech", "sound_caption", "has_music", "music_score",
                "music_caption", "video_caption", "caption_ambiguities", "caption_uncertain")
@@ -84,10 +85,13 @@ class ReviewClip:
 
 @dataclass(frozen=True)
 class FilterSettings:
-    """The CLAP filter of the run, from its published ``config.yaml``: the model's public name, the threshold."""
+    """The CLAP filter of the run, from its published ``config.yaml``: the model's public name, the threshold;
+    ``loadable``: whether ``calibrate-filter`` can load the model by that name here (a Hub id, or a local model
+    whose folder the run recorded and which is still there)."""
 
     model: str | None
     threshold: float | None
+    loadable: bool = False
 
 
 def public_message(text: str) -> str:
@@ -117,8 +121,9 @@ def filter_settings(root: Path) -> FilterSettings:
     config = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
     section = (config or {}).get("filter") or {}
     model, threshold = section.get("model"), section.get("threshold")
-    return FilterSettings(model=model and model_reference(model)[0],  # an older config's local path: its name
-                          threshold=None if threshold is None else float(threshold))
+    model = model and model_reference(model)[0]  # an older config's local path: its name
+    loadable = bool(model) and (not model.startswith(LOCAL) or recorded_local_model(root, model) is not None)
+    return FilterSettings(model=model, threshold=None if threshold is None else float(threshold), loadable=loadable)
 
 
 def _media(value: Any, root: Path) -> tuple[Media | None, str | None]:

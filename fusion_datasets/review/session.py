@@ -8,6 +8,7 @@ Example:
 from __future__ import annotations
 
 import json
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,20 +52,34 @@ class ReviewSession:
         plot = self.root / CALIBRATION_FOLDER / "calibration.png"
         return plot if plot.is_file() and plot.resolve().is_relative_to(self.root) else None
 
-    def calibration(self) -> dict[str, Any]:
-        """How to run calibrate-filter on the judgements, and its result where it has run (numbers only)."""
-        model = self.settings.model
-        shown = model if model and not model.startswith("local:") else "MODEL"
+    def calibration_result(self) -> dict[str, Any] | None:
+        """calibrate-filter's result where it has run into the review's calibration folder (numbers only)."""
         report = self.root / CALIBRATION_FOLDER / "calibration.json"
-        result = None
-        if report.is_file():
-            loaded = json.loads(report.read_text(encoding="utf-8"))
-            result = {key: loaded[key] for key in _REPORTED if key in loaded}
+        if not report.is_file():
+            return None
+        loaded = json.loads(report.read_text(encoding="utf-8"))
+        return {key: loaded[key] for key in _REPORTED if key in loaded}
+
+    def calibration(self) -> dict[str, Any]:
+        """How to run calibrate-filter on the judgements (in the output folder), how to apply its threshold to
+        the run, and its result where it has run.
+
+        The command names the run's CLAP model as config.yaml does: a Hub id, or a local model's public name
+        ``local:NAME``, which calibrate-filter finds in the run's record beside the judgements; ``MODEL`` where
+        neither loads here, which ``model_hint`` explains.
+        """
+        model = self.settings.model if self.settings.loadable else None
+        result = self.calibration_result()
+        threshold = f"{result['threshold']:.6g}" if result and "threshold" in result else "T"
         return {
-            "command": f"fusion-datasets calibrate-filter {REVIEW_FOLDER}/*.jsonl --model {shown} "
-                       f"--output {CALIBRATION_FOLDER}",
-            "model_hint": None if shown == model else f"MODEL: the filter's CLAP model ({model or 'filter.model'} "
-                                                      "in config.yaml), by Hub id or folder",
+            "command": f"fusion-datasets calibrate-filter {REVIEW_FOLDER}/*.jsonl "
+                       f"--model {shlex.quote(model or 'MODEL')} --output {CALIBRATION_FOLDER}",
+            "model_hint": None if model else f"MODEL: the folder of the filter's CLAP model "
+                                             f"({self.settings.model or 'filter.model'} in config.yaml), or its Hub id",
+            "apply": f"fusion-datasets run CONFIG --output OUT --set filter.threshold={threshold}",
+            "apply_hint": "CONFIG, OUT (this folder) and --input as the run was started"
+                          + ("" if result else "; T: the threshold calibrate-filter chose")
+                          + ". Only the CLAP filter and the steps that read its columns run again.",
             "result": result,
         }
 

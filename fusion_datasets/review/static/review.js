@@ -94,6 +94,8 @@ function showSummary(summary) {
 function showCalibration(calibration) {
   document.getElementById("calibration-command").textContent = calibration.command;
   document.getElementById("calibration-hint").textContent = calibration.model_hint || "";
+  document.getElementById("calibration-apply").textContent = calibration.apply;
+  document.getElementById("calibration-apply-hint").textContent = calibration.apply_hint;
   const result = calibration.result;
   document.getElementById("calibration-result").textContent = result
     ? `Last calibration: threshold ${number(result.threshold, 4)}, F${result.beta} ${number(result.f_beta, 3)}, ` +
