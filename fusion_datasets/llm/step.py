@@ -68,6 +68,11 @@ class ChatStepConfig:
         return {"max_new_tokens": self.max_new_tokens, "temperature": self.temperature, "seed": self.seed}
 
 
+def reask_message(answer_format: str, problem: str) -> str:
+    """What a step sends back after an answer it cannot use: the ``problem`` and the ``answer_format`` wanted."""
+    return f"Your answer could not be used: {problem}. Reply with only {answer_format}, and no other text."
+
+
 def render_prompt(template: str, placeholder: str, data: Mapping[str, Any]) -> str:
     r"""``template`` with ``data`` as one JSON object in place of ``placeholder`` (its data block).
 
@@ -248,8 +253,7 @@ class ChatStep(Expert[StepConfigT]):  # type: ignore[type-var]  # an Expert whos
         return results, failures
 
     def reask_message(self, problem: str) -> str:
-        return (f"Your answer could not be used: {problem}. "
-                f"Reply with only {self.answer_format}, and no other text.")
+        return reask_message(self.answer_format, problem)
 
 
 class CueStep(ChatStep[StepConfigT]):  # type: ignore[type-var]

@@ -168,12 +168,16 @@ def uses_tiny_zoo(name_or_path: str) -> bool:
     return TINY_ZOO in _config_text(name_or_path)
 
 
-def load_config(name_or_path: str, overrides: tuple[str, ...] | list[str] = ()) -> PipelineConfig:
+def load_config(
+    name_or_path: str, overrides: tuple[str, ...] | list[str] = (), tiny_zoo: Path | None = None
+) -> PipelineConfig:
     """A bundled config by name, or a YAML file, with ``key=value`` overrides applied.
 
-    ``{tiny_zoo}`` becomes :func:`tiny_zoo_dir`; nothing is built here (see :func:`uses_tiny_zoo`).
+    ``{tiny_zoo}`` becomes ``tiny_zoo`` (default: :func:`tiny_zoo_dir`); nothing is built here (see
+    :func:`uses_tiny_zoo`).
     """
-    data = yaml.safe_load(_config_text(name_or_path).replace(TINY_ZOO, str(tiny_zoo_dir()))) or {}
+    zoo = str(tiny_zoo or tiny_zoo_dir())
+    data = yaml.safe_load(_config_text(name_or_path).replace(TINY_ZOO, zoo)) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"config {name_or_path}: expected a mapping of sections (name, input, experts, llm, "
                           f"fusion, filter, qa, output), got a {type(data).__name__}")

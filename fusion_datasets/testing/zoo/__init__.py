@@ -40,6 +40,8 @@ _BUILDERS: dict[str, str] = {
     "qwen2.5-vl": "vision:build_tiny_qwen2_5_vl",
 }
 TINY_MODEL_NAMES: tuple[str, ...] = tuple(_BUILDERS)
+# built with the zoo's folder: checked on the prompts that the zoo's cue models make for the demo's clips
+_BUILT_FROM_ZOO = ("fusion-lm", "qa-lm")
 _COMPLETE_MARKER = ".tiny-zoo-complete"
 
 
@@ -63,7 +65,8 @@ def build_tiny_model(name: str, root: str | Path, overwrite: bool = False) -> Pa
     staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
     try:
         logger.info("building tiny %s into %s", name, target)
-        _builder(name)(staging)
+        builder = _builder(name)
+        builder(staging, target.parent) if name in _BUILT_FROM_ZOO else builder(staging)
         (staging / _COMPLETE_MARKER).touch()
         if target.exists():
             shutil.rmtree(target)
