@@ -61,7 +61,6 @@ CHAT_ORDERS = ("both", "reference-first")
 CHAT_CATEGORIES = {"speech_QA": "speech", "speech_dialogue_QA": "speech", "sound_QA": "sound",
                    "sound_generation_QA": "sound", "music_QA": "music", "music_generation_analysis_QA": "music",
                    "speech_and_sound_QA": "mixed", "speech_and_music_QA": "mixed"}
-COUNT_METRICS = ("missing", "unmappable", "unaligned", "unjudged", "unparsed")
 _CHAT_TASK = re.compile(r"(.+?_QA)(?:_|$)")
 
 
@@ -78,14 +77,15 @@ def _grouped(benchmark: str, metric: str, tasks: Sequence[str], values: Iterable
 
 def _counted(benchmark: str, metric: str, tasks: Sequence[str], flags: Sequence[bool],
              protocol: str | None = None) -> list[dict[str, Any]]:
-    """Per task and overall, how many rows are ``flags`` (a count, not a percentage; ``n``: the rows)."""
+    """Per task and overall, how many questions are ``flags`` (a count of questions, not a percentage;
+    ``n``: the questions)."""
     groups: dict[str, list[bool]] = {}
     for task, flag in zip(tasks, flags):
         groups.setdefault(task, []).append(flag)
     rows = [{"benchmark": benchmark, "task": task, "metric": metric, "value": sum(group), "n": len(group),
-             "protocol": protocol} for task, group in groups.items()]
+             "protocol": protocol, "counts": "questions"} for task, group in groups.items()]
     return rows + [{"benchmark": benchmark, "task": OVERALL, "metric": metric, "value": sum(flags),
-                    "n": len(flags), "protocol": protocol}]
+                    "n": len(flags), "protocol": protocol, "counts": "questions"}]
 
 
 def _choice_rows(benchmark: str, tasks: Sequence[str], correct: Sequence[bool | None], counted: str,
@@ -374,5 +374,5 @@ def run_qa_eval(
                or (align and OptionAligner(align).provenance_entry())}
     write_text_atomically(folder / "details.json", json.dumps(details, indent=2) + "\n")
     if model_index:
-        write_model_index(model_index, report, "audio-text-to-text", skip_metrics=COUNT_METRICS)
+        write_model_index(model_index, report, "audio-text-to-text")
     return report

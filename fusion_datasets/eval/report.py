@@ -3,14 +3,16 @@
 ``report.json`` is ``{"model": ..., "results": [{"benchmark", "task", "metric", "value", "n"}, ...]}``
 with one row per benchmark, task and metric, and a row of task ``overall`` per benchmark and metric.
 A row may carry ``ci95``, ``[low, high]``, a 95% confidence interval of its value, and ``protocol``, the
-reference protocol it follows (``zero-shot/mean-over-5-folds``).
+reference protocol it follows (``zero-shot/mean-over-5-folds``). A row whose value is a count, not a measure,
+says what it counts in ``counts`` (``"questions"``: 12 of its ``n`` questions were ``unmappable``); ``report.md``
+gives counts a table of their own, with their unit, so no column mixes them with percentages.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,16 +37,23 @@ def _checked(row: Mapping[str, Any]) -> dict[str, Any]:
         checked["ci95"] = [float(bound) for bound in row["ci95"]]
     if row.get("protocol"):
         checked["protocol"] = str(row["protocol"])
+    if row.get("counts"):
+        checked["counts"] = str(row["counts"])
     return checked
+
+
+def is_count(row: Mapping[str, Any]) -> bool:
+    """Whether ``row``'s value counts items (``row["counts"]`` says which) rather than measuring the model."""
+    return bool(row.get("counts"))
 
 
 def with_overall(results: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """``results`` grouped by benchmark, each followed by its ``overall`` rows.
 
     A benchmark and metric without an ``overall`` row from the caller get one: the mean of its tasks
-    weighted by ``n`` (the tasks split the benchmark's items), with ``n`` their sum, and their ``protocol``
-    where they share one. Callers whose tasks do not split the items (retrieval's two directions) give
-    their own ``overall`` rows.
+    weighted by ``n`` (the tasks split the benchmark's items), or for a count their sum, with ``n`` their sum,
+    and their ``protocol`` where they share one. Callers whose tasks do not split the items (retrieval's two
+    directions) give their own ``overall`` rows.
 
     Example:
         >>> rows = [{"benchmark": "b", "task": t, "metric": "accuracy", "value": v, "n": n}
@@ -66,6 +75,8 @@ def with_overall(results: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
             weights = [row["n"] for row in tasks] if total else [1] * len(tasks)
             value = sum(weight * row["value"] for weight, row in zip(weights, tasks)) / sum(weights)
             overall = {"benchmark": benchmark, "task": OVERALL, "metric": metric, "value": value, "n": total}
+            if is_count(tasks[0]):
+                overall.update(value=sum(row["value"] for row in tasks), counts=tasks[0]["counts"])
             protocols = {row.get("protocol") for row in tasks}
             if len(protocols) == 1 and None not in protocols:
                 overall["protocol"] = protocols.pop()
@@ -80,10 +91,10 @@ def _number(value: float) -> str:
 def paper_table(report: Mapping[str, Any]) -> str:
     """The layout of the paper's tables: one row for the model, a column per benchmark and task.
 
-    Each benchmark shows its headline metric (its first metric; of a task given under several protocols,
-    the first row); its ``overall`` column is left out when it has a single task.
+    Each benchmark shows its headline metric (its first metric that is not a count; of a task given under
+    several protocols, the first row); its ``overall`` column is left out when it has a single task.
     """
-    rows = report["results"]
+    rows = [row for row in report["results"] if not is_count(row)]
     headline: dict[str, str] = {}
     for row in rows:
         headline.setdefault(row["benchmark"], row["metric"])
@@ -102,36 +113,59 @@ def paper_table(report: Mapping[str, Any]) -> str:
     ]) + "\n"
 
 
-def report_markdown(report: Mapping[str, Any]) -> str:
-    """The report as Markdown: :func:`paper_table`, then every row (with a 95% CI column when any has one,
-    and a protocol column when any names one)."""
-    rows = report["results"]
+def _table(header: Sequence[str], numeric: Sequence[str], lines: Iterable[Sequence[str]]) -> list[str]:
+    """A Markdown table; the ``numeric`` columns are right-aligned."""
+    rule = "|" + "|".join("---:" if name in numeric else "---" for name in header) + "|"
+    return ["| " + " | ".join(header) + " |", rule, *("| " + " | ".join(cells) + " |" for cells in lines)]
+
+
+def _results_table(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The measures: every row that is not a count (with a 95% CI column when any has one, and a protocol
+    column when any names one)."""
     with_ci = any("ci95" in row for row in rows)
     with_protocol = any("protocol" in row for row in rows)
     header = ["benchmark", "task", "metric", "value", "n"] + (["95% CI"] if with_ci else [])
     header += ["protocol"] if with_protocol else []
-    lines = [
-        f"# Evaluation of `{report['model']}`",
-        "",
-        paper_table(report),
-        "## All results",
-        "",
-        "| " + " | ".join(header) + " |",
-        "|" + "|".join(["---"] * 3 + ["---:"] * 2 + ["---"] * (with_ci + with_protocol)) + "|",
-    ]
+    lines = []
     for row in rows:
-        cells = [
-            str(row["benchmark"]),
-            str(row["task"]),
-            str(row["metric"]),
-            _number(row["value"]),
-            str(row["n"]),
-        ]
+        cells = [str(row["benchmark"]), str(row["task"]), str(row["metric"]), _number(row["value"]), str(row["n"])]
         if with_ci:
             cells.append(f"[{_number(row['ci95'][0])}, {_number(row['ci95'][1])}]" if "ci95" in row else "")
         if with_protocol:
             cells.append(f"`{row['protocol']}`" if "protocol" in row else "")
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append(cells)
+    return _table(header, ("value", "n"), lines)
+
+
+def _counts_table(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The counts, each with its unit and what it is out of: ``12 questions`` of ``400 questions``."""
+    with_protocol = any("protocol" in row for row in rows)
+    header = ["benchmark", "task", "counted", "number", "out of"] + (["protocol"] if with_protocol else [])
+    lines = [[str(row["benchmark"]), str(row["task"]), str(row["metric"]), _quantity(row["value"], row["counts"]),
+              _quantity(row["n"], row["counts"]), *([f"`{row['protocol']}`" if "protocol" in row else ""]
+                                                    if with_protocol else [])]
+             for row in rows]
+    return _table(header, ("number", "out of"), lines)
+
+
+def _quantity(count: float, unit: str) -> str:
+    """``count`` with its ``unit`` (a plural noun).
+
+    Example:
+        >>> _quantity(12, "questions"), _quantity(1, "questions")
+        ('12 questions', '1 question')
+    """
+    return f"{count:.0f} {unit.removesuffix('s') if count == 1 else unit}"
+
+
+def report_markdown(report: Mapping[str, Any]) -> str:
+    """The report as Markdown: :func:`paper_table`, every measure, then the counts in a table of their own."""
+    rows = report["results"]
+    counts = [row for row in rows if is_count(row)]
+    lines = [f"# Evaluation of `{report['model']}`", "", paper_table(report), "## All results", "",
+             *_results_table([row for row in rows if not is_count(row)])]
+    if counts:
+        lines += ["", "## Counts", "", *_counts_table(counts)]
     return "\n".join(lines) + "\n"
 
 
@@ -151,10 +185,11 @@ def write_report(path_dir: str | Path, model: str, results: Iterable[Mapping[str
 
 def model_index(report: Mapping[str, Any], task_type: str,
                 skip_metrics: Iterable[str] = ()) -> list[dict[str, Any]]:
-    """The report's rows as ``model-index`` entries for a model card (metric names say the task).
+    """The report's measures as ``model-index`` entries for a model card (metric names say the task); counts
+    and ``skip_metrics`` are left out.
 
     Example:
-        >>> entries = model_index(report, "audio-text-to-text", skip_metrics=["missing"])  # doctest: +SKIP
+        >>> entries = model_index(report, "audio-classification", skip_metrics=["coverage"])  # doctest: +SKIP
     """
     from huggingface_hub import EvalResult
     from huggingface_hub.repocard_data import eval_results_to_model_index
@@ -164,7 +199,7 @@ def model_index(report: Mapping[str, Any], task_type: str,
         EvalResult(task_type=task_type, dataset_type=row["benchmark"], dataset_name=row["benchmark"],
                    metric_type=row["metric"], metric_value=round(row["value"], 4),
                    metric_name=f"{row['metric']} ({row['task']})")
-        for row in report["results"] if row["metric"] not in skipped
+        for row in report["results"] if row["metric"] not in skipped and not is_count(row)
     ]
     return eval_results_to_model_index(str(report["model"]), results)
 

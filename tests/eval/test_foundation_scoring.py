@@ -125,6 +125,10 @@ def test_strict_and_aligned_scores_and_their_protocols(tmp_path, foundation):
     assert rows["overall", "missing", strict] == (1, 8)
     markdown = (tmp_path / "report" / "report.md").read_text()
     assert "| `preds` | 75.00 | 50.00 | 66.67 |" in markdown  # the paper's table: AIR-Bench's own (aligned)
+    results, counts = markdown.split("## All results\n", 1)[1].split("## Counts\n")
+    assert "unmappable" not in results and "missing" not in results  # no count among the percentages
+    assert f"| air-bench-foundation | overall | unmappable | 3 questions | 8 questions | `{strict}` |" in counts
+    assert f"| air-bench-foundation | overall | unaligned | 1 question | 8 questions | `{aligned}` |" in counts
     # seven answers sent, none twice (no re-ask), sampled as AIR-Bench does, with the seed given
     assert len(requests) == 7 and {(request["seed"], request["temperature"]) for request in requests} == {(7, 1.0)}
     prompts = [request["messages"][-1]["content"] for request in requests]  # in the order they arrived

@@ -66,3 +66,27 @@ def test_an_overall_row_names_the_protocol_its_tasks_share(tmp_path):
     overall = {row["metric"]: row for row in report["results"] if row["task"] == "overall"}
     assert overall["accuracy"]["protocol"] == grouped and "protocol" not in overall["judge_score"]
     assert f"| clotho-aqa | overall | accuracy | 70.00 | 40 | `{grouped}` |" in (tmp_path / "report.md").read_text()
+
+
+def test_counts_get_a_table_of_their_own_with_their_unit(tmp_path):
+    report = write_report(tmp_path, "m", [
+        _row("Sound_AQA", "accuracy", 50.0, 4, "air-bench-foundation"),
+        _row("Music_QA", "accuracy", 25.0, 4, "air-bench-foundation"),
+        _row("Sound_AQA", "unmappable", 2, 4, "air-bench-foundation", counts="questions"),
+        _row("Music_QA", "unmappable", 10, 396, "air-bench-foundation", counts="questions"),
+    ])
+    overall = {row["metric"]: row for row in report["results"] if row["task"] == "overall"}
+    assert overall["unmappable"]["value"] == 12 and overall["unmappable"]["n"] == 400  # a count adds up
+    assert overall["unmappable"]["counts"] == "questions" and overall["accuracy"]["value"] == 37.5
+    markdown = (tmp_path / "report.md").read_text()
+    head, results, counts = markdown.split("## ")[0], *markdown.split("## ")[1:]
+    assert "unmappable" not in head and "unmappable" not in results and "12.00" not in markdown
+    assert results.startswith("All results") and counts.startswith("Counts")
+    assert "| benchmark | task | counted | number | out of |\n|---|---|---|---:|---:|" in counts
+    assert "| air-bench-foundation | overall | unmappable | 12 questions | 400 questions |" in counts
+    assert "| air-bench-foundation | overall | accuracy | 37.50 | 8 |" in results
+
+
+def test_a_report_without_counts_has_no_counts_table(tmp_path):
+    write_report(tmp_path, "m", [_row("t2a", "R@1", 40.0, 50, "clotho")])
+    assert "## Counts" not in (tmp_path / "report.md").read_text()
