@@ -1,7 +1,8 @@
 """``stats.json``: the counts of an output's data and the counters of the work that made it.
 
 Data counts (clips, errors by stage, captions, QA pairs, the CLAP score histogram) are those of each
-part's data, added up over the parts. Work counters are what each stage reported while it ran (rows,
+part's data, added up over the parts; ``clap_histogram_edges`` gives the histogram's bin edges (its 40 counts
+cover the cosine range [-1, 1] in steps of 0.05). Work counters are what each stage reported while it ran (rows,
 rows with its errors, seconds, tokens, retries, re-asks, filter removals): a part keeps the sum over
 every run that touched it, so a ``--retry-errors`` run adds its seconds to the first run's.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from fusion_datasets.clap.filter import HISTOGRAM_EDGES
 from fusion_datasets.llm.step import USAGE_FIELDS
 
 
@@ -43,6 +45,8 @@ def summarize(parts: Sequence[Any], input_ids: Iterable[str], fingerprints: Mapp
     for part in parts:
         total = add_up(total, part.counts)
         stages = add_up(stages, part.work)
+    if "clap_histogram" in total:  # what each count covers: [edges[i], edges[i + 1]), the last bin closed
+        total["clap_histogram_edges"] = list(HISTOGRAM_EDGES)
     total.setdefault("errors_by_stage", {})
     wanted = set(input_ids)
     done = {clip for part in parts for clip in part.ids}
