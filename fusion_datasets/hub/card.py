@@ -62,6 +62,7 @@ COUNT_LABELS = {
     "llm_usage": "LLM usage",
     "clips_to_do": "input clips not done yet",
     "clips_not_in_input": "clips no longer in the input",
+    "input_unreadable": "input folders that could not be read",
     "parts_with_another_plan": "parts made with another config",
 }
 # stats.json's per-stage work counters: the card shows their seconds and LLM usage, not every counter
@@ -271,6 +272,7 @@ def render_card(root: Path | str, config: PipelineConfig) -> Path:
     steps = json.loads((root / MANIFEST).read_text(encoding="utf-8"))["plan"]
     settings = {step["stage"]: step["settings"] for step in steps}
     clips = summary.rows.get("cues", 0)
+    repo_id = parse_hub_output(config.output.path)  # a run published to the Hub as it goes
     template = resources.files("fusion_datasets.cards").joinpath(TEMPLATE).read_text(encoding="utf-8")
     data = card_data(config, summary)
     card = DatasetCard.from_template(
@@ -294,7 +296,8 @@ def render_card(root: Path | str, config: PipelineConfig) -> Path:
         coverage=[(name, count, f"{100 * count / max(clips, 1):.1f}%")
                   for name, count in summary.coverage.items()],
         clip_licenses=list(summary.licenses.items()),
-        dataset_id=parse_hub_output(config.output.path),
+        dataset_id=repo_id or root.resolve().name,  # what load_dataset takes: the Hub id, or the folder
+        on_hub=repo_id is not None,
     )
     token_env = getattr(config.llm, "token_env", None)  # a served LLM's token
     server_token = os.environ.get(token_env) if token_env else None

@@ -13,7 +13,7 @@ from huggingface_hub import DatasetCard
 
 from fusion_datasets.cli import main
 from fusion_datasets.experts import VideoDescriber, register
-from fusion_datasets.hub.card import PLOT, count_label, render_card, size_category
+from fusion_datasets.hub.card import COUNT_LABELS, PLOT, count_label, count_rows, render_card, size_category
 from fusion_datasets.pipeline.config import load_config, load_run_config
 from fusion_datasets.prompts import read_prompt
 from fusion_datasets.testing import media
@@ -86,6 +86,25 @@ def test_counts_on_the_card_equal_stats_json(run_output):
     assert (stats["clips"], stats["captions"], stats["errors_by_stage"]) == (3, 2, {"decode": 1})
     assert "| decode | 1 |" in text
     assert _table(text, "How to load")["`qa`"] == str(stats["qa_pairs"])
+
+
+def test_every_count_is_named_in_words(run_output):
+    counts = _table((run_output / "README.md").read_text(), "Counts")
+    assert counts["input folders that could not be read"] == "0" and "input_unreadable" not in counts
+    labels = [label for label, _ in count_rows(json.loads((run_output / "stats.json").read_text()))]
+    derived = {"filter removal rate, percent", "QA pairs per kept caption"}
+    assert set(labels) <= set(counts)
+    assert {label.split(":")[0] for label in labels} <= {*COUNT_LABELS.values(), *derived}  # no raw key
+
+
+def test_the_load_snippet_names_the_output_folder_or_the_hub_dataset(run_output, copy_of_output):
+    snippet = 'load_dataset("out", "captions", split="train")  # this folder, from the folder that holds it'
+    assert snippet in (run_output / "README.md").read_text() and run_output.name == "out"
+    config = yaml.safe_load((copy_of_output / "config.yaml").read_text())
+    config["output"]["path"] = "hf://datasets/me/tiny-captions"  # a run that published as it went
+    (copy_of_output / "config.yaml").write_text(yaml.safe_dump(config))
+    text = render_card(copy_of_output, load_run_config(copy_of_output)).read_text()
+    assert 'captions = load_dataset("me/tiny-captions", "captions", split="train")\n' in text
 
 
 def test_card_names_every_model_and_prompt_hash_and_the_thresholds(run_output, tiny_zoo):
