@@ -13,8 +13,9 @@ from fusion_datasets.builders.qa import QA_FEATURES, FusionAudioQABuilder, from_
 
 @register("air-bench-chat")
 class AirBenchChat(FusionAudioQABuilder):
-    """AIR-Bench Chat (its own ``Chat_meta.json`` or the FusionAudio eval JSON); ``meta_info`` (the clip's
-    reference captions or transcript, which the judge sees) is kept as the text the JSON gives."""
+    """AIR-Bench Chat from its own ``Chat/`` folder (``Chat_meta.json``, the audio in
+    ``<task_name>_<dataset_name>/``) or the FusionAudio eval JSON; ``meta_info`` (the clip's reference captions
+    or transcript, which the judge sees) is kept as the text the JSON gives."""
 
     FEATURES = datasets.Features({**QA_FEATURES, "meta_info": datasets.Value("string")})
 

@@ -87,8 +87,8 @@ def _choices(item: dict[str, Any]) -> list[str]:
 
 @register("air-bench-foundation")
 class AirBenchFoundation(FusionAudioQABuilder):
-    """AIR-Bench Foundation (its own meta file or the FusionAudio eval JSON), with ``options`` and
-    ``answer_letter``."""
+    """AIR-Bench Foundation from its own ``Foundation/`` folder (``Foundation_meta.json``, the audio in
+    ``<task_name>_<dataset_name>/``) or the FusionAudio eval JSON; rows get ``options`` and ``answer_letter``."""
 
     FEATURES = datasets.Features({
         **QA_FEATURES,

@@ -11,18 +11,19 @@ from fusion_datasets.builders.retrieval import RetrievalBuilder
 
 @register("audiocaps")
 class AudioCaps(RetrievalBuilder):
-    """AudioCaps ``test.csv`` (or ``val.csv``, ``train.csv``: audiocap_id, youtube_id, start_time, caption)
-    joined with the downloaded clips, named like AudioSet clips (``Y<ytid>``, ``<ytid>``,
-    ``<ytid>_<start>...``: a name with a start time must carry the row's), under the audio root."""
+    """AudioCaps' ``test.csv`` (``val.csv``, ``train.csv``) joined with the downloaded clips under the audio
+    root, named like AudioSet clips (``Y<ytid>``, ``<ytid>``, ``<ytid>_<start>...``: a name with a start time
+    must carry the row's); a clip's caption lines make one row with its captions."""
 
     METADATA = {"test": "test.csv", "validation": "val.csv", "train": "train.csv"}
+    COLUMNS = ("youtube_id", "start_time", "caption")
 
     def rows(self, split: str) -> Iterator[dict[str, Any]]:
         path = self.metadata_file(split)
         index = ClipIndex(self.audio_root)
         clips: dict[str, dict[str, Any] | None] = {}
         starts: dict[str, float] = {}  # a clip's start, from its first row (a later caption row needs none)
-        for line, row in self.read_csv(path, columns=("youtube_id", "start_time", "caption")):
+        for line, row in self.read_csv(path, columns=self.COLUMNS):
             where, ytid = f"{path}:{line}", row["youtube_id"]
             try:
                 start = starts.setdefault(ytid, float(row["start_time"]))

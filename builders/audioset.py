@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fusion_datasets.builders.base import ClipIndex, register
+from fusion_datasets.builders.base import ClipIndex, option, register
 from fusion_datasets.builders.sources import SourceBuilder, SourceConfig
 from fusion_datasets.labels import audioset_labels
 
@@ -16,22 +16,25 @@ SEGMENT_COLUMNS = ("YTID", "start_seconds", "end_seconds", "positive_labels")
 
 @dataclass
 class AudioSetConfig(SourceConfig):
-    labels: str | None = None  # index,mid,display_name CSV; default: the data folder's, or bundled
-    trimmed: bool = True  # files named by YouTube id alone hold the 10 s clip; false: cut by times
+    labels: str | None = option("the label index (index,mid,display_name; default: class_labels_indices.csv in "
+                                "--data-dir, else the bundled one)", metavar="FILE")
+    trimmed: bool = option("a file named by YouTube id alone holds the 10 s clip", default=True,
+                           off="it is the whole video, cut at each segment's times")
 
 
 @register("audioset")
 class AudioSet(SourceBuilder):
-    """AudioSet segments (``*segments*.csv``: YTID, start_seconds, end_seconds, positive_labels) joined with
-    the downloaded clips (``Y<ytid>``, ``<ytid>``, ``<ytid>_<start>_<end>``, audio and/or video); ids are
-    ``<ytid>_<start>_<end>``, the human labels ``audio_tags`` with score 1.0."""
+    """AudioSet's segment CSVs (``*segments*.csv`` in the data folder: YTID, start_seconds, end_seconds,
+    positive_labels, no header) joined with the downloaded clips under the audio root (``Y<ytid>``, ``<ytid>``
+    or ``<ytid>_<start>_<end>``, audio and/or video); ids are ``<ytid>_<start>_<end>``, the human labels
+    ``audio_tags`` with score 1.0."""
 
     BUILDER_CONFIG_CLASS = AudioSetConfig
 
     def _label_names(self) -> dict[str, str]:
         path = Path(self.config.labels) if self.config.labels else self.data_dir / "class_labels_indices.csv"
         if path.is_file():
-            rows = self.read_csv(path, columns=("mid", "display_name"))
+            rows = self.read_csv(path, columns=("mid", "display_name"), metadata=False)
             return {row["mid"]: row["display_name"] for _, row in rows}
         if self.config.labels:
             raise FileNotFoundError(f"audioset: label index {path} not found")

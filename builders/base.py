@@ -20,8 +20,9 @@ import re
 import shutil
 import tempfile
 import uuid
+from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import Field, dataclass, field, fields
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
 
@@ -31,7 +32,7 @@ import yaml
 from fusion_datasets.builders.leakage import CLIPS_FILE, BenchmarkClips, record_benchmark
 from fusion_datasets.builders.names import audioset_name, media_stem, reference_parts, split_of_file
 from fusion_datasets.builders.readers import read_csv, read_json_rows
-from fusion_datasets.builders.report import STATS_FILE, BuildReport
+from fusion_datasets.builders.report import STATS_FILE, BuildReport, amount
 from fusion_datasets.config import from_mapping
 from fusion_datasets.errors import UserError
 from fusion_datasets.files import write_text_atomically
@@ -40,14 +41,25 @@ from fusion_datasets.media_files import pair_media
 MISSING_FILE = "missing_clips.csv"
 
 
+def option(help: str, default: Any = None, metavar: str | None = None, off: str | None = None) -> Any:
+    """A builder config field that is also an option of ``fusion-datasets build NAME`` (``--field-name``).
+
+    A true-by-default field is the flag ``--no-field-name``: ``help`` says what holds by default, ``off``
+    what holds with the flag. Every option is ``--set name=value`` too.
+    """
+    return field(default=default, metadata={"help": help, "metavar": metavar, "off": off})
+
+
 @dataclass
 class BuildConfig(datasets.BuilderConfig):
     """Options every builder takes."""
 
-    data_file: str | None = None  # the metadata or JSON file, when not the default one in data_dir
-    audio_root: str | None = None  # the folder audio paths resolve in (default: data_dir)
-    split: str | None = None  # the split built (default: what --data-file's name says, else the builder's)
-    encoding: str | None = None  # the metadata's text encoding (default: UTF-8; a file that is not is said)
+    data_file: str | None = option("the metadata or FusionAudio JSON file, if not the default one", metavar="FILE")
+    audio_root: str | None = option("the folder audio paths resolve in (default: --data-dir)", metavar="DIR")
+    split: str | None = option("the split built (default: what --data-file's name says, else the builder's)",
+                               metavar="NAME")
+    encoding: str | None = option("the metadata's text encoding, when not UTF-8 (cp949, cp1252, ...)",
+                                  metavar="CODEC")
 
 
 class FusionBuilder(datasets.GeneratorBasedBuilder):
@@ -61,11 +73,22 @@ class FusionBuilder(datasets.GeneratorBasedBuilder):
     NAME: ClassVar[str] = ""
     TEST_SET: ClassVar[bool] = False  # a retrieval/QA test set: its clips are kept out of sources by default
     METADATA: ClassVar[dict[str, str]] = {}  # split -> its metadata file under the data folder
+    COLUMNS: ClassVar[tuple[str, ...]] = ()  # the columns its metadata CSV's header must name
+    ROW_UNIT: ClassVar[str] = "clips"  # what a row of the built dataset is, in the build's summary
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.report = BuildReport(self.NAME)
+        self.report = BuildReport(self.NAME, written=Counter({self.row_unit: 0}))
         self.benchmark_clips = BenchmarkClips()
+
+    @classmethod
+    def options(cls) -> list[Field]:
+        """The config fields a user sets (``data_file``, ``vocabulary``, ...): those made by :func:`option`."""
+        return [item for item in fields(cls.BUILDER_CONFIG_CLASS) if "help" in item.metadata]
+
+    @property
+    def row_unit(self) -> str:
+        return self.ROW_UNIT
 
     def _info(self) -> datasets.DatasetInfo:
         description = " ".join((self.__doc__ or "").split())
@@ -98,7 +121,7 @@ class FusionBuilder(datasets.GeneratorBasedBuilder):
 
     def _generate_examples(self, split: str) -> Iterator[tuple[str, dict[str, Any]]]:
         for row in self.rows(split):
-            self.report.written += 1
+            self.report.written[self.row_unit] += 1
             yield row["id"], row
 
     def rows(self, split: str) -> Iterator[dict[str, Any]]:
@@ -208,13 +231,22 @@ def _check_folders(data_dir: Path, output: Path, audio_root: str | None) -> None
         raise UserError(f"{output} is not empty and holds no earlier build ({STATS_FILE}); use a new folder")
 
 
+# What to do when most rows were skipped for a reason other than their audio; else check the folders.
+_ADVICE = {
+    "undecodable_text": "Give the metadata's text encoding with --encoding (cp949, cp1252, ...)",
+    "bad_csv_line": "Check that the metadata is the dataset's own file (--data-file), with its delimiter and columns",
+    "unknown_label": "Check that the vocabulary or label index given is the dataset's own",
+}
+
+
 def _nothing_written(report: BuildReport, data_dir: Path, audio_root: str | None) -> UserError:
-    first = report.first_problem()
+    first, most = report.first_problem(), report.skipped.most_common(1)
+    folders = f"Check --data-dir and --audio-root (audio is looked up under {os.path.abspath(audio_root or data_dir)})"
+    advice = _ADVICE.get(most[0][0], folders) if most else folders
     return UserError(
-        f"{report.name}: no rows written from {data_dir}: {report.skips()}"
+        f"{report.name}: no rows to write from {data_dir}: {report.counts()}"
         + (f"; the first: {first}" if first else "")
-        + f". Check --data-dir and --audio-root (audio is looked up under {os.path.abspath(audio_root or data_dir)});"
-        " nothing was written. Pass --allow-empty to write an empty dataset all the same."
+        + f". {advice}; nothing was written. Pass --allow-empty to write an empty dataset all the same."
     )
 
 
@@ -263,7 +295,7 @@ def build(name: str, data_dir: str | Path, output: str | Path, *, allow_empty: b
             clips.update(builder.benchmark_clips)
         splits = list(dict.fromkeys(split for builder in builders for split in builder.info.splits))
         report.notes["splits"] = splits
-        if not report.written and not allow_empty:
+        if not report.written.total() and not allow_empty:
             raise _nothing_written(report, data_dir, config.audio_root)
         shutil.rmtree(output / "data", ignore_errors=True)  # an earlier build's: replaced only now
         for stale in (MISSING_FILE, CLIPS_FILE):
@@ -279,7 +311,7 @@ def build(name: str, data_dir: str | Path, output: str | Path, *, allow_empty: b
             writer.writeheader()
             writer.writerows(report.missing.values())
         report.missing_manifest = str(output / MISSING_FILE)
-        report.warn(f"{len(report.missing)} clips missing on disk, listed in {MISSING_FILE}")
+        report.warn(f"{amount(len(report.missing), 'clips')} missing on disk, listed in {report.missing_manifest}")
     if len(clips):
         clips.write(output / CLIPS_FILE)
         report.notes["benchmark_clips"] = len(clips)

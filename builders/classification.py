@@ -19,11 +19,10 @@ from typing import Any, ClassVar, NamedTuple
 
 import datasets
 
-from fusion_datasets.builders.base import BuildConfig, FusionBuilder
+from fusion_datasets.builders.base import BuildConfig, FusionBuilder, option
 from fusion_datasets.builders.names import media_stem, source_key
 from fusion_datasets.builders.readers import read_csv
 from fusion_datasets.builders.report import BuildReport
-from fusion_datasets.errors import UserError
 
 CLASSIFICATION_FEATURES = datasets.Features({
     "id": datasets.Value("string"),
@@ -50,18 +49,21 @@ def label_key(label: str) -> str:
 
 def read_vocabulary(path: Path, report: BuildReport, encoding: str | None = None) -> list[tuple[int, str]]:
     """``(index, label)`` of a vocabulary CSV (``index,label[,mid]``, with or without a header), in order."""
-    rows = read_csv(path, report, fieldnames=("index", "label"), extra_fields=True, encoding=encoding)
+    rows = read_csv(path, report, fieldnames=("index", "label"), extra_fields=True, encoding=encoding,
+                    metadata=False)
     return [(int(row["index"]), row["label"]) for _, row in rows if row["index"].isdigit()]
 
 
 @dataclass
 class ClassificationConfig(BuildConfig):
-    vocabulary: str | None = None  # a vocabulary CSV (index,label); rows with labels outside it are skipped
+    vocabulary: str | None = option("a vocabulary CSV (index,label): rows with labels outside it are skipped",
+                                    metavar="FILE")
 
 
 class ClassificationBuilder(FusionBuilder):
     """A classification benchmark from its native metadata or, when the data folder holds a ``*.json`` (or
-    ``--data-file`` is one), from the FusionAudio eval JSON (``output``: a label, or ``Labels: a; b``)."""
+    ``--data-file`` is one), from the FusionAudio eval JSON (``output``: a label, or ``Labels: a; b``) and the
+    vocabulary CSV beside it. Writes ``vocabulary.csv`` (``index,label``) beside the data."""
 
     BUILDER_CONFIG_CLASS = ClassificationConfig
     DELIMITER: ClassVar[str] = ","
@@ -113,11 +115,9 @@ class ClassificationBuilder(FusionBuilder):
                 yield where, Entry(item["audio_id"], labels, int(fold[1]) if fold else None)
             return
         path = self.metadata_file(split)
-        for line, row in self.read_csv(path, delimiter=self.DELIMITER):
+        for line, row in self.read_csv(path, delimiter=self.DELIMITER, columns=self.COLUMNS):
             try:
                 yield f"{path}:{line}", self.entry(split, row)
-            except KeyError as error:
-                raise UserError(f"{path}: no column {error} in the header") from error
             except ValueError as error:  # a fold or class id that is no number
                 self.report.skip("bad_csv_line", f"{path}:{line}", str(error))
 

@@ -14,15 +14,16 @@ _AUDIO = {"train": "development", "validation": "validation", "test": "evaluatio
 
 @register("clotho")
 class Clotho(RetrievalBuilder):
-    """Clotho ``clotho_captions_evaluation.csv`` (or ``_validation``, ``_development``: file_name, caption_1 ...
-    caption_5) with the audio files of ``evaluation/`` (``validation/``, ``development/``) under the audio root
-    (file names hold spaces and commas: the CSV quotes them)."""
+    """Clotho as it is downloaded: ``clotho_captions_evaluation.csv`` (``file_name``, ``caption_1`` ..
+    ``caption_5``) and the clips in ``evaluation/`` under the audio root; ``_validation`` and ``_development``
+    likewise, with ``validation/`` and ``development/`` (file names hold spaces and commas: the CSV quotes them)."""
 
     METADATA = {split: f"clotho_captions_{folder}.csv" for split, folder in _AUDIO.items()}
+    COLUMNS = ("file_name",)
 
     def rows(self, split: str) -> Iterator[dict[str, Any]]:
         path = self.metadata_file(split)
-        for line, row in self.read_csv(path, columns=("file_name",)):
+        for line, row in self.read_csv(path, columns=self.COLUMNS):
             where, stem, key = f"{path}:{line}", media_stem(row["file_name"]), source_key(row["file_name"])
             if not self.benchmark_clip(key):
                 continue

@@ -10,10 +10,11 @@ from fusion_datasets.builders.classification import ClassificationBuilder, Entry
 
 @register("esc50")
 class ESC50(ClassificationBuilder):
-    """ESC-50 from ``ESC-50-master`` (``meta/esc50.csv``: filename, fold, target, category, ...) or the
-    FusionAudio eval JSON with ``vocabulary/ESC50.csv``; 5 folds (file names ``<fold>-<clip>-<take>-<target>``)."""
+    """ESC-50 as its ``ESC-50-master`` folder holds it: ``meta/esc50.csv`` and the clips in ``audio/``; or the
+    FusionAudio eval JSON with ``vocabulary/ESC50.csv``. Keeps the 5 cross-validation folds (``fold``)."""
 
     METADATA = {"test": "meta/esc50.csv"}
+    COLUMNS = ("filename", "fold", "target", "category")
     VOCABULARY_KEY = "esc50"
     FOLD = re.compile(r"(?:^|/)(\d+)-\d+-[A-Z]-\d+\.\w+$")
 

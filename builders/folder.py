@@ -8,14 +8,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fusion_datasets.builders.base import register
+from fusion_datasets.builders.base import option, register
 from fusion_datasets.builders.sources import SourceBuilder, SourceConfig
 from fusion_datasets.media_files import pair_media
 
 
 @dataclass
 class FolderConfig(SourceConfig):
-    metadata: str | None = None  # CSV: id (path sans suffix), caption, license, tags; default: metadata.csv
+    metadata: str | None = option("a CSV of id (the path without its suffix), caption, license, tags (default: "
+                                  "metadata.csv in --data-dir, if there)", metavar="FILE")
 
 
 @register("folder")
@@ -24,6 +25,7 @@ class MediaFolder(SourceBuilder):
     clip; a metadata CSV adds ``source_caption``, ``license`` and ``tags`` (``;`` or ``,`` between them)."""
 
     BUILDER_CONFIG_CLASS = FolderConfig
+    COLUMNS = ("id",)
 
     def _metadata(self) -> dict[str, tuple[str, dict[str, str]]]:
         path = Path(self.config.metadata) if self.config.metadata else self.data_dir / "metadata.csv"
@@ -31,7 +33,7 @@ class MediaFolder(SourceBuilder):
             if self.config.metadata:
                 raise FileNotFoundError(f"folder: metadata file {path} not found")
             return {}
-        rows = self.read_csv(path, columns=("id",))
+        rows = self.read_csv(path, columns=self.COLUMNS)
         return {row["id"]: (f"{path}:{line}", row) for line, row in rows}
 
     def clips(self) -> Iterator[dict[str, Any]]:

@@ -10,10 +10,12 @@ _AUDIO = {"test": "FSD50K.eval_audio", "dev": "FSD50K.dev_audio"}
 
 @register("fsd50k")
 class FSD50K(ClassificationBuilder):
-    """FSD50K (``FSD50K.ground_truth/eval.csv`` and ``dev.csv``: fname, labels as a quoted comma-joined list,
-    mids; ``vocabulary.csv`` checks the labels) or the FusionAudio eval JSON (``Labels: a; b``)."""
+    """FSD50K as it is downloaded: ``FSD50K.ground_truth/eval.csv`` and ``dev.csv`` (``labels`` a quoted,
+    comma-joined list; ``vocabulary.csv`` beside them checks it), the clips in ``FSD50K.eval_audio/`` and
+    ``FSD50K.dev_audio/``; or the FusionAudio eval JSON (``Labels: a; b``)."""
 
     METADATA = {"test": "FSD50K.ground_truth/eval.csv", "dev": "FSD50K.ground_truth/dev.csv"}
+    COLUMNS = ("fname", "labels")
     NATIVE_VOCABULARY = "FSD50K.ground_truth/vocabulary.csv"
     VOCABULARY_KEY = "fsd50k"
 

@@ -10,10 +10,12 @@ _AUDIO = {"test": "FSDnoisy18k.audio_test", "train": "FSDnoisy18k.audio_train"}
 
 @register("fsdnoisy18k")
 class FSDnoisy18K(ClassificationBuilder):
-    """FSDnoisy18K (``FSDnoisy18k.meta/test.csv`` and ``train.csv``: fname, label, ...) or the FusionAudio
-    eval JSON with ``vocabulary/FSDnoisy18k.csv``."""
+    """FSDnoisy18K as it is downloaded: ``FSDnoisy18k.meta/test.csv`` and ``train.csv``, the clips in
+    ``FSDnoisy18k.audio_test/`` and ``FSDnoisy18k.audio_train/``; or the FusionAudio eval JSON with
+    ``vocabulary/FSDnoisy18k.csv``."""
 
     METADATA = {"test": "FSDnoisy18k.meta/test.csv", "train": "FSDnoisy18k.meta/train.csv"}
+    COLUMNS = ("fname", "label")
     VOCABULARY_KEY = "fsdnoisy18k"
 
     def entry(self, split: str, row: dict[str, str]) -> Entry:

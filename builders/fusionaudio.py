@@ -43,6 +43,10 @@ class FusionAudioRelease(FusionBuilder):
 
     BUILDER_CONFIGS = [BuildConfig(name="captions"), BuildConfig(name="qa")]
 
+    @property
+    def row_unit(self) -> str:
+        return {"captions": "captions", "qa": "QA pairs"}[self.config.name]
+
     def features(self) -> datasets.Features:
         return _FEATURES[self.config.name]
 

@@ -60,6 +60,7 @@ class FusionAudioQABuilder(FusionBuilder):
 
     TEST_SET = True
     FEATURES = QA_FEATURES
+    ROW_UNIT = "questions"
 
     def normalize(self, item: dict[str, Any]) -> dict[str, Any]:
         """``item`` in the FusionAudio eval JSON shape (a benchmark's own layout is converted here)."""

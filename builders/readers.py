@@ -3,6 +3,7 @@
 A file is read as UTF-8 unless an encoding is given. A byte-order mark is dropped and said; a file that is
 not valid in its encoding gets one warning (naming ``--encoding``) and its rows holding undecodable bytes
 are skipped and counted (``undecodable_text``, with their lines), never read with replacement characters.
+Every data line of a metadata file (every object of a JSON list) counts in the report's ``read``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from fusion_datasets.builders.report import BuildReport
 from fusion_datasets.errors import UserError
 
 _UNDECODABLE = re.compile("[\udc80-\udcff]")  # the bytes surrogateescape kept
+CSV_LINES, JSON_OBJECTS = "metadata lines", "JSON objects"  # the units of BuildReport.read
 
 
 def open_text(path: Path, report: BuildReport, encoding: str | None = None) -> TextIO:
@@ -55,12 +57,14 @@ def read_csv(
     columns: Sequence[str] = (),
     extra_fields: bool = False,
     encoding: str | None = None,
+    metadata: bool = True,
 ) -> Iterator[tuple[int, dict[str, str]]]:
     """``(line number, row)`` for each row of a CSV file; the header is the first line unless ``fieldnames``.
 
     Lines starting with ``#`` and blank lines are skipped; a line with the wrong number of fields (a
     truncated line, an unquoted comma) or undecodable bytes is reported and skipped. ``columns`` must be
-    in the header.
+    in the header. A file that only informs the build (a vocabulary, a label index) is not ``metadata``:
+    its lines are not counted as read.
     """
     with open_text(path, report, encoding) as handle:
         reader = csv.reader(handle, delimiter=delimiter, skipinitialspace=True)
@@ -68,24 +72,39 @@ def read_csv(
         while True:
             line = reader.line_num + 1
             try:
-                values = next(reader)
+                values, error = next(reader), ""
             except StopIteration:
                 return
-            except csv.Error as error:
-                report.skip("bad_csv_line", f"{path}:{line}", str(error))
+            except csv.Error as caught:
+                values, error = [], str(caught)
+            if not (values or error) or values[:1] and values[0].startswith("#"):
                 continue
-            if not values or values[0].startswith("#"):
+            if header is None and not error:
+                header = _header(path, line, values, columns, delimiter)
                 continue
-            if header is None:
-                header = [value.strip() for value in values]
-                absent = [column for column in columns if column not in header]
-                if absent:
-                    raise UserError(f"{path}: no column {', '.join(absent)} in the header {header}")
-                continue
-            if len(values) < len(header) or (len(values) > len(header) and not extra_fields):
+            if metadata:
+                report.read[CSV_LINES] += 1
+            if error:
+                report.skip("bad_csv_line", f"{path}:{line}", error)
+            elif len(values) < len(header) or (len(values) > len(header) and not extra_fields):
                 report.skip("bad_csv_line", f"{path}:{line}", f"{len(values)} fields, expected {len(header)}")
             elif not undecodable(path, report, f"{path}:{line}", values, encoding):
                 yield line, dict(zip(header, (value.strip() for value in values)))
+
+
+def _header(path: Path, line: int, values: Sequence[str], columns: Sequence[str], delimiter: str) -> list[str]:
+    """The header a CSV file's first line gives; one without ``columns`` (the file lost its header line, or it
+    is another file) is a user error that quotes the line as read."""
+    header = [value.strip() for value in values]
+    absent = [column for column in columns if column not in header]
+    if absent:
+        separator = "" if delimiter == "," else f" separated by {delimiter!r}"
+        raise UserError(
+            f"{path}:{line}: expected the header line, naming the columns {', '.join(columns)}{separator}; read "
+            f"{delimiter.join(values)!r} instead (no {', '.join(absent)}). If the file lost its header, put the "
+            "dataset's own header line back first; if it is another file, give the right one with --data-file"
+        )
+    return header
 
 
 def read_json_rows(path: Path, report: BuildReport, encoding: str | None = None,
@@ -116,6 +135,7 @@ def read_json_rows(path: Path, report: BuildReport, encoding: str | None = None,
             if position >= len(text):
                 report.skip("truncated_json", f"{path}:{line}", "the list is not closed")
             return
+        report.read[JSON_OBJECTS] += 1
         try:
             item, end = decoder.raw_decode(text, position)
         except json.JSONDecodeError as error:

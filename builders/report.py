@@ -1,4 +1,8 @@
-"""The build report: rows written, excluded (leakage guard) and skipped by reason, warnings, facts of the build."""
+"""The build report: rows written, metadata read, excluded (leakage guard) and skipped by reason, warnings, facts.
+
+Each count has its unit: rows written are clips, questions, captions or QA pairs; metadata is read in CSV
+lines or JSON objects, and a skipped row is one of those (an AudioCaps clip has five caption lines).
+"""
 
 from __future__ import annotations
 
@@ -12,15 +16,27 @@ logger = logging.getLogger(__name__)
 STATS_FILE = "stats.json"
 
 
+def amount(count: int, unit: str) -> str:
+    """``count`` in ``unit``, a plural that ends in s: ``1 clip``, ``3 clips``."""
+    return f"{count} {unit.removesuffix('s') if count == 1 else unit}"
+
+
+def _amounts(counts: Counter) -> str:
+    return " and ".join(amount(count, unit) for unit, count in counts.items())
+
+
 @dataclass
 class BuildReport:
-    """What a build wrote, excluded (leakage guard) and skipped, by reason, with where each skip happened.
+    """What a build wrote, read, excluded (leakage guard) and skipped, by reason, with where each skip happened.
 
+    ``written`` counts rows by unit (``clips``, ``questions``; a unit the build writes is there from 0),
+    ``read`` the metadata by unit (``metadata lines``, ``JSON objects``), ``excluded`` clips.
     ``notes`` are facts of the build that go to ``stats.json`` as they are (``split``, ``clip_list``, ...).
     """
 
     name: str
-    written: int = 0
+    written: Counter = field(default_factory=Counter)
+    read: Counter = field(default_factory=Counter)
     excluded: int = 0
     skipped: Counter = field(default_factory=Counter)
     problems: list[dict[str, str]] = field(default_factory=list)
@@ -49,7 +65,8 @@ class BuildReport:
 
     def merge(self, other: BuildReport) -> None:
         """Add ``other`` (another config's pass over the same files: a row met twice counts once)."""
-        self.written += other.written
+        self.written.update(other.written)
+        self.read |= other.read  # each config's pass reads the same metadata
         self.excluded += other.excluded
         seen = {(problem["reason"], problem["where"]) for problem in self.problems}
         again = [problem for problem in other.problems if (problem["reason"], problem["where"]) in seen]
@@ -60,15 +77,27 @@ class BuildReport:
         self.notes.update(other.notes)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, **self.notes, "written": self.written,
+        return {"name": self.name, **self.notes, "written": self.written.total(),
+                "written_by_unit": dict(self.written), "read": dict(self.read),
                 "excluded_benchmark_clips": self.excluded, "skipped": dict(self.skipped),
                 "missing_clips": len(self.missing), "missing_manifest": self.missing_manifest,
                 "warnings": self.warnings, "problems": self.problems}
 
     def skips(self) -> str:
-        """The skipped rows by reason in one phrase: ``3 skipped (missing_audio: 2, unknown_label: 1)``."""
-        reasons = ", ".join(f"{reason}: {count}" for reason, count in sorted(self.skipped.items()))
-        return f"{sum(self.skipped.values())} skipped" + (f" ({reasons})" if reasons else "")
+        """The skipped rows by reason, most first: ``3 skipped (missing_audio: 2, unknown_label: 1)``."""
+        reasons = ", ".join(f"{reason}: {count}" for reason, count in self.skipped.most_common())
+        return f"{self.skipped.total()} skipped" + (f" ({reasons})" if reasons else "")
+
+    def counts(self) -> str:
+        """Written and read, each in its unit: ``3 clips written; 5 metadata lines read, 2 skipped (...)``."""
+        parts = [f"{_amounts(self.written) or '0 rows'} written"]
+        if self.read:
+            parts.append(f"{_amounts(self.read)} read, {self.skips()}")
+        elif self.skipped:
+            parts.append(self.skips())
+        if self.excluded:
+            parts.append(f"{amount(self.excluded, 'clips')} left out by the leakage guard")
+        return "; ".join(parts)
 
     def first_problem(self) -> str | None:
         """Where the first skipped row is and why, for a message that must say what to fix."""
@@ -81,10 +110,7 @@ class BuildReport:
     def summary(self) -> str:
         """The report in a few lines, for the command line."""
         split = f" ({', '.join(self.notes['splits'])})" if self.notes.get("splits") else ""
-        head = f"{self.name}{split}: {self.written} rows written, {self.skips()}, {self.excluded} excluded"
-        lines = [f"{head} as benchmark clips"]
-        if self.missing_manifest:
-            lines.append(f"  {len(self.missing)} missing clips listed in {self.missing_manifest}")
+        lines = [f"{self.name}{split}: {self.counts()}"]
         if "clip_list" in self.notes:
             pinned = self.notes["clip_list"]
             lines.append(f"  clip list {pinned['file']}: {pinned['found']} of {pinned['listed']} clips found "

@@ -13,7 +13,7 @@ from typing import Any
 
 import datasets
 
-from fusion_datasets.builders.base import BuildConfig, FusionBuilder
+from fusion_datasets.builders.base import BuildConfig, FusionBuilder, option
 from fusion_datasets.builders.leakage import BenchmarkClips, Key, read_clip_list
 
 RETRIEVAL_FEATURES = datasets.Features({
@@ -26,11 +26,13 @@ RETRIEVAL_FEATURES = datasets.Features({
 
 @dataclass
 class RetrievalConfig(BuildConfig):
-    clip_list: str | None = None  # a file of clip ids (YouTube ids, file names), one per line: only these
+    clip_list: str | None = option("build only the clips listed in FILE, one YouTube id, AudioSet name or file "
+                                   "name per line", metavar="FILE")
 
 
 class RetrievalBuilder(FusionBuilder):
-    """A retrieval benchmark; subclasses call :meth:`benchmark_clip` for every clip their metadata names."""
+    """A retrieval benchmark: one row per clip with its captions (a test set: sources built later leave
+    its clips out)."""
 
     BUILDER_CONFIG_CLASS = RetrievalConfig
     FEATURES = RETRIEVAL_FEATURES
@@ -42,7 +44,10 @@ class RetrievalBuilder(FusionBuilder):
         self.listed_in_metadata = BenchmarkClips()
 
     def benchmark_clip(self, key: Key) -> bool:
-        """Record a clip of the metadata (the leakage guard); whether to build it (it is on the clip list)."""
+        """Record a clip of the metadata (the leakage guard); whether to build it (it is on the clip list).
+
+        A subclass calls it for every clip its metadata names, found on disk or not.
+        """
         self.benchmark_clips.add(key)
         match = self.pinned.match(key) if self.pinned is not None else key
         if match and self.pinned is not None:
@@ -54,7 +59,7 @@ class RetrievalBuilder(FusionBuilder):
         if self.pinned is not None:
             found = len(self.listed_in_metadata)
             self.report.notes["clip_list"] = {
-                "file": self.config.clip_list, "listed": len(self.pinned), "found": self.report.written,
+                "file": self.config.clip_list, "listed": len(self.pinned), "found": self.report.written[self.row_unit],
                 "not_in_metadata": len(self.pinned) - found,
                 "left_out": len(self.benchmark_clips) - found,  # metadata clips not on the list
             }

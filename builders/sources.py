@@ -9,7 +9,7 @@ from typing import Any
 
 import datasets
 
-from fusion_datasets.builders.base import BuildConfig, FusionBuilder
+from fusion_datasets.builders.base import BuildConfig, FusionBuilder, option
 from fusion_datasets.builders.leakage import benchmark_clip_ids, recorded_benchmarks
 from fusion_datasets.builders.names import source_key
 
@@ -30,14 +30,16 @@ SOURCE_FEATURES = datasets.Features({
 
 @dataclass
 class SourceConfig(BuildConfig):
-    exclude: tuple[str, ...] = ()  # built retrieval/QA benchmarks whose clips must not become training data
-    leakage_guard: bool = True  # also exclude every retrieval/QA benchmark built on this machine
+    exclude: tuple[str, ...] = option("a built benchmark whose clips are left out (repeat for several)", default=(),
+                                      metavar="BENCHMARK_DIR")
+    leakage_guard: bool = option("the clips of every retrieval/QA test set built on this machine are left out",
+                                 default=True, off="they are kept")
 
 
 class SourceBuilder(FusionBuilder):
-    """Clips for the pipeline (a ``train`` split); clips of benchmarks are left out (the leakage guard).
+    """Clips for ``fusion-datasets run`` (a ``train`` split), benchmark clips left out (the leakage guard).
 
-    Left out: the clips of each ``exclude`` benchmark, and unless ``leakage_guard`` is false those of every
+    Left out: the clips of each ``--exclude`` benchmark and, unless ``--no-leakage-guard``, those of every
     retrieval and QA test set built on this machine (``fusion-datasets build`` records them), matched by
     YouTube id and start time (a clip or benchmark entry without a start matches every start), else by stem.
     """

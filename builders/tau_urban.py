@@ -8,11 +8,12 @@ from fusion_datasets.builders.classification import ClassificationBuilder, Entry
 
 @register("tau-urban")
 class TAUUrban(ClassificationBuilder):
-    """TAU Urban Acoustic Scenes (``meta.csv``, tab-separated: filename, scene_label, identifier,
-    source_label; ``--data-file evaluation_setup/fold1_evaluate.csv`` for the evaluation fold) or the
-    FusionAudio eval JSON with ``vocabulary/TAU_Urban.csv``."""
+    """TAU Urban Acoustic Scenes as its development set holds it: ``meta.csv`` (tab-separated; ``filename`` is
+    the clip's path, ``audio/...``), or ``--data-file evaluation_setup/fold1_evaluate.csv`` for the evaluation
+    fold; or the FusionAudio eval JSON with ``vocabulary/TAU_Urban.csv``."""
 
     METADATA = {"test": "meta.csv"}
+    COLUMNS = ("filename", "scene_label")
     DELIMITER = "\t"
     VOCABULARY_KEY = "tauurban"
 

@@ -10,11 +10,11 @@ from fusion_datasets.builders.classification import ClassificationBuilder, Entry
 
 @register("urbansound8k")
 class UrbanSound8K(ClassificationBuilder):
-    """UrbanSound8K (``metadata/UrbanSound8K.csv``: slice_file_name, fsID, start, end, salience, fold,
-    classID, class; audio in ``audio/fold<N>/``) or the FusionAudio eval JSON with
-    ``vocabulary/UrbanSound8K.csv``; 10 folds."""
+    """UrbanSound8K as its folder holds it: ``metadata/UrbanSound8K.csv`` and the clips in ``audio/fold<N>/``;
+    or the FusionAudio eval JSON with ``vocabulary/UrbanSound8K.csv``. Keeps the 10 folds (``fold``)."""
 
     METADATA = {"test": "metadata/UrbanSound8K.csv"}
+    COLUMNS = ("slice_file_name", "fold", "classID", "class")
     VOCABULARY_KEY = "urbansound8k"
     FOLD = re.compile(r"(?:^|/)fold(\d+)/")
 

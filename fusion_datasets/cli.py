@@ -3,14 +3,81 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+import textwrap
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from fusion_datasets import __version__
 from fusion_datasets.errors import UserError
+
+DESCRIPTION = """\
+Build fine-grained audio caption datasets from your own audio and video, the way FusionAudio-1.2M was built: \
+expert models listen to each clip (speech, sound, music, audio tags, the video), an LLM fuses their cues into \
+one detailed caption, CLAP filters out hallucinated captions and an LLM writes QA pairs; the result is a \
+Hugging Face dataset with its card. The toolkit also turns downloaded corpora and benchmarks into datasets \
+(build), evaluates audio models on them (eval) and fine-tunes CLAP on the captions (train-clap).
+
+First steps: `fusion-datasets demo --tiny-models` runs the pipeline on bundled sample clips, offline on the \
+CPU; `fusion-datasets run small --input CLIPS/ --output OUT/ --limit 10` captions ten of your clips; \
+`fusion-datasets COMMAND --help` says a command's options, and `fusion-datasets build NAME --help` the folder \
+layout a builder expects."""
+
+# run's options that set a config field: option (argparse dest) -> the field
+_RUN_FIELDS = {"input": "input.path", "output": "output.path", "limit": "input.limit",
+               "num_shards": "output.num_shards", "embed_audio": "output.embed_audio", "export": "output.export",
+               "audio_root": "output.export_audio_root", "engine": "engine", "ray_address": "ray.address"}
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Keeps a description's paragraphs and options' names whole; says an option's default where it has one
+    (not None, off or empty)."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        fill = super()._fill_text
+        return "\n\n".join(fill(paragraph, width, indent) for paragraph in text.split("\n\n"))
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)  # --data-dir stays whole
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if not action.option_strings or action.nargs == 0 or action.default in (None, [], argparse.SUPPRESS) \
+                or "(default" in text:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+class _Parser(argparse.ArgumentParser):
+    """The parser of the command and of each sub-command: help in :class:`_HelpFormatter`.
+
+    ``later`` adds arguments only when the parser is used or its help shown: describing every builder imports
+    `datasets` (seconds), which ``fusion-datasets --help`` and the other commands need not wait for.
+    """
+
+    def __init__(self, *args: Any, later: Callable[[argparse.ArgumentParser], None] | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, formatter_class=_HelpFormatter, **kwargs)
+        self._later = later
+
+    def _complete(self) -> None:
+        later, self._later = self._later, None
+        if later:
+            later(self)
+
+    def parse_known_args(self, args: Sequence[str] | None = None,
+                         namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:
+        self._complete()
+        return super().parse_known_args(args, namespace)
+
+    def format_help(self) -> str:
+        self._complete()
+        return super().format_help()
 
 
 def _build_tiny_zoo() -> None:
@@ -41,23 +108,10 @@ def _run(args: argparse.Namespace) -> int:
     from fusion_datasets.pipeline.config import load_config, uses_tiny_zoo
     from fusion_datasets.pipeline.runner import PipelineRunner
 
-    overrides = list(args.set)
-    if args.input:
-        overrides.append(f"input.path={args.input}")
-    if args.output:
-        overrides.append(f"output.path={args.output}")
-    if args.num_shards is not None:
-        overrides.append(f"output.num_shards={args.num_shards}")
-    if args.embed_audio:
-        overrides.append("output.embed_audio=true")
-    if args.export:
-        overrides.append(f"output.export={args.export}")
-    if args.audio_root:
-        overrides.append(f"output.export_audio_root={args.audio_root}")
-    if args.engine:
-        overrides.append(f"engine={args.engine}")
-    if args.ray_address:
-        overrides.append(f"ray.address={args.ray_address}")
+    given = {key: getattr(args, option) for option, key in _RUN_FIELDS.items()}
+    # each value as a JSON scalar, which YAML reads as it is: a folder named 2024 or yes stays a name
+    overrides = [*args.set, *(f"{key}={json.dumps(value)}" for key, value in given.items()
+                              if value is not None and value is not False)]
     config = load_config(args.config, overrides)
     if not args.dry_run and uses_tiny_zoo(args.config):
         _build_tiny_zoo()
@@ -98,17 +152,46 @@ def _push(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from fusion_datasets.builders import build
+    from fusion_datasets.builders import BUILDERS, build
     from fusion_datasets.config import parse_override
 
     options = dict(map(parse_override, args.set))
-    given = {"data_file": args.data_file, "audio_root": args.audio_root, "exclude": args.exclude,
-             "split": args.split, "encoding": args.encoding, "clip_list": args.clip_list}
-    options.update({key: value for key, value in given.items() if value})
-    if args.no_leakage_guard:
-        options["leakage_guard"] = False
+    options.update({item.name: getattr(args, item.name) for item in BUILDERS[args.name].options()
+                    if hasattr(args, item.name)})  # the options given (the others are not set at all)
     print(build(args.name, args.data_dir, args.output, allow_empty=args.allow_empty, **options).summary())
     return 0
+
+
+def _add_builders(build: argparse.ArgumentParser) -> None:
+    """One sub-command per builder, whose help is the builder's: its layout, files and options."""
+    from fusion_datasets.builders import BUILDERS
+    from fusion_datasets.builders.usage import description, summary
+
+    names = build.add_subparsers(dest="name", required=True, metavar="NAME", title="builders (NAME --help: its "
+                                 "folder layout and options)")
+    for name, builder in sorted(BUILDERS.items()):
+        parser = names.add_parser(name, help=summary(builder), description=description(builder))
+        parser.add_argument("--data-dir", required=True, type=Path, metavar="DIR", help="the downloaded files")
+        parser.add_argument("--output", required=True, type=Path, metavar="OUT",
+                            help="the output folder (Parquet in the Hub layout, stats.json)")
+        for field in builder.options():
+            _add_builder_option(parser, field)
+        parser.add_argument("--allow-empty", action="store_true", help="write the dataset even when no row is found")
+        parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                            help="an option above by its field name (data_file=FILE)")
+
+
+def _add_builder_option(parser: argparse.ArgumentParser, field: dataclasses.Field) -> None:
+    """A builder config field as an option: ``--no-NAME`` if true by default, repeated if a list; not set
+    in the namespace unless given, so that the builder's default holds."""
+    flag, text = field.name.replace("_", "-"), field.metadata["help"]
+    common = {"dest": field.name, "default": argparse.SUPPRESS}
+    if field.default is True:
+        parser.add_argument(f"--no-{flag}", action="store_false", **common,
+                            help=f"by default, {text}; with this flag, {field.metadata['off']}")
+    else:
+        action = "append" if isinstance(field.default, tuple) else "store"
+        parser.add_argument(f"--{flag}", action=action, metavar=field.metadata["metavar"], help=text, **common)
 
 
 def _calibrate_filter(args: argparse.Namespace) -> int:
@@ -210,9 +293,9 @@ def _eval_classification(args: argparse.Namespace) -> int:
 
 def _add_benchmark_options(parser: argparse.ArgumentParser, predictions: bool = True) -> None:
     parser.add_argument("--benchmark", required=True, help="a `fusion-datasets build` folder or a Hub id")
-    parser.add_argument("--split", default="test")
+    parser.add_argument("--split", default="test", help="the benchmark's split")
     parser.add_argument("--config", help="the benchmark's config name")
-    parser.add_argument("--device", default=None)
+    parser.add_argument("--device", help="cuda, cuda:1, cpu (default: a GPU if there is one, else the CPU)")
     if predictions:
         parser.add_argument("--predictions", required=True, type=Path,
                             help="eval predict's JSONL, or the FusionAudio format (output: the answer)")
@@ -233,10 +316,11 @@ def _train_clap(args: argparse.Namespace) -> int:
 
 def _add_clap_options(parser: argparse.ArgumentParser, batch_size: int) -> None:
     parser.add_argument("--model", required=True, help="a CLAP Hub id, folder, or LAION-CLAP .pt file")
-    parser.add_argument("--kind", choices=["auto", "transformers", "laion"], default="auto")
+    parser.add_argument("--kind", choices=["auto", "transformers", "laion"], default="auto",
+                        help="the CLAP implementation; auto: LAION-CLAP for a .pt file, else transformers")
     parser.add_argument("--text-encoder", default="roberta-base", help="LAION-CLAP only: RoBERTa id or path")
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--batch-size", type=int, default=batch_size)
+    parser.add_argument("--device", help="cuda, cuda:1, cpu (default: a GPU if there is one, else the CPU)")
+    parser.add_argument("--batch-size", type=int, default=batch_size, help="clips (or captions) per model call")
 
 
 def _tiny_model_name(name: str) -> str:
@@ -248,16 +332,25 @@ def _tiny_model_name(name: str) -> str:
     return name
 
 
+def _clip_count(text: str) -> int:
+    """``--limit``'s check: a whole number of clips, 1 or more."""
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of clips, 1 or more, got {text!r}")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fusion-datasets", description=__doc__)
+    parser = _Parser(prog="fusion-datasets", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", title="commands")
 
-    run = commands.add_parser("run", help="run the pipeline on clips; rerunning resumes")
-    run.add_argument("config", help="a YAML file or a bundled config: tiny, small, paper")
+    run = commands.add_parser("run", help="caption clips: experts, fusion, CLAP filter, QA (a rerun resumes)")
+    run.add_argument("config", help="a YAML file or a bundled config: tiny (offline test models), small, paper")
     run.add_argument("--input", help="a folder of audio/video files, Parquet, a saved dataset or a Hub id")
     run.add_argument("--output", help="the output folder (Hub dataset layout)")
+    run.add_argument("--limit", type=_clip_count, metavar="N",
+                     help="take only the first N clips of the input, for a trial run (input.limit)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
     run.add_argument("--num-shards", type=int, metavar="N", help="split the new clips into N parts")
     run.add_argument("--retry-errors", action="store_true", help="rerun only the rows that carry errors")
@@ -281,29 +374,18 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--allow-incomplete", action="store_true", help="push a folder mid-run all the same")
     push.set_defaults(handler=_push)
 
-    build = commands.add_parser("build", help="turn a downloaded source or benchmark into a dataset")
-    build.add_argument("name", help="audioset, folder, audiocaps, esc50, ... (README: Builders)")
-    build.add_argument("--data-dir", required=True, type=Path, help="the downloaded files")
-    build.add_argument("--output", required=True, type=Path, help="the output folder (Parquet, Hub layout)")
-    build.add_argument("--data-file", help="the metadata or FusionAudio JSON file, if not the default one")
-    build.add_argument("--audio-root", help="the folder audio paths resolve in (default: --data-dir)")
-    build.add_argument("--split", help="the split built (default: what --data-file's name says, else test)")
-    build.add_argument("--encoding", help="the metadata's text encoding, when not UTF-8 (cp949, cp1252, ...)")
-    build.add_argument("--clip-list", metavar="FILE",
-                       help="retrieval: build only the clips listed, one id or file name per line")
-    build.add_argument("--allow-empty", action="store_true", help="write the dataset even when no row is found")
-    build.add_argument("--exclude", action="append", default=[], metavar="BENCHMARK_DIR",
-                       help="a built benchmark whose clips are left out (sources; repeat for several)")
-    build.add_argument("--no-leakage-guard", action="store_true",
-                       help="sources: keep the clips of the test sets built on this machine")
-    build.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a builder option")
+    build = commands.add_parser(
+        "build", help="turn a downloaded source or benchmark into a dataset", later=_add_builders,
+        description="Turn files you have downloaded into a dataset (nothing is downloaded): a source of clips "
+                    "for `run`, or a benchmark for `eval`. `build NAME --help` says the folder layout NAME "
+                    "expects, its files and its options.")
     build.set_defaults(handler=_build)
 
     calibrate = commands.add_parser("calibrate-filter", help="pick the CLAP filter threshold from human ratings")
     calibrate.add_argument("judgements", nargs="+",
                            help="CSV, JSON(L) or dataset: id, caption, and a good/bad label or a score; "
                                 "several (one per reviewer) are pooled")
-    calibrate.add_argument("--output", required=True, type=Path)
+    calibrate.add_argument("--output", required=True, type=Path, help="the folder of the calibration's report")
     calibrate.add_argument("--audio-root", type=Path, help="folder the judgements' audio paths or ids resolve in")
     calibrate.add_argument("--score-cutoff", type=float, help="a score at most this is a good caption")
     calibrate.add_argument("--higher-is-better", action="store_true", help="the score rates quality, not hallucination")
@@ -313,7 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     review = commands.add_parser("review", help="listen to a run's clips beside their captions and judge them")
     review.add_argument("output", type=Path, help="the output folder of `fusion-datasets run`")
-    review.add_argument("--sample", type=int, default=50, metavar="N", help="captions to review (default: 50)")
+    review.add_argument("--sample", type=int, default=50, metavar="N", help="captions to review")
     review.add_argument("--seed", type=int, default=0, help="the sample's seed: the same seed, the same captions")
     review.add_argument("--port", type=int, default=8765, help="the port on 127.0.0.1 (0: a free one)")
     review.add_argument("--reviewer", default="reviewer", help="whose judgements: OUTPUT/review/NAME.jsonl")
@@ -324,14 +406,14 @@ def build_parser() -> argparse.ArgumentParser:
         dest="task", required=True, metavar="TASK")
     retrieval = evaluation.add_parser("retrieval", help="CLAP text-to-audio and audio-to-text retrieval")
     retrieval.add_argument("--dataset", required=True, help="a folder or Hub id: clips with a list of captions")
-    retrieval.add_argument("--split", default="test")
+    retrieval.add_argument("--split", default="test", help="the dataset's split")
     retrieval.add_argument("--config", help="the dataset's config name")
     retrieval.add_argument("--benchmark", help="the benchmark's name in the report (default: the dataset's)")
-    retrieval.add_argument("--output", required=True, type=Path)
-    retrieval.add_argument("--audio-column", default="audio")
-    retrieval.add_argument("--captions-column", default="captions")
+    retrieval.add_argument("--output", required=True, type=Path, help="the report folder")
+    retrieval.add_argument("--audio-column", default="audio", help="the dataset's audio column")
+    retrieval.add_argument("--captions-column", default="captions", help="its column of captions (a list)")
     retrieval.add_argument("--n-resamples", type=int, default=1000, help="bootstrap resamples for the 95%% CI")
-    retrieval.add_argument("--seed", type=int, default=0)
+    retrieval.add_argument("--seed", type=int, default=0, help="the bootstrap's seed")
     retrieval.add_argument("--map-protocol", choices=["sorted", "unsorted"], default="sorted",
                            help="A2T mAP@10: an audio's caption ranks sorted (WavCaps, Mei et al., FusionAudio) "
                                 "or in caption order (LAION-CLAP's code; reads higher)")
@@ -346,10 +428,11 @@ def build_parser() -> argparse.ArgumentParser:
                          help=f"an audio LM's Hub id or folder, of a family run in process ({families}; README: "
                               "Audio language models), or the served model's name with --backend server")
     predict.add_argument("--output", required=True, type=Path, help="the predictions JSONL (a rerun resumes)")
-    predict.add_argument("--batch-size", type=int, default=8)
-    predict.add_argument("--max-new-tokens", type=int, default=256)
+    predict.add_argument("--batch-size", type=int, default=8, help="clips per model call")
+    predict.add_argument("--max-new-tokens", type=int, default=256, help="the longest answer, in tokens")
     predict.add_argument("--prompt", default="{instruction}", help="template around each row's instruction")
-    predict.add_argument("--dtype", default="auto")
+    predict.add_argument("--dtype", default="auto", help="float32, float16, bfloat16; auto: bfloat16 on a GPU, "
+                                                          "float32 on the CPU")
     predict.add_argument("--max-seconds", type=float, default=30.0,
                          help="each clip is cut to this (and to what its model's family takes: README)")
     predict.add_argument("--backend", choices=["transformers", "server"], default="transformers",
@@ -363,7 +446,8 @@ def build_parser() -> argparse.ArgumentParser:
     qa.add_argument("--kind", choices=["closed", "choice", "audiobench", "air-bench-chat"],
                     help="how to score (default: from the benchmark's builder)")
     qa.add_argument("--judge-model", help="the judge LLM for open-ended answers: Hub id, folder, served name")
-    qa.add_argument("--judge-kind", choices=["transformers", "server"], default="transformers")
+    qa.add_argument("--judge-kind", choices=["transformers", "server"], default="transformers",
+                    help="run the judge in process, or ask it at --judge-url")
     qa.add_argument("--judge-url", action="append", default=[], help="the judge server's URL (repeatable)")
     qa.add_argument("--judge-batch-size", type=int, default=8, help="in-process judge: prompts per batch")
     qa.add_argument("--judge-parse", choices=["last-token", "rating-line"], default="last-token",
@@ -398,7 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(handler=_train_clap)
 
     zoo = commands.add_parser("tiny-zoo", help="write the tiny random-weight models used by the `tiny` config")
-    zoo.add_argument("directory", type=Path)
+    zoo.add_argument("directory", type=Path, help="the folder the models are written to")
     zoo.add_argument("--only", nargs="+", type=_tiny_model_name, metavar="NAME",
                      help="build only these models (default: all; see the tiny config)")
     zoo.add_argument("--overwrite", action="store_true", help="rebuild models that already exist")
@@ -406,7 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="run the pipeline on bundled sample clips, on the CPU")
     demo.add_argument("--tiny-models", action="store_true", help="the offline tiny random-weight models (`tiny`)")
-    demo.add_argument("--output", type=Path, default=Path("demo_output"))
+    demo.add_argument("--output", type=Path, default=Path("demo_output"), help="where the clips and dataset go")
     demo.set_defaults(handler=_demo)
     return parser
 

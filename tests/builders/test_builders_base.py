@@ -35,8 +35,10 @@ def test_read_csv_keeps_quoted_commas_and_reports_bad_lines_with_their_line(tmp_
         (9, {"file_name": "truncated.wav", "caption": "an unclosed quote"}),
     ]
     assert report.skipped == {"bad_csv_line": 1}
+    assert report.read == {"metadata lines": 5}  # the data lines, not the comment, header or blank line
     assert report.problems[0]["where"] == f"{path}:7"
-    with pytest.raises(ValueError, match="no column caption_1"):
+    with pytest.raises(ValueError, match="meta.csv:2: expected the header line, naming the columns caption_1; "
+                                         "read 'file_name,caption' instead"):
         list(read_csv(path, report, columns=("caption_1",)))
 
 
@@ -49,6 +51,7 @@ def test_read_json_rows_keeps_the_rows_of_a_truncated_file_and_names_lines(tmp_p
     assert rows == [(f"{path}:2", {"audio_id": "a.wav", "output": "yes"}),
                     (f"{path}:4", {"audio_id": "b.wav", "output": "no"})]
     assert report.skipped == {"bad_json_row": 1, "truncated_json": 1}
+    assert report.read == {"JSON objects": 4}
     assert [problem["where"] for problem in report.problems] == [f"{path}:3", f"{path}:6"]
 
 

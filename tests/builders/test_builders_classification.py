@@ -128,9 +128,11 @@ def test_a_build_that_writes_nothing_fails_with_its_counts(tmp_path, capsys, cli
                                              "1-100210-A-36.wav,1,36,vacuum_cleaner,False,100210,A\n")
     output = tmp_path / "built"
     assert main(["build", "esc50", "--data-dir", str(data), "--output", str(output)]) == 2
-    (message,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("fusion-datasets:")]
-    assert "esc50: no rows written" in message and "2 skipped (missing_audio: 2)" in message
+    message = _error(capsys)
+    assert f"esc50: no rows to write from {data}: 0 clips written; 2 metadata lines read, 2 skipped " \
+           "(missing_audio: 2)" in message
     assert f"{data}/meta/esc50.csv:2: audio 'audio/1-100038-A-14.wav' not found" in message
+    assert f"Check --data-dir and --audio-root (audio is looked up under {data})" in message
     assert "--allow-empty" in message and not output.exists()
 
     stats = cli_build("esc50", data, output, "--allow-empty")
@@ -138,6 +140,31 @@ def test_a_build_that_writes_nothing_fails_with_its_counts(tmp_path, capsys, cli
     assert (stats["written"], stats["missing_clips"], pq.read_table(parquet).num_rows) == (0, 2, 0)
     assert main(["build", "esc50", "--data-dir", str(tmp_path / "nowhere"), "--output", str(output)]) == 2
     assert "--data-dir" in capsys.readouterr().err
+
+
+def _error(capsys) -> str:
+    """The one paragraph a user error prints."""
+    (message,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("fusion-datasets:")]
+    return message
+
+
+def test_a_metadata_file_without_its_header_line_is_quoted_with_the_columns_expected(tmp_path, capsys):
+    data = tmp_path / "ESC-50-master"
+    (data / "meta").mkdir(parents=True)
+    first = "1-100038-A-14.wav,1,14,chirping_birds,False,100038,A"  # ESC-50's first data line, its header lost
+    (data / "meta" / "esc50.csv").write_text(f"{first}\n1-100210-A-36.wav,1,36,vacuum_cleaner,False,100210,A\n")
+    assert main(["build", "esc50", "--data-dir", str(data), "--output", str(tmp_path / "built")]) == 2
+    message = _error(capsys)
+    assert f"{data}/meta/esc50.csv:1: expected the header line, naming the columns filename, fold, target, " \
+           f"category; read {first!r} instead (no filename, fold, target, category)" in message
+    assert "put the dataset's own header line back" in message and not (tmp_path / "built").exists()
+
+    tau = tmp_path / "TAU-urban"  # TAU's meta.csv is tab-separated: one saved with commas is one column
+    tau.mkdir()
+    (tau / "meta.csv").write_text("filename,scene_label,identifier,source_label\naudio/a.wav,park,x-1,a\n")
+    assert main(["build", "tau-urban", "--data-dir", str(tau), "--output", str(tmp_path / "tau-built")]) == 2
+    assert "naming the columns filename, scene_label separated by '\\t'; read " \
+           "'filename,scene_label,identifier,source_label' instead" in _error(capsys)
 
 
 def test_fsd50k_is_multi_label_and_checks_its_vocabulary(tmp_path, cli_build, load, write_clip, where):

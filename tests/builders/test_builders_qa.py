@@ -56,6 +56,8 @@ def test_qa_benchmarks_keep_every_question_and_resolve_the_authors_paths(
     assert ds[0]["audio_id"] == rows[0]["audio_id"] and ds[0]["task"] == task and ds[0]["dataset"] == dataset
     assert ds[2]["audio"].metadata.path == str(root / "audio_files" / "Creaking pier.wav")
     assert stats["skipped"] == {"missing_audio": 1, "empty_field": 1}
+    # a row is a question, a skip one JSON object; two questions share a clip
+    assert (stats["written_by_unit"], stats["read"]) == ({"questions": 3}, {"JSON objects": 5})
 
 
 FOUNDATION = [

@@ -24,7 +24,7 @@ audiocap_id,youtube_id,start_time,caption
 """
 
 
-def test_audiocaps_groups_the_captions_of_each_clip(tmp_path, cli_build, load, write_clip, where):
+def test_audiocaps_groups_the_captions_of_each_clip(tmp_path, capsys, cli_build, load, write_clip, where):
     data = tmp_path / "audiocaps"
     data.mkdir()
     (data / "test.csv").write_text(AUDIOCAPS)
@@ -41,6 +41,11 @@ def test_audiocaps_groups_the_captions_of_each_clip(tmp_path, cli_build, load, w
     assert stats["skipped"] == {"missing_audio": 2, "empty_field": 1}
     assert where(stats) == [("empty_field", "audiocaps/test.csv:12")]
     assert stats["missing_clips"] == 1  # one clip, two caption rows
+    # clips written, metadata lines read and skipped: each count in its unit
+    assert (stats["written_by_unit"], stats["read"]) == ({"clips": 2}, {"metadata lines": 11})
+    assert capsys.readouterr().out.splitlines()[:2] == [
+        "audiocaps (test): 2 clips written; 11 metadata lines read, 3 skipped (missing_audio: 2, empty_field: 1)",
+        f"  warning: 1 clip missing on disk, listed in {output}/missing_clips.csv"]
     assert ds[0]["audio"].get_all_samples().data.shape[1] > 0  # the evaluation decodes the audio column
 
 
@@ -173,3 +178,16 @@ def test_clotho_in_cp949_needs_its_encoding_and_a_bom_is_said(tmp_path, cli_buil
     stats = cli_build("clotho", data, tmp_path / "bom")
     assert {row["id"]: row["captions"] for row in load(tmp_path / "bom")}["dog"] == KOREAN
     assert any("byte-order mark" in warning for warning in stats["warnings"]) and stats["skipped"] == {}
+
+
+def test_a_build_whose_every_row_is_undecodable_asks_for_the_encoding(tmp_path, capsys, write_clip):
+    data = tmp_path / "clotho"
+    write_clip(data / "evaluation" / "dog.wav")
+    write_clip(data / "evaluation" / "bird.wav")
+    rows = f"dog.wav,{','.join(KOREAN)}\n" + f"bird.wav,{','.join(reversed(KOREAN))}\n"
+    (data / "clotho_captions_evaluation.csv").write_bytes((CLOTHO_HEADER + rows).encode("cp949"))
+    assert main(["build", "clotho", "--data-dir", str(data), "--output", str(tmp_path / "built")]) == 2
+    (message,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("fusion-datasets:")]
+    assert "0 clips written; 2 metadata lines read, 2 skipped (undecodable_text: 2)" in message
+    assert "Give the metadata's text encoding with --encoding (cp949, cp1252, ...)" in message
+    assert "--data-dir" not in message  # the folders were right: the audio was never looked up

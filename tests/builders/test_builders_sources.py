@@ -75,8 +75,9 @@ def test_audioset_joins_segments_and_clips_and_lists_missing_ones(
     assert decode_audio(clips[0]["audio"]).samples.shape[1] > 0
 
 
-def test_whole_videos_are_cut_at_the_segment_times(tmp_path, audioset_dir, cli_build, load):
-    stats = cli_build("audioset", audioset_dir, tmp_path / "out", "--set", "trimmed=false")
+@pytest.mark.parametrize("untrimmed", [["--no-trimmed"], ["--set", "trimmed=false"]])
+def test_whole_videos_are_cut_at_the_segment_times(untrimmed, tmp_path, audioset_dir, cli_build, load):
+    stats = cli_build("audioset", audioset_dir, tmp_path / "out", *untrimmed)
     rows = {row["id"]: row for row in load(tmp_path / "out", "train")}
     assert stats["written"] == 3
     assert (rows["--PJHxphWEs_30_40"]["start"], rows["--PJHxphWEs_30_40"]["end"]) == (30.0, 40.0)
@@ -251,6 +252,8 @@ def test_the_fusionaudio_release_becomes_captions_and_qa(tmp_path, cli_build, lo
     assert (qa[0]["clip_id"], qa[0]["question"]) == ("--PJHxphWEs", question)
     assert qa[0]["qa_type"] == "counting_and_order"
     assert stats["skipped"] == {"duplicate_clip": 1, "missing_audio": 1, "bad_json_row": 1}  # counted once
+    # each config in its unit; the file both configs read is read once
+    assert (stats["written_by_unit"], stats["read"]) == ({"captions": 1, "QA pairs": 1}, {"JSON objects": 5})
 
 
 @pytest.mark.slow
