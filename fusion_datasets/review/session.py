@@ -77,7 +77,7 @@ class ReviewSession:
             "model_hint": None if model else f"MODEL: the folder of the filter's CLAP model "
                                              f"({self.settings.model or 'filter.model'} in config.yaml), or its Hub id",
             "apply": f"fusion-datasets run CONFIG --output OUT --set filter.threshold={threshold}",
-            "apply_hint": "CONFIG, OUT (this folder) and --input as the run was started"
+            "apply_hint": "CONFIG, OUT (this folder), --input and any other --set as the run was started"
                           + ("" if result else "; T: the threshold calibrate-filter chose")
                           + ". Only the CLAP filter and the steps that read its columns run again.",
             "result": result,
