@@ -371,7 +371,8 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("directory", type=Path, help="the output folder of `fusion-datasets run`")
     push.add_argument("repo_id", help="the dataset repository, ORG/NAME (created if it does not exist)")
     push.add_argument("--private", action="store_true", help="create the repository private")
-    push.add_argument("--allow-incomplete", action="store_true", help="push a folder mid-run all the same")
+    push.add_argument("--allow-partial", "--allow-incomplete", dest="allow_incomplete", action="store_true",
+                      help="push a folder mid-run all the same: its committed state, which its card says is partial")
     push.set_defaults(handler=_push)
 
     build = commands.add_parser(

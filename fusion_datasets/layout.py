@@ -5,7 +5,9 @@ Here so that what reads an output (training, the card) need not import the pipel
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 CONFIGS = ("cues", "captions", "qa")
 MANIFEST = "manifest.json"  # the run state: input, plan (each step's own description), parts
@@ -13,11 +15,43 @@ MANIFEST = "manifest.json"  # the run state: input, plan (each step's own descri
 LOCAL_MODELS = ".cache/local_models.json"
 
 
+CARD = "README.md"  # the dataset card: its YAML ``configs`` list each config's files of the committed state
+
+
 def data_files(config: str) -> str:
-    """The glob of ``config``'s Parquet shards, relative to the output folder (the card's ``data_files``)."""
+    """The glob of ``config``'s Parquet shards, relative to the output folder."""
     return f"data/{config}/*.parquet"
 
 
+def card_configs(files: Mapping[str, Sequence[str]]) -> list[dict[str, Any]]:
+    """The card's ``configs``: each config with files, its exact files (relative to the output) as one split.
+
+    Exact lists, not globs: a reader (``load_dataset(OUT, name)``, a push, training) sees the state the card
+    was written for, never the next generation of a part beside the one it replaces.
+    """
+    return [{"config_name": name, "data_files": [{"split": "train", "path": list(paths)}]}
+            for name, paths in files.items() if paths]
+
+
+def _listed_files(root: Path) -> dict[str, list[str]] | None:
+    """The files the card at ``root`` lists per config; ``None`` where it lists none (no card, or globs)."""
+    from huggingface_hub.repocard import metadata_load
+
+    card = root / CARD
+    configs = (metadata_load(card) or {}).get("configs") if card.is_file() else None
+    if not configs or any(isinstance(config.get("data_files"), str) for config in configs):
+        return None
+    return {config["config_name"]: [path for entry in config["data_files"]
+                                    for path in ([entry["path"]] if isinstance(entry["path"], str) else entry["path"])]
+            for config in configs}
+
+
 def config_files(root: Path, config: str) -> list[Path]:
-    """``config``'s finished Parquet shards under ``root``, sorted (temporary files are not among them)."""
-    return sorted(root.glob(data_files(config)))
+    """``config``'s Parquet shards in the output's last committed state: the files its card lists.
+
+    An output whose card lists globs (written by earlier versions), or with no card yet: every finished shard.
+    """
+    listed = _listed_files(root)
+    if listed is None:
+        return sorted(root.glob(data_files(config)))
+    return [root / path for path in listed.get(config, [])]

@@ -169,6 +169,7 @@ def require(module: str, extra: str) -> Any:
 
 
 _INTERRUPTED = threading.Event()
+_DEFERRING = threading.Event()  # inside uninterruptible(): a Ctrl-C waits for its end
 
 
 def stop_on_interrupt() -> None:
@@ -186,9 +187,25 @@ def stop_on_interrupt() -> None:
 
     def interrupt(signum: int, frame: Any) -> None:
         _INTERRUPTED.set()
-        raise KeyboardInterrupt
+        if not _DEFERRING.is_set():
+            raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, interrupt)
+
+
+@contextmanager
+def uninterruptible() -> Iterator[None]:
+    """A Ctrl-C in this block (a commit: milliseconds) stops the run at its end, not in its middle.
+
+    Needs :func:`stop_on_interrupt`'s handler (the command line's); SIGKILL is another matter: what a commit
+    does is ordered so that a kill at any point leaves a consistent output.
+    """
+    _DEFERRING.set()
+    try:
+        yield
+    finally:
+        _DEFERRING.clear()
+    raise_if_interrupted()
 
 
 def raise_if_interrupted() -> None:

@@ -34,7 +34,7 @@ from fusion_datasets import __version__
 from fusion_datasets.files import write_bytes_atomically, write_text_atomically
 from fusion_datasets.http_errors import redact
 from fusion_datasets.hub.push import parse_hub_output
-from fusion_datasets.layout import CONFIGS, MANIFEST, config_files, data_files
+from fusion_datasets.layout import CARD, CONFIGS, MANIFEST, card_configs, config_files
 
 if TYPE_CHECKING:  # the card describes a run from its files; its caller loads the config
     from fusion_datasets.pipeline.config import PipelineConfig
@@ -80,6 +80,7 @@ _HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
 class DataSummary:
     """What the card shows of the Parquet files: rows and columns per config, caption lengths and more."""
 
+    files: dict[str, list[str]]  # each config's data files, relative to the output (the committed state)
     rows: dict[str, int]
     columns: dict[str, list[str]]
     sizes: dict[str, int]  # bytes of each config's Parquet files
@@ -130,6 +131,7 @@ def summarize(root: Path, coverage: Mapping[str, str]) -> DataSummary:
              for values in _column(files.get("captions", []), "caption")]
     schemas = {name: pq.read_schema(paths[0]) for name, paths in files.items()}
     return DataSummary(
+        files={name: [path.relative_to(root).as_posix() for path in paths] for name, paths in files.items()},
         rows={name: sum(pq.read_metadata(path).num_rows for path in paths) for name, paths in files.items()},
         columns={name: schema.names for name, schema in schemas.items()},
         sizes={name: sum(path.stat().st_size for path in paths) for name, paths in files.items()},
@@ -227,7 +229,7 @@ def card_data(config: PipelineConfig, summary: DataSummary) -> Any:
 
     has_qa = "qa" in summary.rows
     data = DatasetCardData(
-        configs=[{"config_name": name, "data_files": data_files(name)} for name in summary.rows],
+        configs=card_configs(summary.files),
         license=config.output.license,
         pretty_name=config.output.pretty_name or _dataset_name(config),
         language=["en"],
@@ -301,7 +303,30 @@ def render_card(root: Path | str, config: PipelineConfig) -> Path:
     )
     token_env = getattr(config.llm, "token_env", None)  # a served LLM's token
     server_token = os.environ.get(token_env) if token_env else None
-    return write_text_atomically(root / "README.md", redact(str(card), get_token(), server_token))
+    return write_text_atomically(root / CARD, redact(str(card), get_token(), server_token))
+
+
+def render_status_card(root: Path, config: PipelineConfig, files: Mapping[str, Sequence[str]],
+                       stats: Mapping[str, Any]) -> Path:
+    """Write a short card for an output mid-run: the files of its committed state, and what is left to do.
+
+    Written at every commit (cheap: no data is read), so that readers see one consistent state and are told
+    it is not the finished dataset; the full card (:func:`render_card`) is written when a run finishes.
+    """
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    data = DatasetCardData(configs=card_configs(files), pretty_name=config.output.pretty_name or _dataset_name(config))
+    if stats["complete"]:
+        status = ("Every clip of the input is committed; the full card is written when the run ends "
+                  "(`fusion-datasets card` writes it now).")
+    else:
+        status = (f"This output is mid-run (`complete: false` in `stats.json`): {stats.get('clips', 0)} clips "
+                  f"committed, {stats['clips_to_do']} input clips to do, {stats['parts_with_another_plan']} "
+                  f"parts made by an earlier config (each part's plan is in `state/`). The files listed "
+                  "above are one consistent state, each clip once; rerun the same `fusion-datasets run` to "
+                  "finish it.")
+    card = DatasetCard(f"---\n{data.to_yaml()}\n---\n\n# {data.pretty_name}\n\n{status}\n")
+    return write_text_atomically(root / CARD, str(card))
 
 
 def _dataset_name(config: PipelineConfig) -> str:

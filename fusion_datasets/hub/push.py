@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from fusion_datasets.http_errors import is_transient, redact, retry_delay
+from fusion_datasets.layout import CONFIGS, config_files
 from fusion_datasets.runtime import cache_dir
 
 if TYPE_CHECKING:
@@ -178,7 +179,17 @@ def check_run_output(folder: Path, allow_incomplete: bool = False) -> None:
     stats = folder / "stats.json"
     if not allow_incomplete and stats.is_file() and json.loads(stats.read_text()).get("complete") is False:
         raise ValueError(f"{folder} is mid-run (stats.json says complete: false): rerun the same "
-                         "`fusion-datasets run` to finish it, or push it anyway with --allow-incomplete")
+                         "`fusion-datasets run` to finish it, or push its committed state with --allow-partial")
+
+
+def _not_committed(folder: Path) -> list[str]:
+    """The data and state files of ``folder`` that its card does not list: a redo's replaced generation that
+    a killed run left behind. A push leaves them out, as readers of the folder do."""
+    listed = {path for config in CONFIGS for path in config_files(folder, config)}
+    data = [path for path in folder.glob("data/*/*.parquet") if path not in listed]
+    parts = {path.stem for path in data}
+    return [path.relative_to(folder).as_posix() for path in [*data, *(folder / "state").glob("*.json")]
+            if path.stem in parts]
 
 
 def push_folder(folder: str | Path, repo_id: str, private: bool = False, api: HfApi | None = None, *,
@@ -192,7 +203,7 @@ def push_folder(folder: str | Path, repo_id: str, private: bool = False, api: Hf
     check_run_output(folder, allow_incomplete)
     publisher = HubPublisher(repo_id, private, api)
     publisher.call("upload the folder to", publisher.api.upload_folder, repo_id=repo_id, folder_path=folder,
-                   repo_type="dataset", ignore_patterns=list(IGNORED),
+                   repo_type="dataset", ignore_patterns=[*IGNORED, *_not_committed(folder)],
                    commit_message=f"Upload {folder.name} with fusion-datasets")
     logger.info("pushed %s to %s", folder, publisher.url)
     return publisher.url

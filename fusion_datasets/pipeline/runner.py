@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from fusion_datasets import __version__
 from fusion_datasets.config import to_mapping
 from fusion_datasets.files import write_text_atomically
-from fusion_datasets.hub.card import PLOT, render_card
+from fusion_datasets.hub.card import PLOT, render_card, render_status_card
 from fusion_datasets.hub.push import HubPublisher, parse_hub_output, staging_dir
 from fusion_datasets.layout import LOCAL_MODELS, MANIFEST
 from fusion_datasets.pipeline.config import PipelineConfig, dump_config, load_run_config
@@ -41,7 +41,7 @@ from fusion_datasets.pipeline.state import STATE, Part, RunState
 from fusion_datasets.pipeline.stats import add_up, failed_stages, summarize
 from fusion_datasets.pipeline.work import PartWork, WorkPlan, plan_work
 from fusion_datasets.public import local_models, public_config
-from fusion_datasets.runtime import process_rank, progress_bars, raise_if_interrupted
+from fusion_datasets.runtime import process_rank, progress_bars, raise_if_interrupted, uninterruptible
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +101,9 @@ class PipelineRunner:
     def run(self) -> RunResult:
         ds, ids, work = self.prepare()
         self.root.mkdir(parents=True, exist_ok=True)
+        if work.parts:  # first of all, every reader is told the output is mid-run (complete: false)
+            with self.state.lock():
+                self._write_view(ids)
         write_text_atomically(self.root / "config.yaml", dump_config(self.config))
         write_text_atomically(self.root / LOCAL_MODELS, json.dumps(local_models(to_mapping(self.config)), indent=2))
         if work.clips_not_in_input:
@@ -117,7 +120,7 @@ class PipelineRunner:
         with progress_bars(False):  # a bar for the parts and one per pass: not one per bookkeeping step
             for item, cues, counters in self._execute(ds, rows, mine, progress):
                 raise_if_interrupted()  # never commit a part whose work a swallowed Ctrl-C cut short
-                self._commit(item, cues, counters)
+                self._commit(item, cues, counters, ids)
                 result.counters = add_up(result.counters, counters)
                 result.parts_written += 1
                 if publisher:
@@ -153,8 +156,10 @@ class PipelineRunner:
                  for name in entry["writes"] if name in table.column_names and name not in stored]
         return table.remove_columns(stale)
 
-    def _commit(self, item: PartWork, cues: datasets.Dataset, counters: dict[str, dict[str, float]]) -> None:
-        """Write a part's configs and state beside their places, then commit them."""
+    def _commit(self, item: PartWork, cues: datasets.Dataset, counters: dict[str, dict[str, float]],
+                ids: list[str]) -> None:
+        """Write a part's configs and state beside their places, then commit them: rename them into place and
+        rewrite what readers see (:meth:`_write_view`), as one step that a Ctrl-C does not cut."""
         if item.dropped:
             dropped = set(item.dropped)
             cues = cues.filter(lambda clip: clip not in dropped, input_columns="id", desc="dropping removed clips")
@@ -169,13 +174,24 @@ class PipelineRunner:
         part = Part(item.name, list(item.ids), self.plan.fingerprints(),
                     data_counts(cues, configs.get("captions"), configs.get("qa")), work,
                     self.config.output.embed_audio, [item.previous.name] if item.previous else [])
-        self.state.commit(part, written)
+        with uninterruptible(), self.state.lock():
+            self.state.commit(part, written)
+            self._write_view(ids)
+
+    def _write_view(self, ids: list[str]) -> tuple[list[Part], dict[str, Any]]:
+        """What readers see, from the committed parts (under the lock): ``stats.json``, then a card that lists
+        their files (:func:`~fusion_datasets.hub.card.render_status_card`); only then are the parts they
+        replace deleted. Killed at any point, the card lists one consistent state. Returns parts and stats."""
+        parts = self.state.load()
+        stats = summarize(list(parts.values()), ids, self.plan.fingerprints(), self.input_unreadable)
+        write_text_atomically(self.root / "stats.json", json.dumps(stats, indent=2))
+        render_status_card(self.root, self.config, self.state.committed_files(parts), stats)
+        self.state.remove_replaced(parts)
+        return list(parts.values()), stats
 
     def _finish(self, ids: list[str]) -> dict[str, Any]:
         """Stats, manifest and card of the output as it stands (called under the lock)."""
-        parts = list(self.state.load().values())
-        stats = summarize(parts, ids, self.plan.fingerprints(), self.input_unreadable)
-        write_text_atomically(self.root / "stats.json", json.dumps(stats, indent=2))
+        parts, stats = self._write_view(ids)
         self.state.write_manifest({
             "fusion_datasets": __version__,
             "input": public_config({"path": self.config.input.path, "split": self.config.input.split,

@@ -8,10 +8,12 @@ ids and a generation number, never from how many parts there are, so no rerun ca
 beside a new one under another name.
 
 A part is committed under the output's lock by renaming its files into place, ``cues`` last: a part is
-done when its ``cues`` file exists. A rerun that redoes a part writes the next generation and then
-deletes the old one; killed in between, the next run finishes the deletion (``replaces``). Files
-without their ``cues`` (a commit cut short) and temporary files of dead processes are removed when the
-state is loaded. ``manifest.json`` at the root sums the state up for people and tools.
+done when its ``cues`` file exists. A rerun that redoes a part writes the next generation beside the old
+one (``replaces``); the runner then rewrites the card's file lists, and only then are the replaced parts
+deleted (:meth:`RunState.remove_replaced`), so a reader of the card never sees both generations nor a
+listed file that is gone. Killed in between, the next run finishes the job. Files without their ``cues``
+(a commit cut short) and temporary files of dead processes are removed when the state is loaded.
+``manifest.json`` at the root sums the state up for people and tools.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -78,6 +80,7 @@ class RunState:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._parts: dict[str, Part] = {}  # state files read so far: a committed part's never changes
 
     def data(self, config: str, name: str) -> Path:
         return self.root / "data" / config / f"{name}.parquet"
@@ -113,22 +116,35 @@ class RunState:
                 "cannot be matched by id. Write to a new output folder, or delete this one and rerun.")
 
     def load(self) -> dict[str, Part]:
-        """The done parts by name, after removing what interrupted runs left behind (call under the lock)."""
+        """The committed parts by name: the done parts that no done part replaces (call under the lock).
+
+        What interrupted runs left behind is removed first. Replaced parts stay on disk until
+        :meth:`remove_replaced`, once the card no longer lists them.
+        """
         self.check_layout()
         self._remove_dead_temporaries()
-        parts = {}
+        done = {}
         for path in sorted((self.root / "data" / "cues").glob("part-*.parquet")):
             name = path.stem
-            if self.state(name).exists():
-                parts[name] = Part(**json.loads(self.state(name).read_text("utf-8")))
-        for part in list(parts.values()):
-            for old in part.replaces:
-                if old in parts:
-                    logger.info("removing %s, replaced by %s", old, part.name)
-                    self.delete(old)
-                    del parts[old]
-        self._remove_orphans(set(parts))
-        return parts
+            if name in self._parts or self.state(name).exists():
+                done[name] = self._part(name)
+        self._remove_orphans(set(done))
+        replaced = {old for part in done.values() for old in part.replaces}
+        return {name: part for name, part in done.items() if name not in replaced}
+
+    def _part(self, name: str) -> Part:
+        if name not in self._parts:
+            self._parts[name] = Part(**json.loads(self.state(name).read_text("utf-8")))
+        return self._parts[name]
+
+    def remove_replaced(self, committed: Mapping[str, Part]) -> None:
+        """Delete every done part that is not among ``committed`` (call under the lock, after the card no
+        longer lists them)."""
+        for path in sorted((self.root / "data" / "cues").glob("part-*.parquet")):
+            if path.stem not in committed:
+                logger.info("removing %s, replaced", path.stem)
+                self.delete(path.stem)
+                self._parts.pop(path.stem, None)
 
     def _remove_dead_temporaries(self) -> None:
         for folder in [*(self.root / "data").glob("*"), self.root / STATE]:
@@ -151,20 +167,24 @@ class RunState:
             path.unlink(missing_ok=True)
 
     def commit(self, part: Part, written: dict[str, Path]) -> list[Path]:
-        """Rename a part's written temporary files into place (``cues`` last), then delete what it replaces.
+        """Rename a part's written temporary files into place, ``cues`` last (call under the lock).
 
-        ``written`` maps each config to its temporary Parquet file. Returns the part's files.
+        ``written`` maps each config to its temporary Parquet file. Returns the part's files. What the part
+        replaces stays until :meth:`remove_replaced`.
         """
         state = self.temporary(self.state(part.name))
         state.write_text(json.dumps(asdict(part)), encoding="utf-8")
-        with self.lock():
-            for config in [name for name in CONFIGS if name != "cues" and name in written]:
-                os.replace(written[config], self.data(config, part.name))
-            os.replace(state, self.state(part.name))
-            os.replace(written["cues"], self.data("cues", part.name))
-            for old in part.replaces:
-                self.delete(old)
+        for config in [name for name in CONFIGS if name != "cues" and name in written]:
+            os.replace(written[config], self.data(config, part.name))
+        os.replace(state, self.state(part.name))
+        os.replace(written["cues"], self.data("cues", part.name))
+        self._parts[part.name] = part
         return self.files(part.name)
+
+    def committed_files(self, parts: Mapping[str, Part]) -> dict[str, list[str]]:
+        """Each config's data files of ``parts``, relative to the output (what the card lists)."""
+        return {config: [self.data(config, name).relative_to(self.root).as_posix() for name in sorted(parts)
+                         if self.data(config, name).exists()] for config in CONFIGS}
 
     def write_manifest(self, manifest: dict[str, Any]) -> Path:
         return write_text_atomically(self.root / MANIFEST, json.dumps(manifest, indent=2))

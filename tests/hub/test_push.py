@@ -156,7 +156,7 @@ def test_cli_push_prints_the_url(hub, output, monkeypatch, capsys):
 
 def test_incomplete_or_foreign_folders_are_refused(hub, tmp_path):
     midrun = write_run_output(tmp_path / "midrun", complete=False)
-    with pytest.raises(ValueError, match="mid-run.*--allow-incomplete"):
+    with pytest.raises(ValueError, match="mid-run.*--allow-partial"):
         push_folder(midrun, REPO, api=hub)
     (tmp_path / "plain").mkdir()
     with pytest.raises(ValueError, match="not a run output"):

@@ -1,0 +1,119 @@
+"""A reader of an output folder sees one committed state at every moment of a rerun.
+
+A rerun that redoes parts (a changed stage config) or adds clips is stopped at each of its file operations
+in turn (every rename and deletion in the output: a SIGKILL there leaves the folder as it is then). After
+each stop, ``load_dataset(OUT, name)`` gives every clip at most once, the card lists only files that exist,
+``stats.json`` says ``complete: false`` and ``push`` refuses the folder; the next run completes it. The stop
+is raised from ``os.replace`` and ``Path.unlink`` (a real kill cannot be aimed at one operation), as an
+exception that no code of the toolkit catches.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import datasets
+import pytest
+
+from fusion_datasets.cli import main
+from fusion_datasets.hub.push import check_run_output
+from fusion_datasets.layout import CONFIGS, config_files
+from fusion_datasets.testing.media import music, noise, speech, write_audio
+
+# the tagger only (fast): fusion, the filter and QA read its tags, which is not what is tested here
+TAGGING_ONLY = [arg for stage in ("separation", "speech", "sound", "music", "visual")
+                for arg in ("--set", f"experts.{stage}.enabled=false")] + [
+    "--set", "fusion.enabled=false", "--set", "filter.enabled=false", "--set", "qa.enabled=false",
+    "--set", "output.shard_size=2"]
+
+
+class Killed(BaseException):
+    """The process dies here: no ``except`` of the toolkit catches a BaseException that is not its own."""
+
+
+def _write_clips(folder: Path, count: int) -> None:
+    makers = (speech, music, noise)
+    for index in range(count):
+        write_audio(folder / f"clip{index}.wav", makers[index % 3](1.0, 16000), 16000)
+
+
+def _run(clips: Path, output: Path, *extra: str) -> int:
+    return main(["run", "tiny", "--input", str(clips), "--output", str(output), *TAGGING_ONLY, *extra])
+
+
+@contextmanager
+def _killed_after(operations: int | None) -> Iterator[list[str]]:
+    """Within the block, the ``operations``-th rename or deletion under an output folder (``out``) raises
+    :class:`Killed` (``None``: none does); yields the list that logs those operations."""
+    done: list[str] = []
+    real_replace, real_unlink = os.replace, Path.unlink
+
+    def count(what: str) -> None:
+        done.append(what)
+        if len(done) == operations:
+            raise Killed(what)
+
+    def replace(source, target, *args, **kwargs):
+        real_replace(source, target, *args, **kwargs)
+        if "out" in Path(target).parts:
+            count(f"replace {target}")
+
+    def unlink(path, *args, **kwargs):
+        real_unlink(path, *args, **kwargs)
+        if "out" in path.parts:
+            count(f"unlink {path}")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "replace", replace)
+        patch.setattr(Path, "unlink", unlink)
+        yield done
+
+
+def _check_consistent(output: Path) -> list[str]:
+    """What any reader must see; returns the ids of ``cues``."""
+    for config in CONFIGS:
+        assert all(path.is_file() for path in config_files(output, config)), config
+    ids = datasets.load_dataset(str(output), "cues", split="train", download_mode="force_redownload")["id"]
+    assert len(ids) == len(set(ids))
+    return ids
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("change", ["config", "clips"])
+def test_a_rerun_stopped_at_any_file_operation_leaves_a_consistent_output(tmp_path, tiny_zoo, change):
+    tiny_zoo.build_all()
+    clips, base = tmp_path / "clips", tmp_path / "base" / "out"
+    _write_clips(clips, 4)
+    assert _run(clips, base) == 0
+    extra = ["--set", "experts.tagging.top_k=3"] if change == "config" else []
+    if change == "clips":
+        _write_clips(clips, 6)  # two more clips: a third part
+    expected = [f"clip{index}" for index in range(4 if change == "config" else 6)]
+    # how many file operations the rerun makes, then a rerun stopped after each of them
+    counted = tmp_path / "counted" / "out"
+    shutil.copytree(base, counted)
+    with _killed_after(None) as operations:
+        assert _run(clips, counted, *extra) == 0
+    assert len(operations) >= 6
+    for stop in range(1, len(operations)):
+        output = tmp_path / f"stop{stop}" / "out"
+        shutil.copytree(base, output)
+        with _killed_after(stop) as done, pytest.raises(Killed):
+            _run(clips, output, *extra)
+        ids = _check_consistent(output)
+        if json.loads((output / "stats.json").read_text())["complete"]:  # stopped once every part was in
+            assert sorted(ids) == expected, done[-1]
+        else:
+            with pytest.raises(ValueError, match="mid-run"):
+                check_run_output(output)
+        assert _run(clips, output, *extra) == 0
+        assert sorted(_check_consistent(output)) == expected
+        tags = datasets.load_dataset(str(output), "cues", split="train")["audio_tags"]
+        assert change == "clips" or all(len(row) <= 3 for row in tags)
+        assert json.loads((output / "stats.json").read_text())["complete"]
+        check_run_output(output)
