@@ -152,3 +152,11 @@ def test_build_tiny_model_reuses_a_built_folder(tmp_path):
     build_tiny_model("htdemucs", tmp_path, overwrite=True)
     assert not (path / "kept").exists() and len(list(path.glob("*.th"))) == 1
     assert [child.name for child in tmp_path.iterdir()] == ["htdemucs"]  # no staging folder left
+
+
+def test_a_model_built_by_other_builders_is_built_again(tmp_path):
+    path = build_tiny_model("htdemucs", tmp_path)
+    (path / ".tiny-zoo-complete").write_text("0123456789abcdef")  # an older zoo's builders
+    (path / "kept").touch()
+    assert build_tiny_model("htdemucs", tmp_path) == path
+    assert not (path / "kept").exists()
