@@ -99,6 +99,14 @@ class PipelineRunner:
         return ds, ids, work
 
     def run(self) -> RunResult:
+        """Write this rank's parts, as the only run writing the output (:meth:`RunState.writing`)."""
+        output = self.config.output
+        identity = {"plan": self.plan.fingerprints(), "input": self.config.input.path,
+                    "parts": [output.shard_size, output.num_shards], "embed_audio": output.embed_audio}
+        with self.state.writing(identity, self.rank, self.world_size):
+            return self._run()
+
+    def _run(self) -> RunResult:
         ds, ids, work = self.prepare()
         self.root.mkdir(parents=True, exist_ok=True)
         if work.parts:  # first of all, every reader is told the output is mid-run (complete: false)

@@ -23,6 +23,7 @@ import hashlib
 import json
 import logging
 import os
+import socket
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -40,6 +41,10 @@ STATE = "state"
 
 class OutputMismatch(UserError):
     """The output folder was made in a way this run cannot continue; the message says what to do."""
+
+
+class OutputBusy(UserError):
+    """Another run is writing the output folder."""
 
 
 @dataclass
@@ -75,6 +80,13 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _alive(writer: Mapping[str, Any], me: Mapping[str, Any]) -> bool:
+    """Whether a listed writer may still be running: another host's cannot be checked from here."""
+    if writer["host"] != me["host"]:
+        return True
+    return writer["pid"] != me["pid"] and _pid_alive(writer["pid"])
+
+
 class RunState:
     """The parts of an output folder, and the lock that ranks take to commit or to tidy them."""
 
@@ -106,6 +118,46 @@ class RunState:
         with path.open("w") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes, or when the process dies
             yield
+
+    @contextmanager
+    def writing(self, run: Mapping[str, Any], rank: int, world_size: int) -> Iterator[None]:
+        """Register this process as a writer of the output for the block; refuse a second run.
+
+        ``run`` describes the run (its plan's fingerprints and how it cuts parts): the ranks of one launch
+        (``torchrun``, same ``run`` and ``world_size``, another ``rank``) write together; any other run while
+        one is alive (the same config started twice, another config, another part size) is refused with
+        :class:`OutputBusy`, before it reads anything: two runs would mix parts of two plans or cut one clip
+        into two parts. Writers are listed in ``.cache/writers.json``; a dead process's entry is dropped.
+        """
+        me = {"host": socket.gethostname(), "pid": os.getpid(), "rank": rank, "world_size": world_size,
+              "run": hashlib.sha256(json.dumps(run, sort_keys=True).encode("utf-8")).hexdigest()[:16]}
+        with self.lock():
+            writers = [writer for writer in self._writers() if _alive(writer, me)]
+            for writer in writers:
+                ours = (writer["run"], writer["world_size"]) == (me["run"], world_size) and writer["rank"] != rank
+                if not ours:
+                    raise OutputBusy(
+                        f"{self.root} is being written by another run (pid {writer['pid']} on {writer['host']}, "
+                        f"{'the same config' if writer['run'] == me['run'] else 'another config or part size'}): "
+                        "wait for it to end, then rerun; two runs at once would mix their parts. If it is no "
+                        f"longer running, delete {self._writers_file()}.")
+            self._write_writers([*writers, me])
+        try:
+            yield
+        finally:
+            with self.lock():
+                self._write_writers([writer for writer in self._writers()
+                                     if (writer["host"], writer["pid"]) != (me["host"], me["pid"])])
+
+    def _writers_file(self) -> Path:
+        return self.root / ".cache" / "writers.json"
+
+    def _writers(self) -> list[dict[str, Any]]:
+        path = self._writers_file()
+        return json.loads(path.read_text("utf-8")) if path.is_file() else []
+
+    def _write_writers(self, writers: list[dict[str, Any]]) -> None:
+        write_text_atomically(self._writers_file(), json.dumps(writers, indent=2))
 
     def check_layout(self) -> None:
         """Refuse an output written in the shard layout of earlier versions (``shard-*-of-*`` files)."""

@@ -13,6 +13,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +24,7 @@ from pathlib import Path
 import datasets
 import pytest
 
+from fusion_datasets import runtime
 from fusion_datasets.cli import main
 from fusion_datasets.hub.push import check_run_output
 from fusion_datasets.layout import CONFIGS, config_files
@@ -117,3 +122,57 @@ def test_a_rerun_stopped_at_any_file_operation_leaves_a_consistent_output(tmp_pa
         assert change == "clips" or all(len(row) <= 3 for row in tags)
         assert json.loads((output / "stats.json").read_text())["complete"]
         check_run_output(output)
+
+
+@pytest.mark.slow
+def test_a_second_run_on_an_output_being_written_is_refused_whatever_its_config(tmp_path, tiny_zoo, capsys):
+    tiny_zoo.build_all()
+    clips, output = tmp_path / "clips", tmp_path / "out"
+    _write_clips(clips, 24)
+    command = ["run", "tiny", "--input", str(clips), "--output", str(output), *TAGGING_ONLY]
+    first = subprocess.Popen([sys.executable, "-m", "fusion_datasets.cli", *command],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        writers = output / ".cache" / "writers.json"
+        deadline = time.monotonic() + 120
+        while not (writers.is_file() and first.pid in [w["pid"] for w in json.loads(writers.read_text() or "[]")]):
+            assert first.poll() is None and time.monotonic() < deadline, "the first run never started writing"
+            time.sleep(0.1)
+        for extra in ([], ["--set", "experts.tagging.top_k=3"], ["--set", "output.shard_size=5"]):
+            assert _run(clips, output, *extra) == 2, extra
+            error = capsys.readouterr().err
+            assert f"is being written by another run (pid {first.pid}" in error and "Traceback" not in error
+        assert first.poll() is None, "the refusals were tested after the first run had ended"
+        assert first.wait(timeout=600) == 0
+    finally:
+        first.kill()
+    assert sorted(_check_consistent(output)) == sorted(f"clip{index}" for index in range(24))
+    assert not json.loads(writers.read_text())  # the first run left the list as it found it
+    assert _run(clips, output, "--set", "experts.tagging.top_k=3") == 0  # now it may
+
+
+@pytest.fixture
+def sigint_handler():
+    """Restore Python's own SIGINT handler and forget the interrupt after a test that presses Ctrl-C."""
+    yield
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    runtime._INTERRUPTED.clear()
+
+
+def test_ctrl_c_during_a_commit_finishes_the_commit_then_stops(tmp_path, tiny_zoo, sigint_handler):
+    clips, output = tmp_path / "clips", tmp_path / "out"
+    _write_clips(clips, 4)
+    real_replace = os.replace
+
+    def replace(source, target, *args, **kwargs):
+        real_replace(source, target, *args, **kwargs)
+        if Path(target).parent == output / "state":  # a part's state: its commit is under way
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C, delivered to this (the main) thread at once
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "replace", replace)
+        assert _run(clips, output) == 130
+    parts = [path.stem for path in config_files(output, "cues")]
+    assert len(parts) == 1  # the part under way was committed whole, and is what the card lists
+    assert all(path.is_file() for config in CONFIGS for path in config_files(output, config))
+    assert (output / "state" / f"{parts[0]}.json").is_file()
