@@ -25,7 +25,7 @@ from fusion_datasets.config import to_mapping
 from fusion_datasets.files import write_text_atomically
 from fusion_datasets.hub.card import PLOT, render_card, render_status_card
 from fusion_datasets.hub.push import HubPublisher, parse_hub_output, staging_dir
-from fusion_datasets.layout import LOCAL_MODELS, MANIFEST
+from fusion_datasets.layout import CARD, LOCAL_MODELS, MANIFEST
 from fusion_datasets.pipeline.config import PipelineConfig, dump_config, load_run_config
 from fusion_datasets.pipeline.executor import LocalExecutor
 from fusion_datasets.pipeline.inputs import clip_ids, read_input
@@ -132,7 +132,9 @@ class PipelineRunner:
                 result.counters = add_up(result.counters, counters)
                 result.parts_written += 1
                 if publisher:
-                    self._publish(publisher, self.state.files(item.name), f"Part {item.name} ({len(item.ids)} clips)")
+                    # with the card that lists it: one Hub commit takes the part in and what it replaces out
+                    self._publish(publisher, [*self.state.files(item.name), self.root / CARD, self.root / "stats.json"],
+                                  f"Part {item.name} ({len(item.ids)} clips)")
         with self.state.lock():  # the last rank to get here sees every part and writes last
             result.stats = self._finish(ids)
             if publisher and result.stats["complete"]:

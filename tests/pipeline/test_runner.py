@@ -10,6 +10,7 @@ import fusion_datasets
 from fusion_datasets.cli import main
 from fusion_datasets.config import ConfigError
 from fusion_datasets.hub.push import staging_dir
+from fusion_datasets.layout import CONFIGS, config_files
 from fusion_datasets.pipeline.config import load_config
 from fusion_datasets.testing import media
 from fusion_datasets.testing.hub import LocalHub
@@ -207,6 +208,12 @@ def test_an_hf_output_pushes_each_shard_then_the_card(tmp_path, tiny_zoo, clip_f
             super().__init__(remote)
             hubs.append(self)
 
+        def create_commit(self, *args, **kwargs):
+            info = super().create_commit(*args, **kwargs)
+            # after every commit, a reader of the repository sees one state: each file its card lists is there
+            assert all(path.is_file() for config in CONFIGS for path in config_files(remote, config))
+            return info
+
     monkeypatch.setattr(huggingface_hub, "HfApi", Hub)
     monkeypatch.setenv("FUSION_DATASETS_CACHE", str(tmp_path / "cache"))
     _run(clip_folder, "hf://datasets/my-org/captions")
@@ -220,7 +227,7 @@ def test_an_hf_output_pushes_each_shard_then_the_card(tmp_path, tiny_zoo, clip_f
     assert messages[2:] == ["Dataset card, stats and config"]
     first = messages[0].split()[1]
     parquet = [f"data/{config}/{first}.parquet" for config in ("captions", "cues", "qa")]
-    assert hub.commits()[0]["paths"] == sorted([*parquet, f"state/{first}.json"])
+    assert hub.commits()[0]["paths"] == sorted([*parquet, f"state/{first}.json", "README.md", "stats.json"])
     captions = datasets.load_dataset(str(remote), "captions", split="train")
     assert sorted(captions["id"]) == ["music", "speech"]
     assert 'load_dataset("my-org/captions", "captions"' in (remote / "README.md").read_text()
