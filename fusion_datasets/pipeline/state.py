@@ -65,8 +65,20 @@ class Part:
 
 
 def part_name(ids: Sequence[str], generation: int = 0) -> str:
-    """``part-<hash of the ids>-<generation>``: the same clips give the same name on every run."""
-    digest = hashlib.sha256("\n".join(ids).encode("utf-8")).hexdigest()[:12]
+    r"""``part-<hash of the ids>-<generation>``: the same clips give the same name on every run, and other
+    clips another name, whatever characters their ids hold.
+
+    The ids are hashed one per line, as earlier versions named parts, unless one holds a line break or a
+    backslash: then as a JSON list, whose text always holds a backslash that a line-per-id text of such
+    ids cannot, so ``["a\nb"]`` and ``["a", "b"]`` never share a name.
+
+    Example:
+        >>> part_name(["a\nb"]) != part_name(["a", "b"])
+        True
+    """
+    plain = not any("\n" in clip or "\\" in clip for clip in ids)
+    text = "\n".join(ids) if plain else json.dumps(list(ids))
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
     return f"part-{digest}-{generation:04d}"
 
 
