@@ -108,6 +108,11 @@ class RayConfig:
 
     address: str | None = None
     resources: dict[str, Any] = field(default_factory=dict)  # stage -> StageResources options
+    connect_timeout: float = 30.0  # seconds to reach the cluster at `address` before the run fails
+
+    def __post_init__(self) -> None:
+        if not self.connect_timeout > 0:
+            raise ValueError(f"connect_timeout must be > 0, got {self.connect_timeout}")
 
     def stage(self, name: str) -> StageResources:
         return from_mapping(StageResources, self.resources.get(name) or {}, f"ray.resources.{name}")

@@ -20,6 +20,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from functools import partial
@@ -89,6 +91,28 @@ class PassActor:
         return datasets.Dataset.from_dict(rows, features=self.features).with_format("arrow")[:]
 
 
+def wait_for_cluster(address: str, timeout: float) -> None:
+    """Return once the Ray cluster at ``address`` (``HOST:PORT``, ``ray://HOST:PORT``) takes a connection;
+    raise :class:`UserError` after ``timeout`` seconds (Ray itself would retry for minutes). ``auto`` and
+    ``local`` are found by Ray on this machine."""
+    target = address.removeprefix("ray://")
+    host, _, port = target.rpartition(":")
+    if address in ("auto", "local") or not port.isdigit():
+        return
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            left = max(deadline - time.monotonic(), 0.1)
+            socket.create_connection((host.strip("[]"), int(port)), timeout=left).close()
+            return
+        except OSError as error:
+            if time.monotonic() >= deadline:
+                raise UserError(f"the Ray cluster at {address} cannot be reached ({error}; waited {timeout:g} s, "
+                                "ray.connect_timeout): check --ray-address, or leave it out to start Ray on this "
+                                "machine") from None
+            time.sleep(0.5)
+
+
 class RayExecutor:
     """Runs the parts of a run on Ray; ``run`` yields each part's cues and counters as it completes.
 
@@ -102,13 +126,17 @@ class RayExecutor:
         self.plan = plan
         self.config = config
 
-    def _init(self) -> None:
+    def _init(self) -> bool:
+        """Join the cluster at ``ray.address``, or start a local Ray; returns whether it started one."""
         if self.ray.is_initialized():
-            return
+            return False
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         address = self.config.ray.address
+        if address:
+            wait_for_cluster(address, self.config.ray.connect_timeout)
         logger.info("starting Ray%s", f" at {address}" if address else " on this machine")
         self.ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+        return not address
 
     def _rows(self, parts: Iterable[tuple[PartWork, datasets.Dataset]]) -> tuple[list[Any], dict[str, PartWork]]:
         """Each part's rows as an Arrow table with the helper columns, and the parts by name (in order)."""
@@ -135,7 +163,15 @@ class RayExecutor:
         tables, items = self._rows(parts)
         if not tables:
             return
-        self._init()
+        started = self._init()
+        try:
+            yield from self._stream(tables, items)
+        finally:
+            if started:  # the local Ray this run started ends with it, all its processes
+                self.ray.shutdown()
+
+    def _stream(self, tables: list[Any], items: dict[str, PartWork]
+                ) -> Iterator[tuple[PartWork, datasets.Dataset, dict[str, dict[str, float]]]]:
         data = self.ray.data
         features = _union_features(tables)
         # blocks of one map batch: a block is what flows from one stage's actors to the next, so small

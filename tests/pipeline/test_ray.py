@@ -7,6 +7,7 @@ import json
 import math
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import psutil
 import pytest
 import ray
 from ray.cluster_utils import Cluster
@@ -230,3 +232,38 @@ def test_without_ray_the_engine_says_how_to_install_it(monkeypatch, tmp_path, ca
     err = capsys.readouterr().err
     assert 'needs Ray Data, which is not installed: pip install "fusion-datasets[ray]"' in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_a_cluster_that_cannot_be_reached_fails_in_bounded_time_with_one_line(clips, tmp_path, capsys):
+    with socket.socket() as closed:  # a port nothing listens on (bound, never listening)
+        closed.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{closed.getsockname()[1]}"
+        started = time.monotonic()
+        assert run(clips, tmp_path / "out", "--engine", "ray", "--ray-address", address,
+                   "--set", "ray.connect_timeout=2") == 2
+        assert time.monotonic() - started < 60
+    error = capsys.readouterr().err
+    assert f"the Ray cluster at {address} cannot be reached" in error and "ray.connect_timeout" in error
+    assert "Traceback" not in error and not ray.is_initialized()
+
+
+def test_a_local_ray_that_the_run_started_is_shut_down_with_it(clips, tmp_path):
+    assert run(clips, tmp_path / "out", "--engine", "ray") == 0
+    assert not ray.is_initialized()
+    deadline = time.monotonic() + 30
+    while left := _ray_processes():
+        assert time.monotonic() < deadline, f"Ray processes left running: {left}"
+        time.sleep(0.5)
+
+
+def _ray_processes() -> list[str]:
+    """The command lines of this process's live descendants that are Ray's (raylet, GCS, workers, agents)."""
+    found = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            command = " ".join(child.cmdline())
+            if child.status() != psutil.STATUS_ZOMBIE and "ray" in command:
+                found.append(command[:120])
+        except psutil.NoSuchProcess:
+            continue
+    return found
