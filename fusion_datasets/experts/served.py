@@ -3,8 +3,8 @@
 A generative expert (sound, music, visual) with ``backend: {kind: server, ...}`` sends its prompt with the
 clip as content parts of one chat message, through the same backend as the LLM stages
 (:class:`~fusion_datasets.llm.backends.ServerChatBackend`: ``max_concurrency`` requests in flight, retries,
-timeouts, the token rules). The audio is decoded, resampled to the served model's rate, cut to the
-expert's ``max_seconds`` and encoded (WAV or FLAC, base64); video frames go as JPEG images.
+timeouts, a token only where ``token_env`` names one). The audio is decoded, resampled to the served model's
+rate, cut to the expert's ``max_seconds`` and encoded (WAV or FLAC, base64); video frames go as JPEG images.
 
 Which content part a server takes for audio (:data:`AUDIO_PARTS`) is a setting; each model family has a
 default (:data:`FAMILIES`): vLLM and ``transformers serve`` take OpenAI's ``input_audio``, SGLang an

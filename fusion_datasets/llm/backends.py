@@ -17,8 +17,10 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import itertools
+import json
 import logging
 import os
+import re
 import threading
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from contextlib import AsyncExitStack
@@ -26,13 +28,15 @@ from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 from fusion_datasets import runtime
-from fusion_datasets.http_errors import is_transient, redact, retry_delay
+from fusion_datasets.http_errors import NotJSONError, is_transient, redact, retry_delay
 from fusion_datasets.llm.base import ChatBackend, Completion, Conversation, FollowUp, converse_in_rounds
 from fusion_datasets.loading import loading_model
 
 logger = logging.getLogger(__name__)
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
+# a URL's "user:password@" (with or without its scheme): credentials that would be saved and logged with it
+_USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)?[^/?#@]*@")
 
 
 @dataclass(frozen=True)
@@ -87,7 +91,9 @@ class TransformersBackendConfig(BackendConfig):
 class ServerBackendConfig(BackendConfig):
     """``kind: server``: an OpenAI-compatible server at each of ``base_urls`` answers, ``max_concurrency``
     requests in flight. ``backoff`` is the first retry's maximum wait in seconds, doubled at each retry
-    (full jitter: a uniform draw below it); ``token_env`` names the variable holding the bearer token."""
+    (full jitter: a uniform draw below it). ``token_env`` names the environment variable holding the bearer
+    token: no token is sent unless it names one (``HF_TOKEN`` sends the Hub token to these servers). A base URL
+    holding credentials (``http://user:password@host``) is refused: it would be saved in ``config.yaml``."""
 
     # what a served step's fingerprint held when one config had every kind's options: kept, so that a
     # rerun over an earlier run's output does not redo its LLM stages
@@ -98,11 +104,12 @@ class ServerBackendConfig(BackendConfig):
     timeout: float = 120.0
     max_retries: int = 5
     backoff: float = 1.0
-    token_env: str | None = "HF_TOKEN"
+    token_env: str | None = None
 
     def __post_init__(self) -> None:
         # YAML gives lists; a tuple keeps the config hashable (it is the backend's cache key)
         object.__setattr__(self, "base_urls", tuple(self.base_urls))
+        _refuse_credentials(self.base_urls)  # first: the checks below print the URLs
         self._check({
             "base_urls": (bool(self.base_urls) and all(url.startswith(("http://", "https://"))
                                                        for url in self.base_urls), "one or more http(s):// URLs"),
@@ -118,6 +125,17 @@ class ServerBackendConfig(BackendConfig):
 
 
 KINDS: dict[str, type[BackendConfig]] = {"transformers": TransformersBackendConfig, "server": ServerBackendConfig}
+
+
+def _refuse_credentials(urls: Sequence[str]) -> None:
+    """Raise ``ValueError`` naming the first of ``urls`` written with a user name or password (shown without)."""
+    for url in urls:
+        found = _USERINFO.match(url)
+        if found:
+            shown = (found["scheme"] or "") + url[found.end():]
+            raise ValueError(f"backend base_urls: {shown} is written with a user name or password: remove them "
+                             "and name the environment variable that holds the token in token_env (a base URL "
+                             "is saved in config.yaml, which push publishes, and in the logs)")
 
 
 @dataclass(frozen=True)
@@ -284,7 +302,7 @@ class ServerChatBackend:
         semaphore = self._semaphore
         token = os.environ.get(self.config.token_env) if self.config.token_env else None
         async with AsyncExitStack() as stack:
-            session = await stack.enter_async_context(_loopback_aware_session())
+            session = await stack.enter_async_context(_session())
             clients = []
             for url in self.config.base_urls:
                 # huggingface_hub would send the machine's own HF token (file, OIDC) when given none: a
@@ -305,7 +323,8 @@ class ServerChatBackend:
                         semaphore: asyncio.Semaphore, token: str | None) -> Completion:
         retries = 0
         while True:
-            client = clients[next(self._turn) % len(clients)]
+            turn = next(self._turn) % len(clients)
+            client, url = clients[turn], self.config.base_urls[turn]
             try:
                 async with semaphore:
                     output = await asyncio.wait_for(client.chat_completion(
@@ -313,13 +332,12 @@ class ServerChatBackend:
                         temperature=options.temperature, top_p=options.top_p, seed=options.seed,
                     ), self.config.timeout)
             except Exception as error:  # noqa: BLE001 - every failure is either retried or the row's error
-                message = _describe(error, token)
+                message = _describe(error, url, self.config.timeout, token)
                 if not is_transient(error) or retries >= self.config.max_retries:
-                    logger.debug("request to %s failed after %d retries: %s", client.model, retries, message)
+                    logger.debug("request to %s failed after %d retries: %s", url, retries, message)
                     return Completion(None, error=message, retries=retries)
                 delay = retry_delay(self.config.backoff, retries)
-                logger.info("request to %s failed (%s); retry %d in %.2f s",
-                            client.model, message, retries + 1, delay)
+                logger.info("request to %s failed (%s); retry %d in %.2f s", url, message, retries + 1, delay)
                 retries += 1
                 await asyncio.sleep(delay)
                 continue
@@ -338,8 +356,9 @@ def _completion(output: Any, retries: int) -> Completion:
     return Completion(content, error, prompt_tokens=prompt, completion_tokens=generated, retries=retries)
 
 
-def _describe(error: Exception, token: str | None) -> str:
-    """One line for a row's error: the status and the server's own words for HTTP errors."""
+def _describe(error: Exception, url: str, timeout: float, token: str | None) -> str:
+    """One line for a row's error: the status and the server's own words for HTTP errors, the server and the
+    timeout for one that did not answer in time, and the server for the rest."""
     import httpx2
     from huggingface_hub.errors import HfHubHTTPError
 
@@ -350,6 +369,12 @@ def _describe(error: Exception, token: str | None) -> str:
         except httpx2.ResponseNotRead:  # a large body huggingface_hub did not read
             body = ""
         message = f"HTTP {error.response.status_code} from {error.response.url}: {body}"
+    elif isinstance(error, NotJSONError):
+        message = str(error)
+    elif isinstance(error, TimeoutError):
+        message = f"TimeoutError: no answer from {url} within timeout={timeout:g} s"
+    elif url not in message:
+        message = f"{message} ({url})"
     message = " ".join(message.split())
     # a server may echo the request back in its error body: the token must not reach rows or logs
     return redact(message, token)
@@ -362,8 +387,10 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _loopback_aware_session() -> Any:
-    """An HTTP session that reaches loopback servers even in huggingface_hub's offline mode.
+def _session() -> Any:
+    """An HTTP session that reaches loopback servers even in huggingface_hub's offline mode, and that raises
+    :class:`~fusion_datasets.http_errors.NotJSONError` (status, URL, the body's start) for a success whose body
+    is not JSON, where huggingface_hub would say only ``JSONDecodeError``.
 
     ``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE`` make huggingface_hub's request hook refuse every URL,
     a local server included. This session (from the public ``get_async_session()``, so that a user's
@@ -381,5 +408,15 @@ def _loopback_aware_session() -> Any:
         for hook in hub_hooks:
             await hook(request)
 
-    session.event_hooks = {**session.event_hooks, "request": [request_hook]}
+    session.event_hooks = {"request": [request_hook], "response": [*session.event_hooks["response"], _json_body]}
     return session
+
+
+async def _json_body(response: Any) -> None:
+    """A response hook: a success's body must be JSON (what a chat completion is)."""
+    if response.is_success:
+        await response.aread()
+        try:
+            json.loads(response.content)
+        except ValueError:
+            raise NotJSONError(response.status_code, str(response.url), response.text) from None

@@ -134,7 +134,8 @@ class Faults:
     fail_status: int = 500
     stall: frozenset[int] = frozenset()  # wait ``stall_seconds`` before passing these through
     stall_seconds: float = 30.0
-    malformed: frozenset[int] = frozenset()  # answer 200 with a body that is not JSON
+    malformed: frozenset[int] = frozenset()  # answer 200 with ``malformed_body``, which is not JSON
+    malformed_body: bytes = b'{"choices": [{"message": '  # cut short, as by a broken gateway
     empty: frozenset[int] = frozenset()  # pass through, with the completion's content emptied
 
 
@@ -204,7 +205,7 @@ class FaultProxy:
                 return None
             reply = self._forward(method, path, headers, body)
             if index in faults.malformed:
-                reply = _Reply(200, b'{"choices": [{"message": ')  # cut short, as by a broken gateway
+                reply = _Reply(200, faults.malformed_body)
             elif index in faults.empty and reply.status == 200:
                 answer = json.loads(reply.body)
                 for choice in answer["choices"]:

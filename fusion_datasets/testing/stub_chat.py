@@ -23,7 +23,9 @@ Request = dict[str, Any]  # the JSON body of a /v1/chat/completions request
 class StubChatServer(ThreadingHTTPServer):
     """Answers each chat request with ``answer(request)`` after ``latency`` seconds (or ``latency(request)``).
 
-    Counts requests and the most that were in flight at once; runs in a daemon thread on 127.0.0.1.
+    Counts requests and the most that were in flight at once, and keeps each request's headers (``headers``,
+    in order of arrival, lower-case names: what a client sent, a token included); runs in a daemon thread on
+    127.0.0.1.
     """
 
     daemon_threads = True
@@ -36,6 +38,7 @@ class StubChatServer(ThreadingHTTPServer):
         self.requests = 0
         self.in_flight = 0
         self.peak_in_flight = 0
+        self.headers: list[dict[str, str]] = []
         self._lock = threading.Lock()
 
     @property
@@ -50,9 +53,10 @@ class StubChatServer(ThreadingHTTPServer):
         self.shutdown()
         self.server_close()
 
-    def reply(self, request: Request) -> bytes:
+    def reply(self, request: Request, headers: dict[str, str]) -> bytes:
         with self._lock:
             self.requests += 1
+            self.headers.append(headers)
             self.in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         try:
@@ -74,7 +78,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
         request = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"{}")
-        body = self.server.reply(request)  # type: ignore[attr-defined]
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        body = self.server.reply(request, headers)  # type: ignore[attr-defined]
         self.send_response(200)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(body)))

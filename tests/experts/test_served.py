@@ -152,6 +152,20 @@ def test_served_requests_stay_max_concurrency_in_flight(clips):
     assert expert.batch_size == 16 and expert.served_concurrency == 4
 
 
+def test_a_rows_error_names_the_server_and_the_timeout_or_the_body(clips):
+    with StubChatServer(answer=lambda request: "a hum", latency=3.0) as stub:
+        answers = AudioLLMSoundDescriber(backend=_served(stub.base_url, timeout=0.5))(_batch(clips, ["speech"]))
+    (error,) = answers["errors"][0]
+    assert error == {"stage": "sound", "message": f"tiny (served): TimeoutError: no answer from {stub.base_url} "
+                                                  "within timeout=0.5 s"}
+    faults = Faults(malformed=frozenset({0}), malformed_body=b"<html>502 Bad Gateway</html>")
+    with StubChatServer(answer=lambda request: "a hum") as stub, FaultProxy(stub.base_url, faults) as proxy:
+        answers = AudioLLMSoundDescriber(backend=_served(proxy.base_url))(_batch(clips, ["speech"]))
+    (error,) = answers["errors"][0]
+    assert error["message"] == (f"tiny (served): HTTP 200 from {proxy.base_url}/v1/chat/completions, a body that "
+                                "is not JSON: '<html>502 Bad Gateway</html>'")
+
+
 def test_the_served_music_expert_is_gated_and_named_on_the_card(clips):
     with StubChatServer(answer=lambda request: "a waltz") as stub:
         backend = _served(stub.base_url, model="Qwen/Qwen2-Audio-7B-Instruct")

@@ -27,6 +27,7 @@ from fusion_datasets.llm.backends import (
 )
 from fusion_datasets.pipeline.config import build_steps, load_config
 from fusion_datasets.testing.server import FaultProxy, Faults
+from fusion_datasets.testing.stub_chat import StubChatServer
 
 CONVERSATIONS = [
     [{"role": "user", "content": "Describe the clip."}],
@@ -139,7 +140,7 @@ def test_a_request_stalling_past_the_timeout(tiny_zoo, chat_server, max_retries)
         assert all(c.ok for c in completions) and sorted(c.retries for c in completions) == [0, 0, 1]
     else:
         failed = [c for c in completions if not c.ok]
-        assert len(failed) == 1 and failed[0].error.startswith("TimeoutError")
+        assert [c.error for c in failed] == [f"TimeoutError: no answer from {proxy.base_url} within timeout=1 s"]
         assert sum(c.ok for c in completions) == 2
 
 
@@ -148,10 +149,30 @@ def test_malformed_body_is_the_rows_error_and_empty_content_is_text(tiny_zoo, ch
         # one request at a time: arrival order is row order
         completions = server_backend(tiny_zoo, proxy.base_url, max_concurrency=1).generate(CONVERSATIONS,
                                                                                            max_new_tokens=4)
-    assert "JSONDecodeError" in completions[0].error and completions[0].retries == 0
+    assert completions[0].error == (f"HTTP 200 from {proxy.base_url}/v1/chat/completions, a body that is not JSON: "
+                                    """'{"choices": [{"message":'""") and completions[0].retries == 0
     assert completions[1].ok and completions[1].text == ""
     assert completions[2].ok and completions[2].text
     assert len(proxy.requests) == 3
+
+
+def test_a_page_that_is_not_json_is_quoted_by_its_first_200_characters():
+    page = "<html><head><title>502</title></head>\n<body>" + "The gateway lost its upstream. " * 20 + "</body></html>"
+    faults = Faults(malformed=frozenset({0}), malformed_body=page.encode())
+    with StubChatServer(lambda request: "a hum") as stub, FaultProxy(stub.base_url, faults) as proxy:
+        backend = ServerChatBackend(ServerBackendConfig(model="stub", base_urls=(proxy.base_url,)))
+        (completion,) = backend.generate(CONVERSATIONS[:1], max_new_tokens=4)
+    quoted = " ".join(page[:200].split())
+    where = f"{proxy.base_url}/v1/chat/completions"
+    assert completion.error == f"HTTP 200 from {where}, a body that is not JSON: {quoted!r}"
+    assert completion.retries == 0 and len(quoted) > 190 and "</body>" not in completion.error
+
+
+def test_a_timeout_names_the_server_and_the_timeout():
+    with StubChatServer(lambda request: "a hum", latency=3.0) as stub:
+        config = ServerBackendConfig(model="stub", base_urls=(stub.base_url,), timeout=0.5, max_retries=0)
+        (completion,) = ServerChatBackend(config).generate(CONVERSATIONS[:1], max_new_tokens=4)
+    assert completion.error == f"TimeoutError: no answer from {stub.base_url} within timeout=0.5 s"
 
 
 def test_client_errors_are_not_retried(tiny_zoo, chat_server):
