@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, ClassVar, TypeVar
 
-from fusion_datasets import __version__
+from fusion_datasets import __version__, prompts
 from fusion_datasets.experts.base import Expert
 from fusion_datasets.experts.registry import stage_classes
 from fusion_datasets.llm.backends import BackendConfig, make_backend
@@ -38,7 +38,8 @@ StepConfigT = TypeVar("StepConfigT", bound="ChatStepConfig")
 
 @dataclass(frozen=True)
 class ChatStepConfig:
-    """What every LLM step shares. ``prompt`` is the template; ``prompt_version`` names it in provenance."""
+    """What every LLM step shares. ``prompt`` is the template; ``prompt_version`` is the bundled version it is,
+    and names it in provenance and on the card (a text that is not that version's is named ``custom``)."""
 
     backend: BackendConfig
     prompt: str = ""
@@ -60,6 +61,11 @@ class ChatStepConfig:
             raise ValueError(f"temperature must be >= 0, got {self.temperature}")
         if self.max_reasks < 0:
             raise ValueError(f"max_reasks must be >= 0, got {self.max_reasks}")
+
+    @property
+    def prompt_name(self) -> str:
+        """``prompt_version``, or ``custom`` where ``prompt`` is not that bundled version's text."""
+        return prompts.prompt_name(self.prompt, self.prompt_version)
 
     def render(self, data: Mapping[str, Any]) -> str:
         return render_prompt(self.prompt, self.placeholder, data)
@@ -142,8 +148,15 @@ class ChatStep(Expert[StepConfigT]):  # type: ignore[type-var]  # an Expert whos
         return totals
 
     def card_entry(self) -> dict[str, Any]:
-        model, revision = model_reference(self.config.backend.model, self.config.backend.revision)
-        return {**super().card_entry(), "model": model, "revision": revision}
+        """The Expert's, with the served model and the prompt's name; a custom prompt's text too (the manifest
+        keeps it: its name and sha256 alone would not say what was asked)."""
+        config = self.config
+        model, revision = model_reference(config.backend.model, config.backend.revision)
+        name = config.prompt_name
+        entry = {**super().card_entry(), "model": model, "revision": revision, "prompt": name}
+        if name == prompts.CUSTOM:
+            entry["prompt_text"] = config.prompt
+        return entry
 
     @abstractmethod
     def pending_rows(self, media: MediaBatch) -> list[int]:
@@ -168,7 +181,7 @@ class ChatStep(Expert[StepConfigT]):  # type: ignore[type-var]  # an Expert whos
             "stage": self.stage,
             "model": model,
             "revision": revision,
-            "prompt": config.prompt_version,
+            "prompt": config.prompt_name,
             "prompt_sha256": hashlib.sha256(config.prompt.encode("utf-8")).hexdigest(),
             "params": json.dumps(config.generation_params(), sort_keys=True),
             "package_version": __version__,

@@ -31,6 +31,7 @@ from fusion_datasets.llm.qa import QAGenerator, explode_qa
 from fusion_datasets.llm.step import USAGE_FIELDS
 from fusion_datasets.prompts import read_prompt
 from fusion_datasets.testing.server import serve_model
+from fusion_datasets.testing.stub_chat import StubChatServer
 from fusion_datasets.testing.zoo.fixed_answer import (
     FUSION_ANSWER,
     FUSION_CAPTION,
@@ -272,3 +273,37 @@ def test_fusion_then_qa_through_a_real_server_match_in_process(tiny_zoo):
         with_qa = fused.map(qa, batched=True, with_rank=True, features=qa.output_features(fused.features))
     assert with_qa["qa_pairs"] == [json.loads(QA_ANSWER)["qa_pairs"][:2]] * 5 + [None]
     assert explode_qa(with_qa).num_rows == 10
+
+
+def test_a_custom_prompt_is_named_custom_in_provenance_manifest_and_card(run_served, tmp_path):
+    """``--set fusion.prompt=...``: the prompt sent is that text, and no record calls it ``fusion_v1``."""
+    prompt = "Cues of the clip: {cues_json}. Answer: the JSON object only."
+    asked = []
+
+    def answer(request: dict) -> str:
+        asked.append(request["messages"][0]["content"])
+        return FUSION_ANSWER
+
+    with StubChatServer(lambda request: "a hum") as sound, StubChatServer(answer) as llm:
+        code = run_served(sound.base_url, f"{{kind: server, model: stub, base_urls: [{llm.base_url}]}}",
+                          "--set", f"fusion.prompt={prompt}")
+    assert code == 0 and len(asked) == 4 and all(text.startswith("Cues of the clip: {") for text in asked)
+    sha = hashlib.sha256(prompt.encode()).hexdigest()
+    (entry,) = [step for step in json.loads((tmp_path / "out" / "manifest.json").read_text())["plan"]
+                if step["stage"] == "fusion"]
+    assert (entry["prompt"], entry["prompt_sha256"], entry["prompt_text"]) == ("custom", sha, prompt)
+    cues = datasets.load_dataset(str(tmp_path / "out"), "cues", split="train")
+    assert {(entry["prompt"], entry["prompt_sha256"]) for entries in cues["provenance"] for entry in entries} \
+        == {("custom", sha)}
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert f"`custom` (`{sha}`)" in card and "fusion_v1" not in card
+
+
+def test_the_bundled_prompts_keep_their_names_and_another_text_is_custom(tiny_zoo):
+    fuser, qa = CaptionFuser(backend=backend(tiny_zoo["fusion-lm"])), QAGenerator(backend=backend(tiny_zoo["qa-lm"]))
+    assert fuser.provenance_entry()["prompt"] == fuser.card_entry()["prompt"] == "fusion_v1"
+    assert qa.provenance_entry()["prompt"] == "qa_v1" and "prompt_text" not in qa.card_entry()
+    edited = QAGenerator(qa.config, prompt=qa.config.prompt.replace("Write 4 or 5", "Write 3 or 4"))
+    assert edited.config.prompt != qa.config.prompt and edited.config.prompt_version == "qa_v1"
+    assert edited.provenance_entry()["prompt"] == "custom"
+    assert edited.card_entry()["prompt_text"] == edited.config.prompt
