@@ -114,16 +114,25 @@ def to_mapping(config: Any) -> Any:
 
 
 def parse_override(override: str) -> tuple[str, Any]:
-    """``key=value`` as ``(key, value)``, the value parsed as YAML (``true``, ``0.1``, ``[a, b]``).
+    """``key=value`` as ``(key, value)``, the value parsed as YAML (``true``, ``0.1``, ``[a, b]``, ``{k: v}``).
+
+    A mapping is written in braces: a value that YAML reads as ``key: value`` without them, or cannot read at
+    all, is a text that holds ``: `` (a prompt's "Answer: yes"), and is taken as it is.
 
     Example:
         >>> parse_override("steps.speech.batch_size=8")
         ('steps.speech.batch_size', 8)
+        >>> parse_override("fusion.prompt=Cues: {cues_json}. Answer: one sentence.")
+        ('fusion.prompt', 'Cues: {cues_json}. Answer: one sentence.')
     """
     key, sep, raw = override.partition("=")
     if not sep or not key:
         raise ConfigError(f"--set expects key=value, got {override!r}")
-    return key, yaml.safe_load(raw)
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return key, raw
+    return key, raw if isinstance(value, dict) and not raw.lstrip().startswith("{") else value
 
 
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:

@@ -65,6 +65,24 @@ def test_a_float_field_takes_exponent_notation_that_yaml_reads_as_a_string():
     assert from_mapping(Inner, {"threshold": "1E-2"}).threshold == 0.01
 
 
+def test_a_text_holding_colons_is_taken_as_it_is():
+    """YAML cannot read the first, and reads the second as a mapping: both are texts; braces make a mapping."""
+    overrides = ["name=Cues: {cues_json}. Answer: yes", "inner.model=Answer: yes", "inner={model: b}"]
+    assert apply_overrides({}, overrides[:2]) == {"name": "Cues: {cues_json}. Answer: yes",
+                                                  "inner": {"model": "Answer: yes"}}
+    assert from_mapping(Outer, apply_overrides({}, overrides)) == Outer(name="Cues: {cues_json}. Answer: yes",
+                                                                        inner=Inner("b"))
+
+
+def test_a_value_that_is_not_yaml_for_a_number_is_one_line_and_exit_2(tmp_path, capsys):
+    from fusion_datasets.cli import main
+
+    code = main(["run", "tiny", "--input", str(tmp_path), "--output", str(tmp_path / "out"),
+                 "--set", "filter.threshold=low: [0.1", "--dry-run"])
+    assert code == 2
+    assert capsys.readouterr().err == "fusion-datasets: error: filter.threshold: expected a number, got 'low: [0.1'\n"
+
+
 @pytest.mark.parametrize(("override", "message"), [("size", "key=value"), ("name.x=1", "name is 'x', not a mapping")])
 def test_bad_overrides_are_explained(override, message):
     with pytest.raises(ConfigError, match=message):
