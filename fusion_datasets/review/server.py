@@ -105,7 +105,7 @@ class ReviewHandler(BaseHTTPRequestHandler):
             return self._send_json(HTTPStatus.FORBIDDEN, {"error": "judgements come from the review page only"})
         if self.headers.get_content_type() != "application/json":
             return self._send_json(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, {"error": "send application/json"})
-        length = int(self.headers.get("Content-Length") or 0)
+        length = _content_length(self.headers.get("Content-Length"))
         if not 0 < length <= _MAX_BODY:
             return self._send_json(HTTPStatus.BAD_REQUEST, {"error": f"a judgement is 1 to {_MAX_BODY} bytes"})
         try:
@@ -187,6 +187,11 @@ class ReviewHandler(BaseHTTPRequestHandler):
         self.end_headers()
         if body:
             self.wfile.write(data)
+
+
+def _content_length(header: str | None) -> int:
+    """The body's length a ``Content-Length`` header says; 0 where it is missing or not a whole number."""
+    return int(header) if header and header.strip().isdecimal() else 0
 
 
 def start_server(session: ReviewSession, port: int = 8765) -> ReviewServer:

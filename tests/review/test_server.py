@@ -117,6 +117,16 @@ def test_a_bad_judgement_is_a_400_and_saves_nothing(served, output, request_body
     assert not (output / "review" / "alice.jsonl").exists()
 
 
+@pytest.mark.parametrize("length", ["twelve", "-1", "12abc", "²"])
+def test_a_malformed_content_length_is_a_400(served, output, length):
+    body = json.dumps({"index": 0, "label": "good"})
+    response, data = _request(served, "POST", "/api/judgements", body,
+                              {"Content-Type": "application/json", "Content-Length": length})
+    assert response.status == 400 and "error" in json.loads(data)
+    assert not (output / "review" / "alice.jsonl").exists()
+    assert _request(served, "GET", "/")[0].status == 200  # and the server goes on
+
+
 def test_one_server_per_reviewer_and_output(served, output):
     from fusion_datasets.errors import UserError
 
