@@ -14,6 +14,7 @@ import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -189,13 +190,17 @@ class PipelineRunner:
             self._write_view(ids)
 
     def _write_view(self, ids: list[str]) -> tuple[list[Part], dict[str, Any]]:
-        """What readers see, from the committed parts (under the lock): ``stats.json``, then a card that lists
-        their files (:func:`~fusion_datasets.hub.card.render_status_card`); only then are the parts they
-        replace deleted. Killed at any point, the card lists one consistent state. Returns parts and stats."""
+        """What readers see, from the committed parts (under the lock): a card that lists their files
+        (:func:`~fusion_datasets.hub.card.render_status_card`) and ``stats.json``, then the parts they replace
+        are deleted. ``stats.json`` goes first when it says ``complete: false`` and last when it says true, so
+        that killed at any point the folder never claims to be complete while its card lacks a clip, and its
+        card lists one consistent state. Returns parts and stats."""
         parts = self.state.load()
         stats = summarize(list(parts.values()), ids, self.plan.fingerprints(), self.input_unreadable)
-        write_text_atomically(self.root / "stats.json", json.dumps(stats, indent=2))
-        render_status_card(self.root, self.config, self.state.committed_files(parts), stats)
+        writes = [partial(render_status_card, self.root, self.config, self.state.committed_files(parts), stats),
+                  partial(write_text_atomically, self.root / "stats.json", json.dumps(stats, indent=2))]
+        for write in writes if stats["complete"] else reversed(writes):
+            write()
         self.state.remove_replaced(parts)
         return list(parts.values()), stats
 
