@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from fusion_datasets.errors import UserError
@@ -37,6 +39,7 @@ from fusion_datasets.pipeline.config import InputConfig
 
 logger = logging.getLogger(__name__)
 
+MEDIA_COLUMNS = ("audio", "video")  # the columns that name a clip's files
 _SAVED = ("dataset_info.json", "dataset_dict.json")  # what save_to_disk writes (a Dataset, a DatasetDict)
 _HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
 
@@ -227,3 +230,22 @@ def clip_ids(ds: datasets.Dataset) -> list[str]:
         raise InputError(f"{len(repeated)} ids occur more than once in the input: {names}. Ids must be "
                          "unique: a clip's id keys its results across reruns.")
     return ids
+
+
+def media_paths(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """The file each value of a media column names: a path as it is, or an undecoded audio's ``path``."""
+    return pc.struct_field(column, "path") if pa.types.is_struct(column.type) else column
+
+
+def input_files(ds: datasets.Dataset, columns: Sequence[str] = ()) -> pa.Table:
+    """The files each clip of ``ds`` names, as paths, one row per clip: in ``audio``, ``video``, every audio column
+    and ``columns`` (the audio columns the steps read), where ``ds`` has them.
+
+    Read as Arrow batches, so embedded audio is not copied: a moved input changes these paths, not the clips.
+    """
+    names = [name for name, feature in ds.features.items()
+             if (name in {*MEDIA_COLUMNS, *columns} and feature == datasets.Value("string"))
+             or isinstance(feature, datasets.Audio)]
+    batches = ds.select_columns(names).with_format("arrow").iter(batch_size=10_000)
+    return pa.concat_tables([pa.table({name: media_paths(batch.column(name)) for name in names})
+                             for batch in batches])

@@ -29,7 +29,7 @@ from fusion_datasets.hub.push import HubPublisher, parse_hub_output, staging_dir
 from fusion_datasets.layout import CARD, LOCAL_MODELS, MANIFEST
 from fusion_datasets.pipeline.config import PipelineConfig, dump_config, load_run_config
 from fusion_datasets.pipeline.executor import LocalExecutor
-from fusion_datasets.pipeline.inputs import clip_ids, read_input
+from fusion_datasets.pipeline.inputs import clip_ids, input_files, read_input
 from fusion_datasets.pipeline.outputs import (
     EXPORT,
     data_counts,
@@ -40,7 +40,7 @@ from fusion_datasets.pipeline.outputs import (
 from fusion_datasets.pipeline.plan import Plan
 from fusion_datasets.pipeline.state import STATE, Part, RunState
 from fusion_datasets.pipeline.stats import add_up, failed_stages, summarize
-from fusion_datasets.pipeline.work import PartWork, WorkPlan, plan_work
+from fusion_datasets.pipeline.work import PartWork, WorkPlan, plan_work, redo_rows
 from fusion_datasets.public import local_models, public_config
 from fusion_datasets.runtime import process_rank, progress_bars, raise_if_interrupted, uninterruptible
 
@@ -96,7 +96,9 @@ class PipelineRunner:
         if (self.root / "data").is_dir():
             with self.state.lock():
                 parts = self.state.load()
-        work = plan_work(self.state, parts, ids, self.plan, self.config.output, self.world_size, self.retry_errors)
+        files = input_files(ds, [step.audio_column for step in self.plan.steps])
+        work = plan_work(self.state, parts, ids, files, self.plan, self.config.output, self.world_size,
+                         self.retry_errors)
         return ds, ids, work
 
     def run(self) -> RunResult:
@@ -158,14 +160,16 @@ class PipelineRunner:
             yield (item, *local.run(self._table(ds, rows, item), item.work, desc=item.name))
 
     def _table(self, ds: datasets.Dataset, rows: dict[str, int], item: PartWork) -> datasets.Dataset:
-        """A part's rows before its work: the input's for new clips, the kept cues for a part to redo."""
+        """A part's rows before its work: the input's for new clips; for a part to rewrite, its kept cues with the
+        input's columns as the input has them now (:func:`~fusion_datasets.pipeline.work.redo_rows`)."""
+        current = ds.select([rows[clip] for clip in item.ids if clip in rows])  # a kept part's clips may be gone
         if item.previous is None:
-            return ds.select([rows[clip] for clip in item.ids])
+            return current
         table = datasets.Dataset.from_parquet(str(self.state.data("cues", item.previous.name)))
         stages, stored = self.plan.stages, self.plan.stored()
         stale = [name for stage, entry in item.previous.plan.items() if stage not in stages
                  for name in entry["writes"] if name in table.column_names and name not in stored]
-        return table.remove_columns(stale)
+        return redo_rows(table.remove_columns(stale), current, self.plan, item.work, item.previous.embed_audio)
 
     def _commit(self, item: PartWork, cues: datasets.Dataset, counters: dict[str, dict[str, float]],
                 ids: list[str]) -> None:

@@ -9,6 +9,11 @@
   failed and the stages that read their columns.
 - Clips of committed parts that are no longer in the input are reported, and dropped from their parts
   only where ``output.removed_clips`` is ``drop``.
+- A committed part that names other files than the input does now (the input moved) is rewritten with
+  the input's paths, without running any stage.
+
+A part to rewrite starts from its kept cues with the input's columns as the input has them now
+(:func:`redo_rows`): the files of a moved input, and what a redone stage merges from the input.
 """
 
 from __future__ import annotations
@@ -16,14 +21,17 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import datasets
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from fusion_datasets.experts.chain import DECODE
 from fusion_datasets.pipeline.config import OutputConfig
-from fusion_datasets.pipeline.executor import Work
+from fusion_datasets.pipeline.executor import Work, clear_stages, replace_rows
 from fusion_datasets.pipeline.plan import Plan
 from fusion_datasets.pipeline.state import OutputMismatch, Part, RunState, part_name
 
@@ -61,6 +69,12 @@ class WorkPlan:
         return owner(part.previous.name if part.previous else part.ids[0], world_size)
 
 
+def _redo(stages: Sequence[str], rows: Sequence[int]) -> Work:
+    """Work on a kept part's rows: :func:`redo_rows` clears what ``stages`` wrote (back to the input's values),
+    so the executor must not clear it again."""
+    return Work(tuple(stages), tuple(rows), clear=False)
+
+
 def _changed_stages(part: Part, plan: Plan) -> set[str]:
     """Stages whose fingerprint differs from the part's, and the readers of what removed stages wrote."""
     current = plan.fingerprints()
@@ -78,42 +92,74 @@ def _error_work(state: RunState, part: Part, plan: Plan) -> list[Work]:
         failed = {error["stage"] for error in errors or []} & {*plan.stages, DECODE}
         if failed:
             groups[tuple(plan.to_rerun(failed))].append(row)
-    return [Work(stages, tuple(rows)) for stages, rows in groups.items()]
+    return [_redo(stages, rows) for stages, rows in groups.items()]
+
+
+def _stored_paths(path: str, schema: pa.Schema, column: str) -> list[str | None]:
+    """The files a committed part's ``cues`` name in ``column`` (an audio's ``path``: its bytes are not read)."""
+    nested = pa.types.is_struct(schema.field(column).type)
+    return pq.read_table(path, columns=[f"{column}.path" if nested else column]).column(0).to_pylist()
+
+
+def _moved(state: RunState, part: Part, files: pa.Table, position: Mapping[str, int]) -> bool:
+    """Whether ``part`` names another file than the input does now for a clip still in it (the input moved).
+
+    Embedded audio (``output.embed_audio``) names no file of the input.
+    """
+    path = str(state.data("cues", part.name))
+    schema = pq.read_schema(path)
+    ids = pq.read_table(path, columns=["id"]).column("id").to_pylist()
+    rows = [(row, position[clip]) for row, clip in enumerate(ids) if clip in position]
+    for column in files.column_names:
+        if column not in schema.names or (part.embed_audio and column == "audio"):
+            continue
+        old = _stored_paths(path, schema, column)
+        new = files.column(column).take(pa.array([at for _, at in rows], pa.int64())).to_pylist()
+        if any(old[row] != value for (row, _), value in zip(rows, new)):
+            return True
+    return False
 
 
 def plan_work(
     state: RunState,
     parts: dict[str, Part],
     input_ids: Sequence[str],
+    files: pa.Table,
     plan: Plan,
     output: OutputConfig,
     world_size: int = 1,
     retry_errors: bool = False,
 ) -> WorkPlan:
-    """The parts this run has to write, for every rank (``mine`` picks one rank's)."""
+    """The parts this run has to write, for every rank (``mine`` picks one rank's).
+
+    ``files`` holds the files each input clip names now, in the order of ``input_ids``
+    (:func:`~fusion_datasets.pipeline.inputs.input_files`).
+    """
     result = WorkPlan()
-    wanted = set(input_ids)
+    position = {clip: row for row, clip in enumerate(input_ids)}
     for part in parts.values():
         if part.embed_audio != output.embed_audio:
             raise OutputMismatch(
                 f"{state.root} was written with output.embed_audio={str(part.embed_audio).lower()} and this run "
                 f"has {str(output.embed_audio).lower()}: set it back, or write to a new output folder.")
     for part in sorted(parts.values(), key=lambda part: part.name):
-        gone = tuple(clip for clip in part.ids if clip not in wanted)
+        gone = tuple(clip for clip in part.ids if clip not in position)
         result.clips_not_in_input += len(gone)
         changed = _changed_stages(part, plan)
         removed = sorted(set(part.plan) - set(plan.stages))
         dropped = gone if output.removed_clips == "drop" else ()
         if changed:
             rerun = plan.to_rerun(changed)
-            work = [Work(tuple(rerun), tuple(range(len(part.ids))))]
+            work = [_redo(rerun, range(len(part.ids)))]
             reason = f"stages changed: {', '.join(rerun)}"
         elif retry_errors and part.counts.get("clips_with_errors"):
             work, reason = _error_work(state, part, plan), "retrying rows with errors"
         else:
             work = []
-            reason = f"stages removed: {', '.join(removed)}" if removed else "dropping clips no longer in the input"
-        if work or dropped or removed:
+            reason = (f"stages removed: {', '.join(removed)}" if removed
+                      else "dropping clips no longer in the input" if dropped
+                      else "files moved in the input: re-pointing them, no stage rerun")
+        if work or dropped or removed or _moved(state, part, files, position):
             kept = tuple(clip for clip in part.ids if clip not in dropped)
             name = part_name(kept, part.generation + 1)
             result.parts.append(PartWork(name, kept, tuple(work), part, dropped))
@@ -129,3 +175,53 @@ def plan_work(
             work = Work(tuple(plan.stages), tuple(range(len(ids))), clear=False)
             result.parts.append(PartWork(part_name(ids), ids, (work,)))
     return result
+
+
+def _reset_rows(plan: Plan, work: Sequence[Work]) -> dict[str, set[int]]:
+    """Each column a step of ``plan`` writes, with the rows where ``work`` redoes the step that writes it."""
+    rows: dict[str, set[int]] = {name: set() for step in plan.steps for name in step.writes()}
+    for item in work:
+        for stage in item.stages:
+            for name in plan.step(stage).writes():
+                rows[name].update(item.rows)
+    return rows
+
+
+def _typed(table: datasets.Dataset, names: Sequence[str], features: datasets.Features) -> datasets.Dataset:
+    """``table`` with its ``names`` cast to ``features`` where they differ (so that two tables' values merge)."""
+    for name in names:
+        if name in table.column_names and table.features[name] != features[name]:
+            table = table.cast_column(name, features[name])
+    return table
+
+
+def redo_rows(kept: datasets.Dataset, current: datasets.Dataset, plan: Plan, work: Sequence[Work],
+              embed_audio: bool = False) -> datasets.Dataset:
+    """A rewritten part's rows before its ``work``: its ``kept`` cues, with what the input gives as it is now.
+
+    ``current`` holds the input's rows of the part's clips that are still in it. The columns of the stages to
+    redo are reset to the input's values (empty where it has none) and their errors are dropped, so what a
+    stage merges from the input (human tags in ``audio_tags``) is merged again; every other input column is
+    the input's, so the files of a moved input are re-pointed. Clips no longer in the input keep what they
+    had, and so does embedded audio (``embed_audio``), which names no file of the input.
+    """
+    for item in work:
+        kept = replace_rows(kept, item.rows, clear_stages(plan, kept.select(item.rows), item.stages))
+    features = plan.output_features(current.features)  # the output's types: a step's for what it writes
+    taken = [name for name in current.column_names if name != "id" and not (embed_audio and name == "audio")]
+    kept, current = _typed(kept, taken, features), _typed(current, taken, features)
+    index, reset = {clip: row for row, clip in enumerate(current["id"])}, _reset_rows(plan, work)
+    ids, source, table = kept["id"], current.with_format("arrow")[:], kept.with_format("arrow")[:]
+    for name in taken:
+        rows = reset.get(name)  # None: no step writes it, every row takes the input's
+        at = pa.array([index.get(clip) if rows is None or row in rows else None for row, clip in enumerate(ids)],
+                      pa.int64())
+        new = source.column(name).take(at)
+        old = table.column(name) if name in table.column_names else pa.nulls(len(ids), new.type)
+        merged = pc.if_else(pc.is_valid(at), new, old)
+        table = (table.set_column(table.column_names.index(name), name, merged) if name in table.column_names
+                 else table.append_column(name, merged))
+    order = [*current.column_names, *(name for name in kept.column_names if name not in current.column_names)]
+    types = {**kept.features, **{name: features[name] for name in taken}}
+    return datasets.Dataset(table.select(order), info=datasets.DatasetInfo(
+        features=datasets.Features({name: types[name] for name in order})))
