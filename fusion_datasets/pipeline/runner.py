@@ -121,6 +121,10 @@ class PipelineRunner:
             logger.warning("%d clips of %s are no longer in the input: %s (output.removed_clips)",
                            work.clips_not_in_input, self.root,
                            "dropping them" if self.config.output.removed_clips == "drop" else "kept")
+        if work.clips_kept_unseen:
+            logger.warning("%d of them are kept all the same: their files may still be there (a folder that could "
+                           "not be read, a dangling link, a disk not mounted); mend that and rerun to drop them",
+                           work.clips_kept_unseen)
         mine = work.mine(self.rank, self.world_size)
         logger.info("rank %d of %d: %d new clips in all, %d parts to write, %d of them here",
                     self.rank, self.world_size, work.new_clips, len(work.parts), len(mine))

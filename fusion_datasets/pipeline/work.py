@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -59,6 +60,7 @@ class WorkPlan:
     parts: list[PartWork] = field(default_factory=list)
     new_clips: int = 0
     clips_not_in_input: int = 0
+    clips_kept_unseen: int = 0  # with removed_clips=drop: not in the input, but not known gone either (kept)
     reasons: dict[str, int] = field(default_factory=dict)  # why parts are redone -> parts
 
     def mine(self, rank: int, world_size: int) -> list[PartWork]:
@@ -120,6 +122,32 @@ def _moved(state: RunState, part: Part, files: pa.Table, position: Mapping[str, 
     return False
 
 
+def _file_gone(path: str) -> bool:
+    """Whether the file at ``path`` is known to be gone: its folder is there, readable and holds other files,
+    and nothing (not even a dangling link) has its name. An unreadable folder, a link to an unmounted disk,
+    a folder that is missing or empty (an unmounted disk's mount point) say nothing of the file."""
+    try:
+        with os.scandir(os.path.dirname(path)) as entries:
+            return not os.path.lexists(path) and any(entries)
+    except OSError:  # missing or unreadable
+        return False
+
+
+def _known_gone(state: RunState, part: Part, gone: Sequence[str]) -> tuple[str, ...]:
+    """Of ``gone`` (clips of ``part`` no longer in the input), those that ``removed_clips=drop`` may drop: a row
+    of a table input is gone when the table lost it; a clip of a folder input only when its file is
+    (:func:`_file_gone`), since a folder that could not be read makes its clips look removed too."""
+    path = str(state.data("cues", part.name))
+    schema = pq.read_schema(path)
+    table = pq.read_table(path, columns=[name for name in ("id", "source") if name in schema.names])
+    sources = dict(zip(table.column("id").to_pylist(), table.column("source").to_pylist())) \
+        if "source" in table.column_names else {}
+    files = dict(zip(table.column("id").to_pylist(), _stored_paths(path, schema, "audio"))) \
+        if "audio" in schema.names else {}
+    return tuple(clip for clip in gone
+                 if sources.get(clip) != "folder" or (files.get(clip) and _file_gone(files[clip])))
+
+
 def plan_work(
     state: RunState,
     parts: dict[str, Part],
@@ -147,7 +175,8 @@ def plan_work(
         result.clips_not_in_input += len(gone)
         changed = _changed_stages(part, plan)
         removed = sorted(set(part.plan) - set(plan.stages))
-        dropped = gone if output.removed_clips == "drop" else ()
+        dropped = _known_gone(state, part, gone) if output.removed_clips == "drop" and gone else ()
+        result.clips_kept_unseen += len(gone) - len(dropped) if output.removed_clips == "drop" else 0
         if changed:
             rerun = plan.to_rerun(changed)
             work = [_redo(rerun, range(len(part.ids)))]
