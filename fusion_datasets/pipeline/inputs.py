@@ -129,6 +129,9 @@ def _checked(ds: datasets.Dataset, where: str) -> datasets.Dataset:
     columns = ", ".join(ds.column_names)
     if "id" not in ds.column_names:
         raise InputError(f"the input {where} has no `id` column (columns: {columns})")
+    if ds.features["id"] not in (datasets.Value("string"), datasets.Value("large_string")):
+        raise InputError(f"`id` must be a string column; in the input {where} it holds {ds.features['id']}. "
+                         "Cast it first: ds.cast_column('id', datasets.Value('string')).")
     if "audio" not in ds.column_names:
         if ds.features.get("video") != datasets.Value("string"):
             raise InputError(f"the input {where} has no `audio` column (columns: {columns}): each clip needs "
@@ -188,6 +191,10 @@ def read_input(config: InputConfig, exclude: Sequence[Path] = ()) -> Input:
     if not config.path:
         raise InputError("input.path is empty: give --input with a folder of clips or a dataset")
     path = Path(config.path)
+    inside = [folder for folder in exclude if _within(path, Path(folder))]
+    if inside:
+        raise InputError(f"the output cannot be the input folder or hold it: --input {config.path} is inside "
+                         f"--output {inside[0]}. Write the output to another folder.")
     if path.is_dir():
         loaded = _read_folder(path, config, exclude)
     elif config.format == "media":
@@ -208,6 +215,11 @@ def read_input(config: InputConfig, exclude: Sequence[Path] = ()) -> Input:
     if ds.num_rows == 0:
         raise InputError(f"the input {config.path} has no clips (0 rows)")
     return replace(loaded, dataset=ds)
+
+
+def _within(path: Path, folder: Path) -> bool:
+    """Whether ``path`` is ``folder`` or under it, links resolved."""
+    return Path(os.path.realpath(path)).is_relative_to(os.path.realpath(folder))
 
 
 def load_input(config: InputConfig, exclude: Sequence[Path] = ()) -> datasets.Dataset:

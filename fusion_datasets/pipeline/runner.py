@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import pyarrow as pa
 from tqdm.auto import tqdm
 
 from fusion_datasets import __version__
@@ -87,30 +88,36 @@ class PipelineRunner:
 
             import_ray()  # without the extra: one line saying how to install it, before any work
 
-    def prepare(self) -> tuple[datasets.Dataset, list[str], WorkPlan]:
-        """The input, its ids and the work of every rank; reads the output, writes nothing but tidying."""
+    def read(self) -> tuple[datasets.Dataset, list[str], pa.Table]:
+        """The input, its ids (checked) and the files its clips name; reads nothing of the output."""
         loaded = read_input(self.config.input, exclude=[self.root])
         ds, self.input_unreadable = loaded.dataset, len(loaded.unreadable)
-        ids = clip_ids(ds)
+        return ds, clip_ids(ds), input_files(ds, [step.audio_column for step in self.plan.steps])
+
+    def prepare(self, read: tuple[datasets.Dataset, list[str], pa.Table] | None = None
+                ) -> tuple[datasets.Dataset, list[str], WorkPlan]:
+        """The input, its ids and the work of every rank; reads the output, writes nothing but tidying."""
+        ds, ids, files = read or self.read()
         parts: dict[str, Part] = {}
         if (self.root / "data").is_dir():
             with self.state.lock():
                 parts = self.state.load()
-        files = input_files(ds, [step.audio_column for step in self.plan.steps])
         work = plan_work(self.state, parts, ids, files, self.plan, self.config.output, self.world_size,
                          self.retry_errors)
         return ds, ids, work
 
     def run(self) -> RunResult:
-        """Write this rank's parts, as the only run writing the output (:meth:`RunState.writing`)."""
+        """Write this rank's parts, as the only run writing the output (:meth:`RunState.writing`); a mistake
+        in the input stops it before it writes anything."""
+        read = self.read()
         output = self.config.output
         identity = {"plan": self.plan.fingerprints(), "input": self.config.input.path,
                     "parts": [output.shard_size, output.num_shards], "embed_audio": output.embed_audio}
         with self.state.writing(identity, self.rank, self.world_size):
-            return self._run()
+            return self._run(read)
 
-    def _run(self) -> RunResult:
-        ds, ids, work = self.prepare()
+    def _run(self, read: tuple[datasets.Dataset, list[str], pa.Table]) -> RunResult:
+        ds, ids, work = self.prepare(read)
         self.root.mkdir(parents=True, exist_ok=True)
         if work.parts:  # first of all, every reader is told the output is mid-run (complete: false)
             with self.state.lock():

@@ -138,7 +138,7 @@ class RunState:
         ``run`` describes the run (its plan's fingerprints and how it cuts parts): the ranks of one launch
         (``torchrun``, same ``run`` and ``world_size``, another ``rank``) write together; any other run while
         one is alive (the same config started twice, another config, another part size) is refused with
-        :class:`OutputBusy`, before it reads anything: two runs would mix parts of two plans or cut one clip
+        :class:`OutputBusy`, before it reads the output: two runs would mix parts of two plans or cut one clip
         into two parts. Writers are listed in ``.cache/writers.json``; a dead process's entry is dropped.
         """
         me = {"host": socket.gethostname(), "pid": os.getpid(), "rank": rank, "world_size": world_size,

@@ -226,3 +226,21 @@ def test_a_run_on_a_relative_folder_loads_and_decodes_from_another_directory(tmp
     monkeypatch.chdir(elsewhere)
     cues = datasets.load_dataset(str(work / "out"), "cues", split="train").cast_column("audio", datasets.Audio())
     assert cues[0]["audio"].get_all_samples().data.shape[-1] == 16000
+
+
+def test_an_integer_id_column_is_named_as_such(tmp_path, tiny_zoo, capsys):
+    audio = media.write_audio(tmp_path / "a.wav", media.speech(1.0, 16000), 16000)
+    datasets.Dataset.from_dict({"id": [1, 2], "audio": [str(audio)] * 2}).to_parquet(str(tmp_path / "in.parquet"))
+    assert main(["run", "tiny", "--input", str(tmp_path / "in.parquet"), "--output", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert "`id` must be a string column" in error and "int64" in error and "have no id" not in error
+
+
+@pytest.mark.parametrize("output", ["the input", "its parent"])
+def test_an_output_that_is_or_holds_the_input_is_refused_in_words(tmp_path, tiny_zoo, capsys, output):
+    clips = tmp_path / "clips"
+    media.write_audio(clips / "a.wav", media.speech(1.0, 16000), 16000)
+    out = clips if output == "the input" else tmp_path
+    assert main(["run", "tiny", "--input", str(clips), "--output", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert "the output cannot be the input folder or hold it" in error and "no audio or video files" not in error
