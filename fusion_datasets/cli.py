@@ -247,7 +247,8 @@ def _eval_predict(args: argparse.Namespace) -> int:
     backend = None
     if args.backend == "server":
         backend = from_mapping(BackendConfig, {"kind": "server", "model": args.model, "base_urls": args.base_url,
-                                               "max_concurrency": args.max_concurrency}, "--backend server")
+                                               "max_concurrency": args.max_concurrency,
+                                               "token_env": args.token_env}, "--backend server")
     counts = run_predict(
         args.model, args.benchmark, args.output, split=args.split, config=args.config,
         batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, prompt=args.prompt,
@@ -264,7 +265,7 @@ def _eval_qa(args: argparse.Namespace) -> int:
 
     judge = None
     if args.judge_model:
-        where = {"server": {"base_urls": args.judge_url},
+        where = {"server": {"base_urls": args.judge_url, "token_env": args.judge_token_env},
                  "transformers": {"device": args.device, "batch_size": args.judge_batch_size}}
         options = {"kind": args.judge_kind, "model": args.judge_model, **where[args.judge_kind]}
         judge = from_mapping(BackendConfig, options, "judge")
@@ -439,6 +440,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--backend", choices=["transformers", "server"], default="transformers",
                          help="server: --model is the served model's name at --base-url (OpenAI-compatible)")
     predict.add_argument("--base-url", action="append", default=[], help="the model server's URL (repeatable)")
+    predict.add_argument("--token-env", metavar="VARIABLE",
+                         help="the environment variable whose token the server gets (HF_TOKEN for an Inference "
+                              "Endpoint); none is sent without it")
     predict.add_argument("--max-concurrency", type=int, default=16, help="requests in flight to the server")
     _add_benchmark_options(predict, predictions=False)
     predict.set_defaults(handler=_eval_predict)
@@ -450,6 +454,8 @@ def build_parser() -> argparse.ArgumentParser:
     qa.add_argument("--judge-kind", choices=["transformers", "server"], default="transformers",
                     help="run the judge in process, or ask it at --judge-url")
     qa.add_argument("--judge-url", action="append", default=[], help="the judge server's URL (repeatable)")
+    qa.add_argument("--judge-token-env", metavar="VARIABLE",
+                    help="the environment variable whose token the judge server gets; none is sent without it")
     qa.add_argument("--judge-batch-size", type=int, default=8, help="in-process judge: prompts per batch")
     qa.add_argument("--judge-parse", choices=["last-token", "rating-line"], default="last-token",
                     help="AudioBench verdicts: the last token, 0 if not a rating (AudioBench's), or the last "

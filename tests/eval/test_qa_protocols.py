@@ -325,3 +325,22 @@ def test_unusable_predictions_are_warned_and_counted(benchmark, tmp_path, caplog
     assert _report(tmp_path / "r")["overall", "accuracy"][:2] == (25.0, 4)  # 1 of 4
     details = json.loads((tmp_path / "r" / "details.json").read_text())
     assert (details["predictions_without_answer"], details["missing"]) == (2, 3)
+
+
+@pytest.mark.parametrize("token_env", [None, "FUSION_JUDGE_TOKEN"])
+def test_a_served_judge_gets_a_token_only_from_judge_token_env(benchmark, tmp_path, monkeypatch, token_env):
+    monkeypatch.setenv("HF_TOKEN", "hf_theHubTokenStaysOnThisMachine")
+    monkeypatch.setenv("FUSION_JUDGE_TOKEN", "the-judges-own-key")
+    rows = [{"audio_id": f"{CAPS}audio_{index}.wav", "instruction": question, "input": "", "dataset": "audiocaps_qa",
+             "task": "Open-ended question", "output": answer} for index, (question, answer, _) in enumerate(AUDIOCAPS)]
+    data = benchmark("audiocaps-qa", rows)
+    predictions = tmp_path / "preds.jsonl"
+    predictions.write_text("".join(json.dumps({"id": str(index), "audio_id": row["audio_id"],
+                                               "instruction": row["instruction"], "prediction": "an answer"}) + "\n"
+                                   for index, row in enumerate(rows)))
+    token = ["--judge-token-env", token_env] if token_env else []
+    with StubChatServer(lambda request: "Same.\nRating: 4") as server:
+        assert main(["eval", "qa", "--predictions", str(predictions), "--benchmark", str(data), "--output",
+                     str(tmp_path / "r"), *_stub_judge(server), *token]) == 0
+        sent = {headers.get("authorization") for headers in server.headers}
+    assert sent == ({"Bearer the-judges-own-key"} if token_env else {None})
