@@ -82,7 +82,7 @@ class AudioLLMConfig(ExpertConfig, ServedOptions):
 @dataclass(frozen=True)
 class SoundConfig(AudioLLMConfig):
     prompt: str = read_prompt("sound_v1")
-    prompt_version: str = "sound_v1"  # the prompt's name on the card: rename it with your own prompt
+    prompt_version: str = "sound_v1"  # the bundled prompt it is; the card says `custom` for another text
 
 
 @dataclass(frozen=True)

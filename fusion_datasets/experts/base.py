@@ -23,6 +23,7 @@ from fusion_datasets import __version__, runtime
 from fusion_datasets.experts.cues import CueOptions, text_cues
 from fusion_datasets.loading import loading_model
 from fusion_datasets.media import MediaBatch
+from fusion_datasets.prompts import prompt_name
 from fusion_datasets.public import model_reference
 
 logger = logging.getLogger(__name__)
@@ -165,7 +166,7 @@ class Expert(ABC, Generic[ConfigT]):
             "step": type(self).__name__,
             "model": model,
             "revision": revision,
-            "prompt": prompt and (values.get("prompt_version") or "custom"),
+            "prompt": prompt and prompt_name(prompt, values.get("prompt_version") or ""),
             "prompt_sha256": prompt and hashlib.sha256(prompt.encode("utf-8")).hexdigest(),
             "settings": {name: value for name, value in values.items() if _is_number(value)},
             "fingerprint": self.fingerprint(),

@@ -50,7 +50,7 @@ class VisualConfig(ExpertConfig, ServedOptions):
     num_frames: int | None = 8  # frames spread evenly over the clip; exclusive with fps
     fps: float | None = None  # frames per second of the clip; exclusive with num_frames
     prompt: str = DEFAULT_PROMPT  # str.format placeholders: {duration}, {frame_times}
-    prompt_version: str = "visual_v1"  # the prompt's name on the card: rename it with your own prompt
+    prompt_version: str = "visual_v1"  # the bundled prompt it is; the card says `custom` for another text
     max_new_tokens: int = 256
     video_column: str = "video"
     max_pixels: int | None = None  # per-frame pixel budget; None keeps the processor's

@@ -144,3 +144,10 @@ def test_prompts_are_the_papers_and_part_of_the_fingerprint(qwen):
     assert Hasher.hash(prompts[0]) != Hasher.hash(prompts[1])
     with pytest.raises(ValueError, match="max_new_tokens"):
         SoundConfig(max_new_tokens=0)
+
+
+def test_the_card_names_a_prompt_that_is_not_the_bundled_text_custom():
+    bundled = AudioLLMSoundDescriber(model="unused").card_entry()
+    own = AudioLLMSoundDescriber(model="unused", prompt="List every sound you hear.").card_entry()
+    assert bundled["prompt"] == "sound_v1" and own["prompt"] == "custom"
+    assert own["prompt_sha256"] != bundled["prompt_sha256"]
