@@ -25,6 +25,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import datasets
@@ -33,6 +34,7 @@ import numpy as np
 from fusion_datasets.errors import UserError
 from fusion_datasets.experts.base import Expert
 from fusion_datasets.experts.chain import COUNTERS, ExpertChain
+from fusion_datasets.files import write_text_atomically
 from fusion_datasets.media import MediaError, decode_audio
 from fusion_datasets.pipeline.config import PipelineConfig
 from fusion_datasets.pipeline.executor import ROW, clear_stages, replace_rows, sum_counters, with_plan_columns
@@ -91,6 +93,36 @@ class PassActor:
         return datasets.Dataset.from_dict(rows, features=self.features).with_format("arrow")[:]
 
 
+def record_processes(path: Path) -> None:
+    """List the processes this one started (a local Ray's: GCS, raylet, agents, workers) in ``path``."""
+    import psutil
+
+    children = psutil.Process().children(recursive=True)
+    write_text_atomically(path, json.dumps([{"pid": child.pid, "created": child.create_time()}
+                                            for child in children]))
+
+
+def end_processes(path: Path) -> None:
+    """End the processes listed in ``path`` by a run that was killed before it could (a SIGKILLed driver leaves
+    its local Ray's agents running); a pid that another process has taken since is left alone."""
+    import psutil
+
+    if not path.is_file():
+        return
+    ended = 0
+    for entry in json.loads(path.read_text("utf-8")):
+        try:
+            process = psutil.Process(entry["pid"])
+            if process.create_time() == entry["created"]:
+                process.kill()
+                ended += 1
+        except psutil.Error:  # gone already, or not ours to end
+            continue
+    if ended:
+        logger.warning("ended %d processes of a local Ray left by a killed run (listed in %s)", ended, path)
+    path.unlink(missing_ok=True)
+
+
 def wait_for_cluster(address: str, timeout: float) -> None:
     """Return once the Ray cluster at ``address`` (``HOST:PORT``, ``ray://HOST:PORT``) takes a connection;
     raise :class:`UserError` after ``timeout`` seconds (Ray itself would retry for minutes). ``auto`` and
@@ -121,10 +153,12 @@ class RayExecutor:
         ...     commit(item, cues, counters)
     """
 
-    def __init__(self, plan: Plan, config: PipelineConfig) -> None:
+    def __init__(self, plan: Plan, config: PipelineConfig, root: Path | None = None) -> None:
         self.ray = import_ray()
         self.plan = plan
         self.config = config
+        # the processes of a local Ray this run starts are listed here, for the next run if this one is killed
+        self.leftovers = root / ".cache" / "ray-processes.json" if root else None
 
     def _init(self) -> bool:
         """Join the cluster at ``ray.address``, or start a local Ray; returns whether it started one."""
@@ -134,8 +168,12 @@ class RayExecutor:
         address = self.config.ray.address
         if address:
             wait_for_cluster(address, self.config.ray.connect_timeout)
+        elif self.leftovers:
+            end_processes(self.leftovers)
         logger.info("starting Ray%s", f" at {address}" if address else " on this machine")
         self.ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+        if not address and self.leftovers:
+            record_processes(self.leftovers)
         return not address
 
     def _rows(self, parts: Iterable[tuple[PartWork, datasets.Dataset]]) -> tuple[list[Any], dict[str, PartWork]]:
@@ -169,6 +207,8 @@ class RayExecutor:
         finally:
             if started:  # the local Ray this run started ends with it, all its processes
                 self.ray.shutdown()
+                if self.leftovers:
+                    self.leftovers.unlink(missing_ok=True)
 
     def _stream(self, tables: list[Any], items: dict[str, PartWork]
                 ) -> Iterator[tuple[PartWork, datasets.Dataset, dict[str, dict[str, float]]]]:

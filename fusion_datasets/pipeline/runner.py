@@ -163,7 +163,7 @@ class PipelineRunner:
         if self.config.engine == "ray":
             from fusion_datasets.pipeline.ray_executor import RayExecutor
 
-            executor = RayExecutor(self.plan, self.config)
+            executor = RayExecutor(self.plan, self.config, self.root)
             yield from executor.run((item, self._table(ds, rows, item)) for item in mine)
             return
         local = LocalExecutor(self.plan, self.config.output, progress, self.config.input.max_seconds)

@@ -267,3 +267,27 @@ def _ray_processes() -> list[str]:
         except psutil.NoSuchProcess:
             continue
     return found
+
+
+@pytest.mark.slow
+def test_a_local_ray_left_by_a_killed_driver_is_ended_by_the_next_run(clips, tmp_path, caplog):
+    output = tmp_path / "out"
+    listed = output / ".cache" / "ray-processes.json"
+    command = [sys.executable, "-m", "fusion_datasets.cli", "run", "tiny", "--input", str(clips), "--output",
+               str(output), "--set", "output.shard_size=2", *FAST, "--engine", "ray"]
+    with (tmp_path / "killed.log").open("w") as log:
+        driver = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        while driver.poll() is None and not listed.is_file():
+            time.sleep(0.05)
+        assert driver.poll() is None, (tmp_path / "killed.log").read_text()[-3000:]
+    finally:
+        driver.kill()  # the driver alone, as the OOM killer or `kill -9 PID` does
+        driver.wait()
+    left = [psutil.Process(entry["pid"]) for entry in json.loads(listed.read_text())
+            if psutil.pid_exists(entry["pid"])]
+    assert left, "a killed driver's Ray left nothing running: nothing to test"
+    assert run(clips, output, "--engine", "ray", "--set", "output.shard_size=2") == 0
+    assert "processes of a local Ray left by a killed run" in caplog.text
+    assert not [process for process in left if process.is_running() and process.status() != psutil.STATUS_ZOMBIE]
+    assert not listed.exists() and len(cues_by_id(output)) == 7
