@@ -29,12 +29,10 @@ from fusion_datasets.cli import main
 from fusion_datasets.hub.push import check_run_output
 from fusion_datasets.layout import CONFIGS, config_files
 from fusion_datasets.testing.media import music, noise, speech, write_audio
+from fusion_datasets.testing.runs import TAGGING_ONLY
 
 # the tagger only (fast): fusion, the filter and QA read its tags, which is not what is tested here
-TAGGING_ONLY = [arg for stage in ("separation", "speech", "sound", "music", "visual")
-                for arg in ("--set", f"experts.{stage}.enabled=false")] + [
-    "--set", "fusion.enabled=false", "--set", "filter.enabled=false", "--set", "qa.enabled=false",
-    "--set", "output.shard_size=2"]
+OPTIONS = [*TAGGING_ONLY, "--set", "output.shard_size=2"]  # in parts of two clips
 
 
 class Killed(BaseException):
@@ -48,7 +46,7 @@ def _write_clips(folder: Path, count: int) -> None:
 
 
 def _run(clips: Path, output: Path, *extra: str) -> int:
-    return main(["run", "tiny", "--input", str(clips), "--output", str(output), *TAGGING_ONLY, *extra])
+    return main(["run", "tiny", "--input", str(clips), "--output", str(output), *OPTIONS, *extra])
 
 
 @contextmanager
@@ -132,7 +130,7 @@ def test_a_second_run_on_an_output_being_written_is_refused_whatever_its_config(
     tiny_zoo.build_all()
     clips, output = tmp_path / "clips", tmp_path / "out"
     _write_clips(clips, 24)
-    command = ["run", "tiny", "--input", str(clips), "--output", str(output), *TAGGING_ONLY]
+    command = ["run", "tiny", "--input", str(clips), "--output", str(output), *OPTIONS]
     first = subprocess.Popen([sys.executable, "-m", "fusion_datasets.cli", *command],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

@@ -13,11 +13,7 @@ from fusion_datasets.media import MediaBatch
 from fusion_datasets.pipeline.config import InputConfig
 from fusion_datasets.pipeline.inputs import load_input
 from fusion_datasets.testing import media
-
-# Only the tagger: every clip is decoded, and a run takes seconds.
-TAGGING_ONLY = [item for stage in ("experts.separation", "experts.speech", "experts.sound", "experts.music",
-                                   "experts.visual", "fusion", "filter", "qa")
-                for item in ("--set", f"{stage}.enabled=false")]
+from fusion_datasets.testing.runs import TAGGING_ONLY
 
 # Root reads any folder whatever its mode: this child drops that power (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH)
 # from its bounding set, then starts the command line, which reads folders by their modes like any user.

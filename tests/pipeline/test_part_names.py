@@ -9,11 +9,9 @@ import datasets
 from fusion_datasets.cli import main
 from fusion_datasets.pipeline.state import part_name
 from fusion_datasets.testing.media import noise, speech, write_audio
+from fusion_datasets.testing.runs import TAGGING_ONLY
 
-TAGGING_ONLY = [arg for stage in ("separation", "speech", "sound", "music", "visual")
-                for arg in ("--set", f"experts.{stage}.enabled=false")] + [
-    "--set", "fusion.enabled=false", "--set", "filter.enabled=false", "--set", "qa.enabled=false",
-    "--set", "output.shard_size=2"]
+OPTIONS = [*TAGGING_ONLY, "--set", "output.shard_size=2"]  # in parts of two clips
 
 
 def test_ids_that_a_line_per_id_would_confuse_get_other_names():
@@ -34,7 +32,7 @@ def test_a_run_over_ids_with_line_breaks_slashes_and_unicode_completes_and_keeps
         rows = [{"id": clip, "audio": str(audio["speech" if index % 2 else "noise"])}
                 for index, clip in enumerate(clips)]
         datasets.Dataset.from_list(rows).to_parquet(str(tmp_path / "clips.parquet"))
-        argv = ["run", "tiny", "--input", str(tmp_path / "clips.parquet"), "--output", str(output), *TAGGING_ONLY]
+        argv = ["run", "tiny", "--input", str(tmp_path / "clips.parquet"), "--output", str(output), *OPTIONS]
         assert main(argv) == 0
         return json.loads((output / "stats.json").read_text())
 

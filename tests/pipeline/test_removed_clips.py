@@ -9,10 +9,7 @@ import datasets
 
 from fusion_datasets.cli import main
 from fusion_datasets.testing.media import noise, speech, write_audio
-
-TAGGING_ONLY = [arg for stage in ("separation", "speech", "sound", "music", "visual")
-                for arg in ("--set", f"experts.{stage}.enabled=false")] + [
-    "--set", "fusion.enabled=false", "--set", "filter.enabled=false", "--set", "qa.enabled=false"]
+from fusion_datasets.testing.runs import TAGGING_ONLY
 
 
 def test_drop_removes_a_deleted_file_but_keeps_clips_that_could_not_be_seen(tmp_path, tiny_zoo, caplog):
