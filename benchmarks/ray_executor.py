@@ -109,7 +109,7 @@ def bench_overlap(args: argparse.Namespace) -> None:
         backend = ServerBackendConfig(model="stub", base_urls=(server.base_url,),
                                 max_concurrency=args.concurrency, token_env=None)
         plan = Plan((BusyDescriber(iterations=iterations_for(args.busy)), CaptionFuser(backend=backend)))
-        work = [Work(tuple(plan.stages), tuple(range(len(ids))), clear=False)]
+        work = [Work(tuple(plan.stages), tuple(range(len(ids))))]
         config = load_config("tiny", ["output.batch_size=8", f"ray.resources.fusion.batch_size={8 * args.concurrency}",
                                       "ray.resources.fusion.num_cpus=0.5"])
         start = time.perf_counter()

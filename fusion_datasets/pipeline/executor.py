@@ -33,15 +33,11 @@ ROW = "_row"
 
 @dataclass(frozen=True)
 class Work:
-    """``stages`` (in plan order) to run on the part's ``rows``.
-
-    A rerun (``clear``) first empties what those stages wrote and drops their errors; new rows keep the
-    columns their input gave (human labels that a step keeps, say).
-    """
+    """``stages`` (in plan order) to run on the part's ``rows``, as the rows stand: a redo's rows come with
+    those stages' columns back at the input's values (:func:`~fusion_datasets.pipeline.work.redo_rows`)."""
 
     stages: tuple[str, ...]
     rows: tuple[int, ...]
-    clear: bool = True
 
 
 def sum_counters(rows: Sequence[str | None]) -> dict[str, dict[str, float]]:
@@ -114,8 +110,6 @@ class LocalExecutor:
         counters: dict[str, dict[str, float]] = {}
         for item in (item for item in work if item.rows and item.stages):
             rows = table.select(item.rows)
-            if item.clear:
-                rows = clear_stages(self.plan, rows, item.stages)
             for steps in self.plan.passes(item.stages):
                 rows, counts = self._pass(rows, steps, table.features, desc)
                 counters = add_up(counters, counts)

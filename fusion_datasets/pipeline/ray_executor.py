@@ -37,7 +37,7 @@ from fusion_datasets.experts.chain import COUNTERS, ExpertChain
 from fusion_datasets.files import write_text_atomically
 from fusion_datasets.media import MediaError, decode_audio
 from fusion_datasets.pipeline.config import PipelineConfig
-from fusion_datasets.pipeline.executor import ROW, clear_stages, replace_rows, sum_counters, with_plan_columns
+from fusion_datasets.pipeline.executor import ROW, sum_counters, with_plan_columns
 from fusion_datasets.pipeline.plan import Plan
 from fusion_datasets.pipeline.stats import add_up
 from fusion_datasets.pipeline.work import PartWork
@@ -183,9 +183,6 @@ class RayExecutor:
             table = with_plan_columns(self.plan, table)
             needs = [[] for _ in range(table.num_rows)]
             for work in item.work:
-                if work.clear and work.rows:
-                    cleared = clear_stages(self.plan, table.select(work.rows), work.stages)
-                    table = replace_rows(table, work.rows, cleared)
                 for row in work.rows:
                     needs[row] = sorted({*needs[row], *work.stages})
             table = (table.add_column(PART, [item.name] * table.num_rows)

@@ -72,9 +72,8 @@ class WorkPlan:
 
 
 def _redo(stages: Sequence[str], rows: Sequence[int]) -> Work:
-    """Work on a kept part's rows: :func:`redo_rows` clears what ``stages`` wrote (back to the input's values),
-    so the executor must not clear it again."""
-    return Work(tuple(stages), tuple(rows), clear=False)
+    """Work on a kept part's rows (:func:`redo_rows` takes what ``stages`` wrote back to the input's values)."""
+    return Work(tuple(stages), tuple(rows))
 
 
 def _changed_stages(part: Part, plan: Plan) -> set[str]:
@@ -201,7 +200,7 @@ def plan_work(
         own = [clip for clip in new if owner(clip, world_size) == index]
         for start in range(0, len(own), max(size, 1)):
             ids = tuple(own[start:start + size])
-            work = Work(tuple(plan.stages), tuple(range(len(ids))), clear=False)
+            work = Work(tuple(plan.stages), tuple(range(len(ids))))
             result.parts.append(PartWork(part_name(ids), ids, (work,)))
     return result
 

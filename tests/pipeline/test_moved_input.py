@@ -59,7 +59,7 @@ def test_redo_rows_take_the_input_as_it_is_now():
                                        "audio_tags": [[tag], [tag], [tag]], "errors": [failed, [], []]})
     current = datasets.Dataset.from_dict({"id": ["b", "a"], "audio": ["/new/b.wav", "/new/a.wav"],
                                           "audio_tags": [[DOG], [DOG]]})
-    rows = redo_rows(kept, current, plan, [Work(("tagging",), (0,), clear=False)]).to_list()
+    rows = redo_rows(kept, current, plan, [Work(("tagging",), (0,))]).to_list()
     assert [row["audio"] for row in rows] == ["/new/a.wav", "/new/b.wav", "/old/gone.wav"]  # a gone clip keeps its own
     assert [row["audio_tags"] for row in rows] == [[DOG], [tag], [tag]]  # reset to the input's where tagging is redone
     assert [row["errors"] for row in rows] == [[], [], []]

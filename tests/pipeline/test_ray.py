@@ -159,7 +159,7 @@ def test_an_actor_that_dies_is_restarted_and_no_row_is_lost(tmp_path):
     rows = datasets.Dataset.from_dict({"id": ids, "audio": [None] * len(ids)})
     plan = Plan((DiesOnce(marker=str(tmp_path / "died")),))
     config = load_config("tiny", ["output.batch_size=4"])
-    item = PartWork("part-test-0000", tuple(ids), (Work(("dies_once",), tuple(range(len(ids))), clear=False),))
+    item = PartWork("part-test-0000", tuple(ids), (Work(("dies_once",), tuple(range(len(ids)))),))
     ((done, cues, counters),) = list(RayExecutor(plan, config).run([(item, rows)]))
     assert (tmp_path / "died").exists()  # it did die once
     assert done is item and cues["id"] == ids and cues["survived"] == [True] * len(ids)
