@@ -144,9 +144,12 @@ def _card(args: argparse.Namespace) -> int:
 
 
 def _push(args: argparse.Namespace) -> int:
-    from fusion_datasets.hub.push import push_folder
+    from fusion_datasets.hub.push import check_run_output, push_folder
+    from fusion_datasets.pipeline.outputs import publish_view
 
-    url = push_folder(args.directory, args.repo_id, private=args.private, allow_incomplete=args.allow_incomplete)
+    check_run_output(args.directory, args.allow_incomplete)
+    url = push_folder(publish_view(args.directory, args.publish_audio), args.repo_id, private=args.private,
+                      allow_incomplete=args.allow_incomplete)
     print(url)
     return 0
 
@@ -374,6 +377,9 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--private", action="store_true", help="create the repository private")
     push.add_argument("--allow-partial", "--allow-incomplete", dest="allow_incomplete", action="store_true",
                       help="push a folder mid-run all the same: its committed state, which its card says is partial")
+    push.add_argument("--publish-audio", choices=["auto", "embed", "source", "none"],
+                      help="what the Hub gets of the audio: embed (playable), source (public source ids and times), "
+                           "none; auto refuses rows that name files of this machine (default: output.publish_audio)")
     push.set_defaults(handler=_push)
 
     build = commands.add_parser(

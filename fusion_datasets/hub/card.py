@@ -142,6 +142,48 @@ def summarize(root: Path, coverage: Mapping[str, str]) -> DataSummary:
     )
 
 
+AUDIO_FORMS = {
+    "embedded": "the clip's audio, embedded in the Parquet files (a `datasets.Audio` column: `load_dataset` decodes "
+                "it and the Hub's viewer plays it)",
+    "files": "a `datasets.Audio` reference to the clip's file on the machine that made the dataset (it decodes "
+             "there, from any folder; published datasets embed the audio or name its source instead)",
+    "source": "no audio column: each clip is named by its public source, `source_id` (a YouTube id, or the "
+              "clip's file name in its collection) with `start` and `end` in seconds",
+    "none": "no audio column: the dataset holds text only",
+}
+
+
+def _leaf_nulls(files: Sequence[Path], leaf: str) -> tuple[int, int] | None:
+    """``(nulls, rows)`` of the column ``leaf`` (``audio.bytes``, ``start``) from the Parquet statistics, or ``None``
+    where a file lacks it or its statistics."""
+    nulls = rows = 0
+    for path in files:
+        metadata = pq.read_metadata(path)
+        paths = [metadata.schema.column(index).path for index in range(metadata.num_columns)]
+        if leaf not in paths:
+            return None
+        for group in range(metadata.num_row_groups):
+            statistics = metadata.row_group(group).column(paths.index(leaf)).statistics
+            if statistics is None or not statistics.has_null_count:
+                return None
+            nulls, rows = nulls + statistics.null_count, rows + metadata.row_group(group).num_rows
+    return nulls, rows
+
+
+def audio_form(files: Sequence[Path]) -> tuple[str, bool]:
+    """What the ``audio`` column of these Parquet files holds (a key of :data:`AUDIO_FORMS`), and whether some
+    rows are segments of their file (``start``/``end`` set). Read from the files' metadata only."""
+    if not files:
+        return "none", False
+    names = pq.read_schema(files[0]).names
+    starts = _leaf_nulls(files, "start")
+    segments = starts is not None and starts[0] < starts[1]
+    if "audio" not in names:
+        return ("source" if "source_id" in names else "none"), segments
+    embedded = _leaf_nulls(files, "audio.bytes")
+    return ("embedded" if embedded is not None and embedded[0] < embedded[1] else "files"), segments
+
+
 def plot_summary(summary: DataSummary, path: Path) -> Path:
     """Save the caption length histogram and the modality coverage bars as one PNG (matplotlib, Agg)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -276,6 +318,7 @@ def render_card(root: Path | str, config: PipelineConfig) -> Path:
     clips = summary.rows.get("cues", 0)
     repo_id = parse_hub_output(config.output.path)  # a run published to the Hub as it goes
     template = resources.files("fusion_datasets.cards").joinpath(TEMPLATE).read_text(encoding="utf-8")
+    form, segments = audio_form(config_files(root, "captions") or config_files(root, "cues"))
     data = card_data(config, summary)
     card = DatasetCard.from_template(
         data,
@@ -300,6 +343,9 @@ def render_card(root: Path | str, config: PipelineConfig) -> Path:
         clip_licenses=list(summary.licenses.items()),
         dataset_id=repo_id or root.resolve().name,  # what load_dataset takes: the Hub id, or the folder
         on_hub=repo_id is not None,
+        audio=AUDIO_FORMS[form],
+        audio_form=form,
+        segments=segments,
     )
     token_env = getattr(config.llm, "token_env", None)  # a served LLM's token
     server_token = os.environ.get(token_env) if token_env else None

@@ -197,10 +197,15 @@ def push_folder(folder: str | Path, repo_id: str, private: bool = False, api: Hf
     """Upload a run's output folder to the dataset ``repo_id`` (created if needed); returns its URL.
 
     ``upload_folder`` is resumable (rerunning skips what is committed) and commits large folders in parts;
-    temporary files and caches are left out; a folder mid-run is refused unless ``allow_incomplete``.
+    temporary files and caches are left out; a folder mid-run is refused unless ``allow_incomplete``, and so is
+    one whose rows name files of this machine (:func:`~fusion_datasets.hub.publish.check_publishable`: push its
+    :func:`~fusion_datasets.pipeline.outputs.publish_view` instead), before anything is uploaded.
     """
+    from fusion_datasets.hub.publish import check_publishable
+
     folder = Path(folder)
     check_run_output(folder, allow_incomplete)
+    check_publishable([path for config in CONFIGS for path in config_files(folder, config)], "auto")
     publisher = HubPublisher(repo_id, private, api)
     publisher.call("upload the folder to", publisher.api.upload_folder, repo_id=repo_id, folder_path=folder,
                    repo_type="dataset", ignore_patterns=[*IGNORED, *_not_committed(folder)],

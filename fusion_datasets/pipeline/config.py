@@ -19,6 +19,7 @@ import yaml
 
 from fusion_datasets.config import ConfigError, apply_overrides, from_mapping, to_mapping
 from fusion_datasets.experts import STAGES, Expert, build_step, stage_classes
+from fusion_datasets.hub.publish import PUBLISH_AUDIO
 from fusion_datasets.llm.backends import BackendConfig, TransformersBackendConfig
 from fusion_datasets.public import public_config
 from fusion_datasets.runtime import cache_dir
@@ -60,6 +61,8 @@ class OutputConfig:
     batch_size: int = 8  # clips decoded together per map batch (an expert's own batch_size splits its model calls)
     num_proc: int | None = None  # worker processes for each pass of experts over a part (CPU work)
     embed_audio: bool = False  # store the audio bytes in the Parquet files instead of a reference
+    # what a push or an hf:// output publishes of the audio: embed, source, none; auto: only audio already embedded
+    publish_audio: str = "auto"
     export: str | None = None  # "fusionaudio": also write the FusionAudio JSON release format
     export_audio_root: str | None = None  # the folder the export's audio_id paths are relative to (default: absolute)
     license: str = "other"  # the dataset's license on its card (an id from the Hub's list)
@@ -79,6 +82,8 @@ class OutputConfig:
         if self.export_audio_root and not self.export:
             raise ValueError(f"export_audio_root={self.export_audio_root!r} is for the export: set export "
                              "(--export fusionaudio) or leave it out")
+        if self.publish_audio not in PUBLISH_AUDIO:
+            raise ValueError(f"publish_audio must be one of {', '.join(PUBLISH_AUDIO)}, got {self.publish_audio!r}")
         if self.removed_clips not in ("keep", "drop"):
             raise ValueError(f"removed_clips must be 'keep' or 'drop', got {self.removed_clips!r}")
 

@@ -5,18 +5,17 @@ The card (``README.md`` and its plot) is rendered by :func:`fusion_datasets.hub.
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import datasets
 
-from fusion_datasets.layout import config_files
-
-logger = logging.getLogger(__name__)
+from fusion_datasets.clip_audio import typed_audio
+from fusion_datasets.layout import CARD, CONFIGS, MANIFEST, config_files
 
 EXPORT = "fusionaudio.json"  # --export fusionaudio
+CARD_SOURCES = ("stats.json", "config.yaml", MANIFEST)  # what the card is rendered from, beside the data
 
 
 def kept_captions(cues: datasets.Dataset) -> datasets.Dataset:
@@ -34,12 +33,16 @@ def kept_captions(cues: datasets.Dataset) -> datasets.Dataset:
 
 
 def derived_configs(cues: datasets.Dataset) -> dict[str, datasets.Dataset]:
-    """The configs made from a part's ``cues``: ``captions`` where there are captions, ``qa`` where QA pairs."""
+    """The configs made from a part's ``cues``: ``captions`` where there are captions, ``qa`` where QA pairs.
+
+    The captions' ``audio`` is a ``datasets.Audio`` column, which ``load_dataset`` decodes as it is (the clips of
+    ``cues`` include those that cannot be decoded, which would stop a reader that iterates them).
+    """
     from fusion_datasets.llm.qa import explode_qa
 
     configs = {}
     if "caption" in cues.column_names:
-        configs["captions"] = kept_captions(cues)
+        configs["captions"] = typed_audio(kept_captions(cues))
         if "qa_pairs" in cues.column_names:
             configs["qa"] = explode_qa(configs["captions"])
     return configs
@@ -72,25 +75,6 @@ def data_counts(cues: datasets.Dataset, captions: datasets.Dataset | None, qa: d
     return counts
 
 
-def _embedded(audio: str | dict | None) -> dict | None:
-    reference = audio if isinstance(audio, dict) or audio is None else {"bytes": None, "path": audio}
-    if reference is None or reference["bytes"] is not None or not reference["path"]:
-        return reference
-    path = Path(reference["path"])
-    try:
-        return {"bytes": path.read_bytes(), "path": path.name}
-    except OSError as error:  # the row's decode error already says why; keep the reference
-        logger.warning("cannot embed %s: %s", path, error)
-        return reference
-
-
-def embed_audio(ds: datasets.Dataset) -> datasets.Dataset:
-    """``ds`` with each audio file embedded as bytes in a ``datasets.Audio`` column (``--embed-audio``)."""
-    features = datasets.Features({**ds.features, "audio": datasets.Audio()})
-    return ds.map(lambda batch: {"audio": [_embedded(audio) for audio in batch["audio"]]}, batched=True,
-                  batch_size=16, features=features, desc="embedding audio")
-
-
 def load_output_config(root: Path, config: str) -> datasets.Dataset | None:
     """The rows of one config (``cues``, ``captions``, ``qa``) of an output folder, or ``None``."""
     files = [str(path) for path in config_files(root, config)]
@@ -108,3 +92,26 @@ def export_fusionaudio(root: Path, audio_root: str | None = None) -> Path:
     path = root / EXPORT
     write_fusionaudio(to_fusionaudio(captions, load_output_config(root, "qa"), audio_root), path)
     return path
+
+
+def publish_view(root: Path, mode: str | None = None) -> Path:
+    """The folder a push of the output ``root`` uploads, as ``mode`` (default: the run's ``output.publish_audio``)
+    publishes its audio (:mod:`fusion_datasets.hub.publish`): ``root`` itself under ``auto`` (checked: its rows
+    must name no local file), else its committed state rewritten into ``root/.cache/publish/<mode>/``, with
+    the card rendered from the rewritten data (parts no longer committed leave the view)."""
+    from fusion_datasets.hub.card import PLOT, render_card
+    from fusion_datasets.hub.publish import published_files
+    from fusion_datasets.pipeline.config import load_run_config
+
+    mode = mode or load_run_config(root).output.publish_audio
+    data = [path for config in CONFIGS for path in config_files(root, config)]
+    sides = [root / name for name in (CARD, *CARD_SOURCES, PLOT) if (root / name).is_file()]
+    folder, files = published_files(root, [*data, *sides], mode)
+    if folder != root:
+        kept = set(files)
+        for stale in (folder / "data").glob("*/*.parquet"):
+            if stale not in kept:
+                stale.unlink()
+        if all((folder / name).is_file() for name in CARD_SOURCES):
+            render_card(folder, load_run_config(folder))
+    return folder

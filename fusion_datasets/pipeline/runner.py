@@ -23,9 +23,11 @@ import pyarrow as pa
 from tqdm.auto import tqdm
 
 from fusion_datasets import __version__
+from fusion_datasets.clip_audio import typed_audio, write_parquet
 from fusion_datasets.config import to_mapping
 from fusion_datasets.files import write_text_atomically
 from fusion_datasets.hub.card import PLOT, render_card, render_status_card
+from fusion_datasets.hub.publish import LocalPathsError, published_files
 from fusion_datasets.hub.push import HubPublisher, parse_hub_output, staging_dir
 from fusion_datasets.layout import CARD, LOCAL_MODELS, MANIFEST
 from fusion_datasets.pipeline.config import PipelineConfig, dump_config, load_run_config
@@ -35,8 +37,8 @@ from fusion_datasets.pipeline.outputs import (
     EXPORT,
     data_counts,
     derived_configs,
-    embed_audio,
     export_fusionaudio,
+    publish_view,
 )
 from fusion_datasets.pipeline.plan import Plan
 from fusion_datasets.pipeline.state import STATE, Part, RunState
@@ -80,6 +82,11 @@ class PipelineRunner:
             raise ValueError(f"need 0 <= rank < world_size, got {self.rank} and {self.world_size}")
         self.repo_id = parse_hub_output(config.output.path)  # hf://datasets/ORG/NAME: push as parts finish
         self.root = staging_dir(self.repo_id) if self.repo_id else Path(config.output.path)
+        if self.repo_id and config.output.publish_audio == "auto" and not config.output.embed_audio:
+            raise LocalPathsError(f"{config.output.path} publishes each part as it is done, and its rows would name "
+                                  "files of this machine: set output.publish_audio to embed (the audio in the "
+                                  "Parquet, playable on the Hub), source (each clip's public source id and times) or "
+                                  "none (no audio), or output.embed_audio=true")
         self.plan = Plan.from_config(config)
         self.state = RunState(self.root)
         self.input_unreadable = 0  # folders of the input that could not be read
@@ -154,7 +161,8 @@ class PipelineRunner:
             if publisher and result.stats["complete"]:
                 files = [self.root / name for name in ("README.md", "stats.json", "config.yaml", MANIFEST, PLOT,
                                                        EXPORT)]
-                self._publish(publisher, [path for path in files if path.exists()], "Dataset card, stats and config")
+                self._publish(publisher, [path for path in files if path.exists()], "Dataset card, stats and config",
+                              whole=True)
         return result
 
     def _execute(self, ds: datasets.Dataset, rows: dict[str, int], mine: list[PartWork], progress: bool
@@ -190,12 +198,12 @@ class PipelineRunner:
             dropped = set(item.dropped)
             cues = cues.filter(lambda clip: clip not in dropped, input_columns="id", desc="dropping removed clips")
         if self.config.output.embed_audio:
-            cues = embed_audio(cues)
+            cues = typed_audio(cues, embed=True)
         configs = {"cues": cues, **derived_configs(cues)}
         written = {}
         for config, data in configs.items():
             written[config] = self.state.temporary(self.state.data(config, item.name))
-            data.to_parquet(str(written[config]))
+            write_parquet(data, written[config])
         work = add_up(item.previous.work if item.previous else {}, counters)
         part = Part(item.name, list(item.ids), self.plan.fingerprints(),
                     data_counts(cues, configs.get("captions"), configs.get("qa")), work,
@@ -235,9 +243,13 @@ class PipelineRunner:
         render_card(self.root, load_run_config(self.root))
         return stats
 
-    def _publish(self, publisher: HubPublisher, files: list[Path], message: str) -> None:
-        """Push ``files``, and remove from the Hub the parts this folder no longer has (replaced ones)."""
+    def _publish(self, publisher: HubPublisher, files: list[Path], message: str, whole: bool = False) -> None:
+        """Push ``files`` as ``output.publish_audio`` publishes them (``whole``: with the card of every part as
+        published), and remove from the Hub the parts this folder no longer has (replaced ones)."""
         stale = [name for name in publisher.pushed_files() if name.startswith(("data/", f"{STATE}/"))
                  and not (self.root / name).exists()]
-        publisher.publish(self.root, files, message, deleted=stale)
+        folder, files = published_files(self.root, files, self.config.output.publish_audio)
+        if whole and folder != self.root:  # every part in the view, and the card rendered from it
+            publish_view(self.root, self.config.output.publish_audio)
+        publisher.publish(folder, files, message, deleted=stale)
 

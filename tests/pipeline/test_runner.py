@@ -199,6 +199,9 @@ def test_a_dry_run_builds_no_model(tmp_path, clip_folder, monkeypatch, capsys):
     assert "no-zoo-yet/whisper" in capsys.readouterr().out and not unbuilt.exists()  # named, not built
 
 
+EMBED = ("--set", "output.publish_audio=embed")  # what the Hub gets of the audio
+
+
 def test_an_hf_output_pushes_each_shard_then_the_card(tmp_path, tiny_zoo, clip_folder, monkeypatch):
     """The Hub is a test double here (:class:`LocalHub`, a local folder); the staging folder is real."""
     remote, hubs = tmp_path / "remote", []
@@ -216,7 +219,7 @@ def test_an_hf_output_pushes_each_shard_then_the_card(tmp_path, tiny_zoo, clip_f
 
     monkeypatch.setattr(huggingface_hub, "HfApi", Hub)
     monkeypatch.setenv("FUSION_DATASETS_CACHE", str(tmp_path / "cache"))
-    _run(clip_folder, "hf://datasets/my-org/captions")
+    _run(clip_folder, "hf://datasets/my-org/captions", *EMBED)
 
     staging = staging_dir("my-org/captions")
     assert staging == tmp_path / "cache" / "hub" / "my-org" / "captions" and (staging / "stats.json").exists()
@@ -232,11 +235,11 @@ def test_an_hf_output_pushes_each_shard_then_the_card(tmp_path, tiny_zoo, clip_f
     assert sorted(captions["id"]) == ["music", "speech"]
     assert 'load_dataset("my-org/captions", "captions"' in (remote / "README.md").read_text()
 
-    _run(clip_folder, "hf://datasets/my-org/captions")  # a rerun: the parts' files are on the Hub already
+    _run(clip_folder, "hf://datasets/my-org/captions", *EMBED)  # a rerun: the parts' files are on the Hub already
     rerun = hubs[1].commits()
     assert rerun == []  # nor are the card, stats and config, unchanged
 
-    _run(clip_folder, "hf://datasets/my-org/captions", "--set", "fusion.max_new_tokens=97")  # every part redone
+    _run(clip_folder, "hf://datasets/my-org/captions", *EMBED, "--set", "fusion.max_new_tokens=97")  # every part redone
     remote_parts = sorted(path.relative_to(remote) for path in (remote / "data").rglob("*.parquet"))
     assert remote_parts == sorted(path.relative_to(staging) for path in (staging / "data").rglob("*.parquet"))
     assert all(path.stem.endswith("-0001") for path in remote_parts)  # the replaced parts are gone
