@@ -9,7 +9,7 @@ import datasets
 
 from fusion_datasets.builders.base import BuildConfig, FusionBuilder, register
 from fusion_datasets.builders.names import clip_key
-from fusion_datasets.llm.export import CAPTION_TASK
+from fusion_datasets.export.fusionaudio import CAPTION_TASK
 
 _FEATURES = {
     "captions": datasets.Features({

@@ -154,6 +154,16 @@ def _push(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from fusion_datasets.export import export
+
+    options = {"webdataset": {"split": args.split, "shard_samples": args.shard_samples,
+                              "shard_bytes": args.shard_bytes, "with_qa": args.with_qa},
+               "lhotse": {}}.get(args.format, {"audio_root": args.audio_root})
+    print(export(args.directory, args.format, args.output, **options).line())
+    return 0
+
+
 def _build(args: argparse.Namespace) -> int:
     from fusion_datasets.builders import BUILDERS, build
     from fusion_datasets.config import parse_override
@@ -381,6 +391,22 @@ def build_parser() -> argparse.ArgumentParser:
                       help="what the Hub gets of the audio: embed (playable), source (public source ids and times), "
                            "none; auto refuses rows that name files of this machine (default: output.publish_audio)")
     push.set_defaults(handler=_push)
+
+    export = commands.add_parser("export", help="write a run's captions in a trainer's format (resumable)")
+    export.add_argument("directory", type=Path, help="the output folder of `fusion-datasets run`")
+    export.add_argument("--format", required=True, choices=["webdataset", "wavcaps", "messages", "lhotse",
+                                                            "fusionaudio"],
+                        help="webdataset: LAION-CLAP's tar shards; wavcaps: WavCaps' JSON; messages: ms-swift / "
+                             "LLaMA-Factory SFT JSONL; lhotse: manifests; fusionaudio: FusionAudio's JSON")
+    export.add_argument("--output", required=True, type=Path, help="the export's folder (a rerun resumes)")
+    export.add_argument("--split", default="train", help="webdataset: the shards' split folder")
+    export.add_argument("--shard-samples", type=int, default=1000, help="webdataset: samples per shard, at most")
+    export.add_argument("--shard-bytes", type=int, default=1_000_000_000, help="webdataset: bytes per shard, about")
+    export.add_argument("--with-qa", action="store_true",
+                        help="webdataset: each clip's text is its caption and its QA pairs (LAION-CLAP picks one)")
+    export.add_argument("--audio-root", help="wavcaps, messages, fusionaudio: audio paths relative to this folder "
+                                             "(default: absolute)")
+    export.set_defaults(handler=_export)
 
     build = commands.add_parser(
         "build", help="turn a downloaded source or benchmark into a dataset", later=_add_builders,

@@ -17,7 +17,7 @@ PACKAGES = {"fusion_datasets": "fusion_datasets", "fusion_datasets.builders": "b
 # lower numbers are higher up; a module imports only from its own layer or the ones below it
 LAYERS = {
     "cli": 0, "demo": 0,
-    "pipeline": 1, "builders": 1, "hub": 1, "eval": 1, "train": 1, "evaluate_modules": 1, "cards": 1,
+    "pipeline": 1, "builders": 1, "hub": 1, "eval": 1, "train": 1, "export": 1, "evaluate_modules": 1, "cards": 1,
     "experts": 2, "llm": 2, "clap": 2, "prompts": 2,
 }
 BOTTOM = 3  # media, media_files, runtime, files, loading, layout, config, errors, http_errors, labels, ...

@@ -84,7 +84,7 @@ def load_output_config(root: Path, config: str) -> datasets.Dataset | None:
 def export_fusionaudio(root: Path, audio_root: str | None = None) -> Path:
     """Write ``fusionaudio.json`` (the FusionAudio release format) from an output's captions and QA pairs;
     ``audio_id`` is each clip's audio file, relative to ``audio_root`` when given."""
-    from fusion_datasets.llm.export import to_fusionaudio, write_fusionaudio
+    from fusion_datasets.export.fusionaudio import to_fusionaudio, write_fusionaudio
 
     captions = load_output_config(root, "captions")
     if captions is None:

@@ -5,6 +5,9 @@ captions as task ``"Captioning questions"``, QA pairs with their question as the
 is the path of the audio file (FusionAudio's README defines it so, and its training and inference code load
 it as a path); each row also keeps its clip's ``id``.
 
+:class:`FusionAudioExporter` writes the same rows part by part (``fusion-datasets export OUT --format
+fusionaudio``); ``run --export fusionaudio`` writes them into the output folder at the end of a run.
+
 Example:
     >>> rows = to_fusionaudio(captions, explode_qa(captions), audio_root="clips")  # doctest: +SKIP
     >>> write_fusionaudio(rows, "out/fusionaudio.json")  # doctest: +SKIP
@@ -17,8 +20,10 @@ import logging
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from fusion_datasets.export.base import PartResult
+from fusion_datasets.export.lists import ListExporter
 from fusion_datasets.files import write_text_atomically
 from fusion_datasets.loading import undecoded
 
@@ -100,3 +105,21 @@ def to_fusionaudio(
 def write_fusionaudio(rows: Iterable[dict[str, Any]], path: str | Path) -> Path:
     """Write ``rows`` as one JSON list (UTF-8, the release files' layout) and return the path."""
     return write_text_atomically(Path(path), json.dumps(list(rows), ensure_ascii=False, indent=2) + "\n")
+
+
+class FusionAudioExporter(ListExporter):
+    """The rows of :func:`to_fusionaudio`, part by part; ``audio_id`` names the clip's file (a FLAC of it where it
+    has none of its own: embedded, a segment)."""
+
+    format = "fusionaudio"
+    file = "fusionaudio.json"
+    head: ClassVar[bytes | None] = b"[\n"
+
+    def items(self, row: dict[str, Any], audio: str, duration: float, pairs: list[dict[str, str]],
+              result: PartResult) -> list[dict[str, Any]]:
+        result.written["clips"] += 1
+        result.written["qa_pairs"] += len(pairs)
+        source = row.get("source") or DEFAULT_DATASET
+        return [_row(audio, CAPTION_INSTRUCTION, source, CAPTION_TASK, row["caption"], row["id"]),
+                *(_row(audio, pair["question"], source, qa_task(pair["qa_type"]), pair["answer"], row["id"])
+                  for pair in pairs)]
