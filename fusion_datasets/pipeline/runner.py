@@ -82,11 +82,11 @@ class PipelineRunner:
             raise ValueError(f"need 0 <= rank < world_size, got {self.rank} and {self.world_size}")
         self.repo_id = parse_hub_output(config.output.path)  # hf://datasets/ORG/NAME: push as parts finish
         self.root = staging_dir(self.repo_id) if self.repo_id else Path(config.output.path)
-        if self.repo_id and config.output.publish_audio == "auto" and not config.output.embed_audio:
+        if self.repo_id and config.output.publish_audio == "auto":  # its rows name files here (audio or video)
             raise LocalPathsError(f"{config.output.path} publishes each part as it is done, and its rows would name "
                                   "files of this machine: set output.publish_audio to embed (the audio in the "
                                   "Parquet, playable on the Hub), source (each clip's public source id and times) or "
-                                  "none (no audio), or output.embed_audio=true")
+                                  "none (no audio)")
         self.plan = Plan.from_config(config)
         self.state = RunState(self.root)
         self.input_unreadable = 0  # folders of the input that could not be read
