@@ -73,6 +73,9 @@ def plain_tar(output: Path, target: Path, shard_samples: int = 1000) -> None:
 
 def throughput(clips: int, seconds: float) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as folder:
+        warm = make_output(Path(folder) / "warm", 32, seconds)  # imports and kernels of both, before timing
+        export(warm, "webdataset", Path(folder) / "warm" / "wds")
+        plain_tar(warm, Path(folder) / "warm" / "plain")
         output = make_output(Path(folder), clips, seconds)
         started = time.perf_counter()
         export(output, "webdataset", Path(folder) / "wds")
