@@ -12,12 +12,16 @@ Example:
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from fusion_datasets.runtime import require
 
 logger = logging.getLogger(__name__)
 
@@ -30,27 +34,45 @@ class AudioLMFamily:
     would pad or cut to it anyway, or the model has no positions beyond it). ``load_options``: extra
     ``from_pretrained`` arguments. ``writer``: in a model that speaks as well as writes, the part that
     writes (its ``generate`` gives text only); the speaking part is then not loaded.
+
+    For training (``train-audio-lm``), paths in the loaded model (the writer): ``audio_encoder``,
+    ``projector`` (what maps the encoder's output into the language model), ``language_model``, and
+    ``expert_parameters`` (a mixture of experts' weights, held as parameters, not layers); ``audio_tokens``:
+    the placeholders the processor puts where the audio goes.
     """
 
     auto_class: str = "AutoModelForMultimodalLM"
     max_seconds: float = 30.0
     load_options: Mapping[str, Any] = field(default_factory=dict)
     writer: str | None = None
+    audio_encoder: str = "model.audio_tower"
+    projector: tuple[str, ...] = ("model.multi_modal_projector",)
+    language_model: str = "model.language_model"
+    expert_parameters: tuple[str, ...] = ()
+    audio_tokens: tuple[str, ...] = ("<|audio_bos|>", "<|AUDIO|>", "<|audio_eos|>")
     example: str = ""  # a Hub id, for the docs
 
 
 FAMILIES: dict[str, AudioLMFamily] = {
     "qwen2_audio": AudioLMFamily(example="Qwen/Qwen2-Audio-7B-Instruct"),
     # the processor splits audio into 30 s windows, up to its max_audio_len (600 s)
-    "audioflamingo3": AudioLMFamily("AutoModelForSeq2SeqLM", 600.0, example="nvidia/audio-flamingo-3-hf"),
-    "musicflamingo": AudioLMFamily("AutoModelForSeq2SeqLM", 1200.0, example="nvidia/music-flamingo-2601-hf"),
+    "audioflamingo3": AudioLMFamily("AutoModelForSeq2SeqLM", 600.0, audio_tokens=("<sound>",),
+                                    example="nvidia/audio-flamingo-3-hf"),
+    "musicflamingo": AudioLMFamily("AutoModelForSeq2SeqLM", 1200.0,
+                                   audio_tokens=("<|sound_bos|>", "<sound>", "<|sound_eos|>"),
+                                   example="nvidia/music-flamingo-2601-hf"),
     # the thinker writes; the talker would turn its answer into speech: not built
     "qwen2_5_omni": AudioLMFamily(max_seconds=300.0, load_options={"enable_audio_output": False},
-                                  writer="thinker", example="Qwen/Qwen2.5-Omni-7B"),
+                                  writer="thinker", projector=("model.audio_tower.proj",),
+                                  example="Qwen/Qwen2.5-Omni-7B"),
     "qwen3_omni_moe": AudioLMFamily(max_seconds=300.0, load_options={"enable_audio_output": False},
-                                    writer="thinker", example="Qwen/Qwen3-Omni-30B-A3B-Instruct"),
+                                    writer="thinker",
+                                    projector=("model.audio_tower.proj1", "model.audio_tower.proj2"),
+                                    expert_parameters=("mlp.experts.gate_up_proj", "mlp.experts.down_proj"),
+                                    example="Qwen/Qwen3-Omni-30B-A3B-Instruct"),
     # the conformer takes any length; 600 s keeps the prompt to about 10k audio tokens
-    "granite_speech": AudioLMFamily(max_seconds=600.0, example="ibm-granite/granite-speech-3.3-2b"),
+    "granite_speech": AudioLMFamily(max_seconds=600.0, audio_encoder="model.encoder", projector=("model.projector",),
+                                    audio_tokens=("<|audio|>",), example="ibm-granite/granite-speech-3.3-2b"),
 }
 SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(FAMILIES)
 
@@ -98,22 +120,44 @@ class AudioLM:
         return [answer.strip() for answer in self.processor.batch_decode(new_tokens, skip_special_tokens=True)]
 
 
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+def adapter_base(model: str) -> str | None:
+    """The base model of ``model`` when it is a LoRA adapter's folder (``train-audio-lm``'s output), else None."""
+    config = Path(model) / ADAPTER_CONFIG
+    return json.loads(config.read_text(encoding="utf-8"))["base_model_name_or_path"] if config.is_file() else None
+
+
+def load_family_model(model: str, family: AudioLMFamily, dtype: Any, **pretrained: Any) -> Any:
+    """``model``'s weights by its family's auto class, the talker of a speaking model left out."""
+    import transformers
+
+    auto_class = getattr(transformers, family.auto_class)
+    return auto_class.from_pretrained(model, dtype=dtype, **family.load_options, **pretrained)
+
+
 def load_audio_lm(model: str, device: str, dtype: Any, max_seconds: float | None = None,
                   **pretrained: Any) -> AudioLM:
     """Load ``model`` (Hub id or folder) with its family's auto class; ``pretrained``: ``from_pretrained``
-    options. Warns when ``max_seconds`` (what the caller keeps of a clip) exceeds what the family takes."""
+    options. A LoRA adapter's folder loads its base model with the adapter merged in, and its own processor.
+    Warns when ``max_seconds`` (what the caller keeps of a clip) exceeds what the family takes."""
     import transformers
 
-    model_type = transformers.AutoConfig.from_pretrained(model, **pretrained).model_type
-    family = family_of(model_type, model)
+    base = adapter_base(model)
+    weights = base or model
+    model_type = transformers.AutoConfig.from_pretrained(weights, **pretrained).model_type
+    family = family_of(model_type, weights)
     if max_seconds is not None and max_seconds > family.max_seconds:
         logger.warning("max_seconds=%s: %s (%s) takes at most %s s of each clip", max_seconds, model,
                        model_type, family.max_seconds)
     processor = transformers.AutoProcessor.from_pretrained(model, **pretrained)
     # generate() continues every row from its last position, so pads must come first
     processor.tokenizer.padding_side = "left"
-    auto_class = getattr(transformers, family.auto_class)
-    loaded = auto_class.from_pretrained(model, dtype=dtype, **family.load_options, **pretrained)
+    loaded = load_family_model(weights, family, dtype, **pretrained)
     if family.writer is not None:
         loaded = getattr(loaded, family.writer)
+    if base is not None:
+        peft = require("peft", "train")
+        loaded = peft.PeftModel.from_pretrained(loaded, model).merge_and_unload()
     return AudioLM(loaded.to(device).eval(), processor, family, device, dtype)
