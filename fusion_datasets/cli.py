@@ -21,7 +21,8 @@ Build fine-grained audio caption datasets from your own audio and video, the way
 expert models listen to each clip (speech, sound, music, audio tags, the video), an LLM fuses their cues into \
 one detailed caption, CLAP filters out hallucinated captions and an LLM writes QA pairs; the result is a \
 Hugging Face dataset with its card. The toolkit also turns downloaded corpora and benchmarks into datasets \
-(build), evaluates audio models on them (eval) and fine-tunes CLAP on the captions (train-clap).
+(build), evaluates audio models on them (eval), and fine-tunes CLAP (train-clap) and audio LMs (train-audio-lm) \
+on the captions and QA pairs.
 
 First steps: `fusion-datasets demo --tiny-models` runs the pipeline on bundled sample clips, offline on the \
 CPU; `fusion-datasets run small --input CLIPS/ --output OUT/ --limit 10` captions ten of your clips; \
@@ -328,6 +329,18 @@ def _train_clap(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_audio_lm(args: argparse.Namespace) -> int:
+    from fusion_datasets.train.audio_lm import load_config, train_audio_lm
+
+    config = load_config(args.model_or_config, args.set, data=args.data, output=args.output and str(args.output),
+                         preset=args.preset, merge=args.merge or None, eval=args.eval)
+    report = train_audio_lm(config)
+    print(json.dumps({key: report[key] for key in ("rows", "skipped", "clips_cut", "steps", "final_loss",
+                                                   "eval_loss", "eval")}))
+    print(Path(config.output) / "README.md")
+    return 0
+
+
 def _add_clap_options(parser: argparse.ArgumentParser, batch_size: int) -> None:
     parser.add_argument("--model", required=True, help="a CLAP Hub id, folder, or LAION-CLAP .pt file")
     parser.add_argument("--kind", choices=["auto", "transformers", "laion"], default="auto",
@@ -519,6 +532,29 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
     train.add_argument("--push-to-hub", metavar="REPO", help="upload the best checkpoint with a model card")
     train.set_defaults(handler=_train_clap)
+
+    lm = commands.add_parser(
+        "train-audio-lm", help="instruction-tune an audio LM (LoRA) on captions and QA (resumable)",
+        description="Fine-tune an audio language model (README: Audio language models) on a run's captions and QA "
+                    "pairs, a Hub dataset in that layout or FusionAudio's release JSON, with a LoRA adapter. The "
+                    "output folder loads in `eval predict --model DIR` and as the sound expert's model. Killed, the "
+                    "same command resumes from the last checkpoint.")
+    lm.add_argument("model_or_config", metavar="MODEL_OR_CONFIG",
+                    help="the audio LM to start from (Hub id or folder), or a YAML file of the config's fields")
+    lm.add_argument("--data", action="append", default=[], metavar="SOURCE[@WEIGHT]",
+                    help="a run output, Hub dataset or FusionAudio JSON (repeatable); @0.5 takes half its rows")
+    lm.add_argument("--output", type=Path, help="the adapter, checkpoints, card and report")
+    lm.add_argument("--preset", choices=["default", "fusionaudio", "frozen-projector"],
+                    help="default: LoRA on the language model, projector trained; fusionaudio: the release's recipe "
+                         "(LoRA r8 on q,v, audio encoder and projector trained, prompt in the loss, lr 1e-4, "
+                         "2 epochs); frozen-projector: LoRA alone (default: default)")
+    lm.add_argument("--merge", action="store_true", help="also write the base with the adapter merged in (merged/)")
+    lm.add_argument("--eval", action="append", default=[], metavar="BENCHMARK",
+                    help="a QA benchmark (built folder or Hub id) to answer and score after training, for the card "
+                         "(repeatable)")
+    lm.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a config field (lora_r, learning_rate, epochs, max_steps, train_on_inputs, ...)")
+    lm.set_defaults(handler=_train_audio_lm)
 
     zoo = commands.add_parser("tiny-zoo", help="write the tiny random-weight models used by the `tiny` config")
     zoo.add_argument("directory", type=Path, help="the folder the models are written to")

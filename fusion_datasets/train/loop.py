@@ -26,7 +26,8 @@ TRAIN_LOG = "train_log.jsonl"
 _MAX_LOGIT_SCALE = math.log(100)  # CLIP's and LAION-CLAP's clamp of the learnable temperature
 
 
-def _mixed_precision(setting: str) -> str:
+def resolve_mixed_precision(setting: str) -> str:
+    """``auto``: bf16 on a GPU that has it, else fp16 on a GPU, ``no`` on the CPU; other settings as they are."""
     import torch
 
     if setting != "auto":
@@ -52,7 +53,7 @@ class TrainingLoop:
         world_size = runtime.process_rank().world_size
         self.per_device, self.accumulation = config.batch_layout(world_size)
         self.accelerator = Accelerator(
-            mixed_precision=_mixed_precision(config.mixed_precision),
+            mixed_precision=resolve_mixed_precision(config.mixed_precision),
             gradient_accumulation_steps=self.accumulation,
             dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
         )
