@@ -148,6 +148,12 @@ def test_sources_configs_and_user_errors(tiny_zoo, tmp_path, capsys):
     config.write_text(f"model: {tiny_zoo['granite-speech']}\npreset: fusionaudio\nepochs: 1\n")
     loaded = load_config(str(config), ["seed=3"], data=["x.json"], output="out")
     assert (loaded.preset, loaded.lora_r, loaded.epochs, loaded.seed) == ("fusionaudio", 8, 1.0, 3)
+    # the README's recipe file is a valid config
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    config.write_text(next(block.split("```", 1)[0] for block in readme.split("```yaml\n")
+                           if block.startswith("# lm.yaml")))
+    recipe = load_config(str(config), data=["runs/out"], output="out")
+    assert (recipe.model, recipe.train_audio_encoder, recipe.epochs) == ("Qwen/Qwen2-Audio-7B-Instruct", True, 3.0)
 
     assert main(["train-audio-lm", str(tiny_zoo["granite-speech"]), "--output", str(tmp_path / "o")]) == 2
     assert "data: give at least one training source" in capsys.readouterr().err

@@ -140,6 +140,7 @@ def train_audio_lm(config: TrainAudioLMConfig) -> dict[str, Any]:
         "clips_cut": train_found.cut + held_found.cut,
         "max_seconds": reader.limit / reader.sampling_rate,
         "steps": trainer.state.global_step,
+        "samples_per_second": trained.metrics.get("train_samples_per_second"),
         "train_loss": trained.training_loss,
         "final_loss": next((entry["loss"] for entry in reversed(trainer.state.log_history) if "loss" in entry), None),
         "eval_loss": evaluation.get("eval_loss"),
