@@ -38,7 +38,8 @@ class AudioLMFamily:
     For training (``train-audio-lm``), paths in the loaded model (the writer): ``audio_encoder``,
     ``projector`` (what maps the encoder's output into the language model), ``language_model``, and
     ``expert_parameters`` (a mixture of experts' weights, held as parameters, not layers); ``audio_tokens``:
-    the placeholders the processor puts where the audio goes.
+    the placeholders the processor puts where the audio goes; ``extra_files``: files of a checkpoint that its
+    ``from_pretrained`` needs beside the weights and ``save_pretrained`` does not write (a merged copy gets them).
     """
 
     auto_class: str = "AutoModelForMultimodalLM"
@@ -50,6 +51,7 @@ class AudioLMFamily:
     language_model: str = "model.language_model"
     expert_parameters: tuple[str, ...] = ()
     audio_tokens: tuple[str, ...] = ("<|audio_bos|>", "<|AUDIO|>", "<|audio_eos|>")
+    extra_files: tuple[str, ...] = ()
     example: str = ""  # a Hub id, for the docs
 
 
@@ -64,6 +66,7 @@ FAMILIES: dict[str, AudioLMFamily] = {
     # the thinker writes; the talker would turn its answer into speech: not built
     "qwen2_5_omni": AudioLMFamily(max_seconds=300.0, load_options={"enable_audio_output": False},
                                   writer="thinker", projector=("model.audio_tower.proj",),
+                                  extra_files=("spk_dict.pt",),  # the talker's voices, required at load
                                   example="Qwen/Qwen2.5-Omni-7B"),
     "qwen3_omni_moe": AudioLMFamily(max_seconds=300.0, load_options={"enable_audio_output": False},
                                     writer="thinker",

@@ -255,7 +255,8 @@ def test_run_then_train_then_evaluate(tiny_zoo, tmp_path):
     lm = tmp_path / "lm"
     command = ["train-audio-lm", str(tiny_zoo["granite-speech"]), "--data", str(output), "--data",
                f"{release / 'fa.json'}@2", "--output", str(lm), "--merge", "--eval", str(benchmark)]
-    for option in ("max_steps=4", "num_workers=0", "eval_fraction=0.3", "gradient_accumulation_steps=1"):
+    for option in ("max_steps=4", "num_workers=0", "eval_fraction=0.3", "gradient_accumulation_steps=1",
+                   "max_seconds=1.5"):
         command += ["--set", option]
     assert main(command) == 0
     report = json.loads((lm / "train_report.json").read_text())
@@ -264,6 +265,7 @@ def test_run_then_train_then_evaluate(tiny_zoo, tmp_path):
     assert {problem["problem"].split(":")[0] for problem in report["problems"]} == {"undecodable",
                                                                                     "refused by the processor"}
     assert report["rows"]["held_out"] > 0 and report["eval_loss"] is not None
+    assert report["clips_cut"] == 3 and report["max_seconds"] == 1.5  # the run's 2 s clips, cut as experts cut
     card = (lm / "README.md").read_text()
     assert "library_name: peft" in card and "out (local)" in card and "refused_clip: 2" in card
     assert str(tmp_path) not in card  # no path of this machine
@@ -294,3 +296,20 @@ def test_run_then_train_then_evaluate(tiny_zoo, tmp_path):
     stats = json.loads((again / "stats.json").read_text())
     assert stats["clips_with_errors"] == 0 and stats["stages"]["sound"] == {**stats["stages"]["sound"], "rows": 3,
                                                                           "errors": 0}
+
+
+def test_a_merged_thinker_is_saved_within_its_whole_model(tiny_zoo, tmp_path):
+    """Qwen2.5-Omni trains its thinker; --merge writes the whole model, with the talker's voices file its
+    from_pretrained requires, and it answers as the adapter does."""
+    from fusion_datasets.experts.audio_lm import load_audio_lm
+
+    lm = tmp_path / "lm"
+    _train(tiny_zoo["qwen2.5-omni"], _toy_json(tmp_path / "data", count=4), lm, "max_steps=2", "merge=true")
+    assert (lm / "merged" / "spk_dict.pt").is_file()
+    base, merged = (load_file(folder / "model.safetensors") for folder in (tiny_zoo["qwen2.5-omni"], lm / "merged"))
+    assert base.keys() == merged.keys()
+    assert not torch.equal(base["thinker.lm_head.weight"], merged["thinker.lm_head.weight"])  # trained (TOY)
+    clip = _clip(0, 0)[0]
+    answers = [load_audio_lm(str(folder), "cpu", torch.float32).generate([clip], [QUESTION], 6)
+               for folder in (lm, lm / "merged")]
+    assert answers[0] == answers[1]

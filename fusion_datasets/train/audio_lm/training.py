@@ -160,9 +160,13 @@ def _save(model: Any, base: Any, config: TrainAudioLMConfig, output: Path) -> No
     model.save_pretrained(output)
     base.processor.save_pretrained(output)
     if config.merge:
+        from transformers.utils import cached_file
+
         model.merge_and_unload()  # in place: the whole model's writer now holds the adapter
         base.whole.save_pretrained(output / MERGED)
         base.processor.save_pretrained(output / MERGED)
+        for name in base.family.extra_files:
+            shutil.copyfile(cached_file(config.model, name, revision=config.revision), output / MERGED / name)
 
 
 def _evaluate(config: TrainAudioLMConfig, output: Path, benchmark: str) -> list[dict[str, Any]]:
