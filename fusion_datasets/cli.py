@@ -267,6 +267,7 @@ def _eval_predict(args: argparse.Namespace) -> int:
         args.model, args.benchmark, args.output, split=args.split, config=args.config,
         batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, prompt=args.prompt,
         device=args.device, dtype=args.dtype, backend=backend, max_seconds=args.max_seconds,
+        caption_instruction=args.caption_instruction,
     )
     print(json.dumps(counts))
     return 0
@@ -301,6 +302,21 @@ def _eval_classification(args: argparse.Namespace) -> int:
         args.predictions, args.benchmark, args.output, model=args.model, text_encoder=args.text_encoder,
         template=args.template, device=args.device, split=args.split, config=args.config,
         model_index=args.model_index,
+    )
+    print(Path(args.output) / "report.md")
+    return 0
+
+
+def _eval_captions(args: argparse.Namespace) -> int:
+    from fusion_datasets.eval.captions import CaptionOptions, run_captions_eval
+
+    options = CaptionOptions(java=args.java, corenlp=args.corenlp, sentence_model=args.fense_sentence_model,
+                             error_detector=args.fense_checker, error_detector_base=args.fense_checker_base,
+                             device=args.device, batch_size=args.batch_size, skip=frozenset(args.skip))
+    run_captions_eval(
+        args.predictions, args.benchmark, args.output, model=args.model, options=options,
+        clap_model=args.clap_model, clap_kind=args.clap_kind, n_resamples=args.n_resamples, seed=args.seed,
+        split=args.split, config=args.config, model_index=args.model_index,
     )
     print(Path(args.output) / "report.md")
     return 0
@@ -468,6 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
     retrieval.set_defaults(handler=_eval_retrieval)
 
     predict = evaluation.add_parser("predict", help="an audio LM's answers to a benchmark (resumable JSONL)")
+    from fusion_datasets.eval.predict import CAPTION_INSTRUCTION
     from fusion_datasets.experts.audio_lm import FAMILIES
 
     families = "; ".join(f"{model_type}: {family.example}" for model_type, family in FAMILIES.items())
@@ -478,6 +495,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--batch-size", type=int, default=8, help="clips per model call")
     predict.add_argument("--max-new-tokens", type=int, default=256, help="the longest answer, in tokens")
     predict.add_argument("--prompt", default="{instruction}", help="template around each row's instruction")
+    predict.add_argument("--caption-instruction", default=CAPTION_INSTRUCTION,
+                         help="the instruction of a captioning benchmark's rows (AudioCaps, Clotho)")
     predict.add_argument("--dtype", default="auto", help="float32, float16, bfloat16; auto: bfloat16 on a GPU, "
                                                           "float32 on the CPU")
     predict.add_argument("--max-seconds", type=float, default=30.0,
@@ -514,6 +533,29 @@ def build_parser() -> argparse.ArgumentParser:
     qa.add_argument("--max-reasks", type=int, default=2, help="re-asks of a verdict that does not parse")
     qa.add_argument("--judge-max-new-tokens", type=int, default=256, help="more for a reasoning judge")
     qa.set_defaults(handler=_eval_qa)
+    captions = evaluation.add_parser("captions", help="captioning metrics (BLEU, METEOR, ROUGE-L, CIDEr-D, SPICE, "
+                                     "SPIDEr, FENSE, SPIDEr-FL) against a benchmark's reference captions")
+    _add_benchmark_options(captions)
+    captions.add_argument("--java", default="java", help="the Java runtime for the PTB tokenizer, METEOR and SPICE")
+    captions.add_argument("--corenlp", metavar="DIR",
+                          help="SPICE: the folder holding stanford-corenlp-3.6.0.jar and its -models.jar "
+                               "(default: pycocoevalcap's spice/lib)")
+    captions.add_argument("--fense-sentence-model", default="sentence-transformers/paraphrase-TinyBERT-L6-v2",
+                          help="FENSE's sentence model: a sentence-transformers Hub id or folder")
+    captions.add_argument("--fense-checker", metavar="CKPT",
+                          help="FENSE's error detector (echecker_clotho_audiocaps_base.ckpt): a file or "
+                               "ORG/NAME/FILE on the Hub; FENSE and SPIDEr-FL need it")
+    captions.add_argument("--fense-checker-base", metavar="MODEL",
+                          help="the BERT the checker names (bert-base-uncased): a folder to run offline")
+    captions.add_argument("--clap-model", help="also CLAP-sim: a CLAP Hub id, folder or LAION-CLAP .pt")
+    captions.add_argument("--clap-kind", choices=["auto", "transformers", "laion"], default="auto",
+                          help="the CLAP implementation; auto: LAION-CLAP for a .pt file, else transformers")
+    captions.add_argument("--skip", action="append", default=[], choices=["meteor", "spice", "fense", "clap"],
+                          help="a metric not to compute (repeatable)")
+    captions.add_argument("--batch-size", type=int, default=32, help="captions (or clips) per model call")
+    captions.add_argument("--n-resamples", type=int, default=1000, help="bootstrap resamples for the 95%% CI")
+    captions.add_argument("--seed", type=int, default=0, help="the bootstrap's seed")
+    captions.set_defaults(handler=_eval_captions)
     classification = evaluation.add_parser("classification", help="zero-shot classification from captions")
     _add_benchmark_options(classification)
     classification.add_argument("--text-encoder", default="sentence-transformers/all-MiniLM-L6-v2",

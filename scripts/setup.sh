@@ -13,6 +13,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq ffmpeg espeak-ng sox >/dev/null
 fi
+# eval captions runs pycocoevalcap's jars (PTB tokenizer, METEOR, SPICE): Debian 12's Java 17 runs them
+if ! command -v java >/dev/null 2>&1; then
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless >/dev/null
+fi
 # the review page's browser test (tests/review) drives Debian's Chromium; Playwright downloads no browser
 if ! command -v chromium >/dev/null 2>&1; then
   $sudo apt-get update -qq

@@ -29,13 +29,16 @@ from fusion_datasets.prompts import read_prompt
 logger = logging.getLogger(__name__)
 
 INSTRUCTION = "{instruction}"
+# rows of a captioning benchmark (AudioCaps, Clotho: captions, no instruction): Qwen2-Audio's captioning prompt
+CAPTION_INSTRUCTION = "Generate the caption in English:"
 TEXT_KEYS = ("prediction", "output", "caption")  # where a predictions file holds the model's text
 
 
 @dataclass(frozen=True)
 class PredictConfig(AudioLLMConfig):
     """``prompt`` is a template: each row's instruction replaces ``{instruction}``. Rows without an
-    instruction (classification benchmarks) get ``default_instruction``, the paper's sound prompt."""
+    instruction get ``default_instruction``: the paper's sound prompt (classification benchmarks), or
+    ``run_predict``'s ``caption_instruction`` on a captioning benchmark."""
 
     prompt: str = INSTRUCTION
     default_instruction: str = read_prompt("sound_v1")
@@ -120,13 +123,16 @@ def run_predict(
     dtype: str = "auto",
     backend: BackendConfig | None = None,
     max_seconds: float = 30.0,
+    caption_instruction: str = CAPTION_INSTRUCTION,
 ) -> dict[str, int]:
     """``fusion-datasets eval predict``: answer every row of ``benchmark`` not yet in ``output`` (JSONL).
 
     Rows are answered ``batch_size`` at a time (served: ``backend``, four times its ``max_concurrency``,
     that many requests in flight) and each batch is appended (and flushed) at once, so an interrupted run
     loses at most one batch. Each clip is cut to ``max_seconds`` (and in process to what its model's family
-    takes, ``experts/audio_lm.py``). Returns the counts ``answered``, ``failed`` and ``skipped``.
+    takes, ``experts/audio_lm.py``). A captioning benchmark (``captions``, no ``instruction``: AudioCaps,
+    Clotho) is asked ``caption_instruction``, for ``eval captions``. Returns the counts ``answered``,
+    ``failed`` and ``skipped``.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -134,8 +140,10 @@ def run_predict(
     output.parent.mkdir(parents=True, exist_ok=True)
     table = load_benchmark(benchmark, split, config)
     done = _resume(output)
+    captioning = "captions" in table.column_names and "instruction" not in table.column_names
+    defaults = {"default_instruction": caption_instruction} if captioning else {}
     answerer = AudioLLMAnswerer(model=model, prompt=prompt, max_new_tokens=max_new_tokens, device=device,
-                                dtype=dtype, backend=backend, max_seconds=max_seconds)
+                                dtype=dtype, backend=backend, max_seconds=max_seconds, **defaults)
     batch_size = answerer.batch_size if backend is not None else batch_size
     todo = [row for row, row_id in enumerate(table["id"]) if row_id not in done]
     counts = {"answered": 0, "failed": 0, "skipped": table.num_rows - len(todo)}
@@ -168,17 +176,24 @@ class Prediction:
     text: str | None
 
 
-def _prediction(record: Any) -> Prediction | None:
-    if not isinstance(record, dict) or not isinstance(record.get("audio_id"), str):
+def _prediction(record: Any, keys: tuple[str, ...] = ("audio_id",)) -> Prediction | None:
+    """A record's prediction, by the first of ``keys`` it has (``audio_id``)."""
+    if not isinstance(record, dict):
+        return None
+    audio_id = next((record[key] for key in keys if key in record), None)
+    if not isinstance(audio_id, str):
         return None
     text = next((record[key] for key in TEXT_KEYS if key in record), None)
     instruction = record.get("instruction")
-    return Prediction(record["audio_id"], instruction if isinstance(instruction, str) else None,
+    return Prediction(audio_id, instruction if isinstance(instruction, str) else None,
                       None if record.get("error") or not isinstance(text, str) else text)
 
 
-def read_predictions(path: str | Path) -> tuple[list[Prediction], Counter]:
+def read_predictions(path: str | Path, keys: tuple[str, ...] = ("audio_id",)) -> tuple[list[Prediction], Counter]:
     """The predictions of ``path``: our JSONL, or a FusionAudio-format JSON list (``output`` = the answer).
+
+    A JSONL line names its clip by the first of ``keys`` it holds (``("audio_id", "id")``: also a captioner's
+    ``{"id", "caption"}``).
 
     A line or row that cannot be used is logged with its ``file:line``, skipped and counted (the Counter).
     """
@@ -195,7 +210,7 @@ def read_predictions(path: str | Path) -> tuple[list[Prediction], Counter]:
         if not line.strip():
             continue
         try:
-            row, reason = _prediction(json.loads(line)), "not an object with a string audio_id"
+            row, reason = _prediction(json.loads(line), keys), f"not an object with a string {' or '.join(keys)}"
         except json.JSONDecodeError as error:
             row, reason = None, f"not JSON ({error.msg})"
         if row is None:

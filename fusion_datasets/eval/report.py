@@ -166,16 +166,24 @@ def report_markdown(report: Mapping[str, Any]) -> str:
              *_results_table([row for row in rows if not is_count(row)])]
     if counts:
         lines += ["", "## Counts", "", *_counts_table(counts)]
+    if report.get("left_out"):
+        lines += ["", "## Left out", "", *(f"- {entry['metric']}: {entry['reason']}" for entry in report["left_out"])]
     return "\n".join(lines) + "\n"
 
 
-def write_report(path_dir: str | Path, model: str, results: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+def write_report(path_dir: str | Path, model: str, results: Iterable[Mapping[str, Any]],
+                 left_out: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Write ``report.json`` and ``report.md`` into ``path_dir``; returns the report.
+
+    ``left_out``: the metrics that could not be computed, each with its reason (the report's ``left_out``
+    list and a section of ``report.md``), so that none is mistaken for a figure.
 
     Example:
         >>> write_report("reports/clotho", "laion/clap-htsat-unfused", rows)  # doctest: +SKIP
     """
-    report = {"model": str(model), "results": with_overall(results)}
+    report: dict[str, Any] = {"model": str(model), "results": with_overall(results)}
+    if left_out:
+        report["left_out"] = [{"metric": metric, "reason": reason} for metric, reason in left_out.items()]
     folder = Path(path_dir)
     folder.mkdir(parents=True, exist_ok=True)
     write_text_atomically(folder / "report.json", json.dumps(report, indent=2) + "\n")
