@@ -566,7 +566,8 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train-clap", help="fine-tune a CLAP model on caption datasets (resumable)")
     train.add_argument("--model", required=True, help="a transformers CLAP Hub id or folder to start from")
     train.add_argument("--train", required=True, action="append", metavar="DATASET[:CONFIG]",
-                       help="a run output, saved dataset or Hub id with caption(s) and audio (repeatable)")
+                       help="a run output, saved dataset or Hub id with caption(s) and audio, or WebDataset "
+                            "shards (a folder or hf:// path with train/*.tar and sizes.json) (repeatable)")
     train.add_argument("--eval", required=True, help="a retrieval dataset (audio + captions) to evaluate on")
     train.add_argument("--output", required=True, type=Path, help="checkpoints, best model, eval results")
     train.add_argument("--preset", choices=["pretrain", "finetune"], default="pretrain",

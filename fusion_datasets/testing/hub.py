@@ -1,9 +1,12 @@
-"""A test double for the Hugging Face Hub, which tests cannot reach: :class:`LocalHub`."""
+"""Test doubles for the Hugging Face Hub, which tests cannot reach: :class:`LocalHub` (the API) and
+:func:`local_hub_files` (``hf://`` paths)."""
 
 from __future__ import annotations
 
 import hashlib
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx2
@@ -88,3 +91,27 @@ def http_error(status: int, body: str, url: str = "https://huggingface.co/api/da
     except HfHubHTTPError as error:
         return error
     raise ValueError(f"HTTP {status} is not an error")
+
+
+@contextmanager
+def local_hub_files(remote: Path) -> Iterator[None]:
+    """Inside the block, ``hf://`` paths read the local folder ``remote`` (``hf://datasets/org/name/x`` is
+    ``remote/datasets/org/name/x``) instead of the Hub: fsspec's ``hf`` protocol, which is huggingface_hub's
+    ``HfFileSystem``, is an fsspec ``DirFileSystem`` over ``remote`` until the block ends. It stands in for the
+    Hub's files only: revisions (``@rev``), tokens and the Hub's own paths are not checked."""
+    import fsspec
+    from fsspec.implementations.dirfs import DirFileSystem
+    from fsspec.implementations.local import LocalFileSystem
+
+    class LocalHubFileSystem(DirFileSystem):
+        protocol = "hf"
+
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(path=str(remote), fs=LocalFileSystem())
+
+    hub = fsspec.get_filesystem_class("hf")
+    fsspec.register_implementation("hf", LocalHubFileSystem, clobber=True)
+    try:
+        yield
+    finally:
+        fsspec.register_implementation("hf", hub, clobber=True)

@@ -1,4 +1,5 @@
-"""CLAP training data: clips with captions from run outputs, saved datasets or the Hub, decoded in workers.
+"""CLAP training data: clips with captions from run outputs, saved datasets, the Hub or WebDataset shards
+(:mod:`~fusion_datasets.train.shards`), decoded in workers and ordered per epoch by :class:`EpochOrder`.
 
 Each item is decoded, resampled to the feature extractor's rate, randomly cropped to the model's window
 (a shorter clip is padded by the extractor, ``repeatpad`` for the released CLAPs) and turned into
@@ -10,16 +11,18 @@ number of workers or processes, and a resumed run sees the batches it would have
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from fusion_datasets.clap.base import MAX_TEXT_TOKENS, seeded_numpy
+from fusion_datasets.errors import UserError
 from fusion_datasets.layout import config_files
 from fusion_datasets.loading import load_undecoded, undecoded
 from fusion_datasets.media import MediaError, decode_audio, resample
+from fusion_datasets.train.shards import open_shards
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +40,13 @@ def parse_dataset_spec(spec: str) -> tuple[str, str | None]:
     if not sep or not name or not config or "/" in config:
         return spec, None
     return name, config
+
+
+def training_table(spec: str, split: str) -> Any:
+    """The ``split`` of a training source: WebDataset shards (a folder or ``hf://`` path holding
+    ``{split}/sizes.json``, a :class:`~fusion_datasets.train.shards.ShardTable`), else :func:`load_table`'s."""
+    shards = open_shards(parse_dataset_spec(spec)[0], split)
+    return load_table(spec, split) if shards is None else shards
 
 
 def load_table(spec: str, split: str) -> Any:
@@ -57,7 +67,16 @@ def load_table(spec: str, split: str) -> Any:
         return undecoded(table)
     if config is None and config_files(path, "captions"):
         config = "captions"
-    return load_undecoded(name, config, split)
+    try:
+        return load_undecoded(name, config, split)
+    except FileNotFoundError as error:
+        if not path.is_dir():
+            raise
+        raise UserError(
+            f"{name} is neither a dataset nor WebDataset shards: `datasets` finds no data in it ({error}), and it "
+            f"has no {split}/sizes.json with {split}/*.tar shards. Give a run output, a `save_to_disk` folder, a "
+            "folder of data files, a Hub id, or a folder that `fusion-datasets export OUT --format webdataset` wrote"
+        ) from error
 
 
 def caption_column(table: Any, spec: str) -> str:
@@ -87,8 +106,9 @@ def random_crop(samples: np.ndarray, window: int, rng: np.random.Generator) -> n
 class CaptionedClips:
     """One training dataset as a map-style torch dataset of ``{input_features, is_longer, caption}``.
 
-    A row whose audio cannot be decoded (or that has no caption) gives ``{"skipped": {...}}`` instead,
-    which :class:`ClapCollator` drops and reports: it never stops training.
+    A row whose audio cannot be decoded (or that has no caption, or cannot be read from its shard) gives
+    ``{"skipped": {...}}`` instead, which :class:`ClapCollator` drops and reports: it never stops training.
+    ``blocks`` are the sizes of the runs of rows read together (a shard's samples; a table is one block).
     """
 
     def __init__(
@@ -113,6 +133,7 @@ class CaptionedClips:
         self.fused = fused
         self.seed = seed
         self.epoch = 0
+        self.blocks: list[int] = list(getattr(table, "shard_sizes", None) or [table.num_rows])
 
     def __len__(self) -> int:
         return self.table.num_rows
@@ -128,10 +149,11 @@ class CaptionedClips:
         return captions[int(rng.integers(len(captions)))]
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        row = self.table[int(index)]
         rng = np.random.default_rng([self.seed, self.epoch, self.key, int(index)])
         extractor = self.feature_extractor
+        row: dict[str, Any] = {}
         try:
+            row = self.table[int(index)]
             caption = self._caption(row[self.captions], rng)
             samples = resample(
                 decode_audio(row[self.audio_column], row.get("start"), row.get("end")),
@@ -182,6 +204,62 @@ class TrainingClips:
     def set_epoch(self, epoch: int) -> None:
         for source in self.sources:
             source.set_epoch(epoch)
+
+
+def block_order(blocks: Sequence[int], rng: np.random.Generator) -> Iterator[int]:
+    """The rows of consecutive blocks of sizes ``blocks``: the blocks in a random order, each one's rows shuffled.
+
+    Example:
+        >>> list(block_order([2, 3], np.random.default_rng(0)))
+        [0, 1, 4, 2, 3]
+    """
+    starts = np.cumsum([0, *blocks])
+    for block in rng.permutation(len(blocks)):
+        yield from (starts[block] + rng.permutation(blocks[block])).tolist()
+
+
+def interleaving(sizes: Sequence[int], rng: np.random.Generator, chunk: int = 4096) -> Iterator[int]:
+    """Each source's number ``sizes[source]`` times, in a uniformly random order, drawn ``chunk`` at a time.
+
+    Example:
+        >>> sorted(interleaving([2, 1], np.random.default_rng(0)))
+        [0, 0, 1]
+    """
+    remaining = np.array(sizes, dtype=np.int64)
+    while remaining.sum():
+        # how many of the next `chunk` rows each source has, as in one shuffle of every row
+        counts = rng.multivariate_hypergeometric(remaining, min(chunk, int(remaining.sum())))
+        remaining -= counts
+        yield from rng.permutation(np.repeat(np.arange(len(sizes)), counts)).tolist()
+
+
+class EpochOrder:
+    """The sampler of :class:`TrainingClips`: each epoch's order of its rows, seeded by ``(seed, epoch)``.
+
+    Each source's blocks (shards) come in a random order with their rows shuffled, and the sources are interleaved
+    at random, so a shard is read whole before the next one while a batch still mixes every source. The order
+    depends on neither the processes nor the workers that read it; the data loader calls ``set_epoch``.
+    """
+
+    def __init__(self, clips: TrainingClips, seed: int) -> None:
+        self.blocks = [source.blocks for source in clips.sources]
+        self.sizes = [len(source) for source in clips.sources]
+        self.seed = seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return sum(self.sizes)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        streams = [np.random.default_rng(seeds) for seeds in np.random.SeedSequence([self.seed, self.epoch]).spawn(
+            len(self.sizes) + 1)]
+        orders = [block_order(blocks, rng) for blocks, rng in zip(self.blocks, streams, strict=False)]
+        starts = np.cumsum([0, *self.sizes]).tolist()
+        for source in interleaving(self.sizes, streams[-1]):
+            yield starts[source] + next(orders[source])
 
 
 class ClapCollator:

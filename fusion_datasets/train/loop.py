@@ -18,7 +18,7 @@ from fusion_datasets import runtime
 from fusion_datasets.loading import loading_model
 from fusion_datasets.train.checkpoints import TrainingState, latest_checkpoint, load_checkpoint, save_checkpoint
 from fusion_datasets.train.config import TrainClapConfig
-from fusion_datasets.train.data import CaptionedClips, ClapCollator, TrainingClips, load_table
+from fusion_datasets.train.data import CaptionedClips, ClapCollator, EpochOrder, TrainingClips, training_table
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class TrainingLoop:
 
     def __init__(self, config: TrainClapConfig) -> None:
         from accelerate import Accelerator
-        from accelerate.utils import DataLoaderConfiguration, set_seed
+        from accelerate.utils import set_seed
         from transformers import ClapModel, ClapProcessor
 
         self.config = config
@@ -55,7 +55,6 @@ class TrainingLoop:
         self.accelerator = Accelerator(
             mixed_precision=resolve_mixed_precision(config.mixed_precision),
             gradient_accumulation_steps=self.accumulation,
-            dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
         )
         if self.accelerator.num_processes != world_size:
             raise RuntimeError(
@@ -70,7 +69,7 @@ class TrainingLoop:
         self.clips = TrainingClips(
             [
                 CaptionedClips(
-                    load_table(spec, config.train_split),
+                    training_table(spec, config.train_split),
                     spec,
                     key,
                     self.processor.feature_extractor,
@@ -98,12 +97,14 @@ class TrainingLoop:
         loader = DataLoader(
             self.clips,
             batch_size=self.per_device,
-            shuffle=True,
+            # seeded per epoch, shard by shard; accelerate splits its batches between the processes, and a
+            # resumed run skips the batches done without reading them
+            sampler=EpochOrder(self.clips, self.config.seed),
             drop_last=True,
             num_workers=self.config.num_workers,
             collate_fn=ClapCollator(self.processor.tokenizer),
-            # its own generator: starting an epoch's iterator must not draw from the global RNG, whose state
-            # (dropout) a checkpoint restores, or a resumed run would drift from an uninterrupted one
+            # its own generator (the workers' seeds): starting an epoch's iterator must not draw from the global
+            # RNG, whose state (dropout) a checkpoint restores, or a resumed run would drift from an uninterrupted one
             generator=torch.Generator().manual_seed(self.config.seed),
         )
         decay = [p for p in model.parameters() if p.ndim >= 2]
