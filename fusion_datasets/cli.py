@@ -300,7 +300,7 @@ def _eval_classification(args: argparse.Namespace) -> int:
 
     run_classification_eval(
         args.predictions, args.benchmark, args.output, model=args.model, text_encoder=args.text_encoder,
-        template=args.template, device=args.device, split=args.split, config=args.config,
+        template=args.template, text_form=args.text_form, device=args.device, split=args.split, config=args.config,
         model_index=args.model_index,
     )
     print(Path(args.output) / "report.md")
@@ -331,7 +331,9 @@ def _add_benchmark_options(parser: argparse.ArgumentParser, predictions: bool = 
         parser.add_argument("--predictions", required=True, type=Path,
                             help="eval predict's JSONL, or the FusionAudio format (output: the answer)")
         parser.add_argument("--output", required=True, type=Path, help="the report folder")
-        parser.add_argument("--model", help="the model's name in the report (default: the file's name)")
+        parser.add_argument("--model-name", "--model", dest="model",
+                            help="the model's name in the report (default: the model eval predict recorded, else "
+                                 "the predictions file's name)")
         parser.add_argument("--model-index", type=Path, help="also write the results as model-index YAML")
 
 
@@ -561,6 +563,9 @@ def build_parser() -> argparse.ArgumentParser:
     classification.add_argument("--text-encoder", default="sentence-transformers/all-MiniLM-L6-v2",
                                 help="a sentence-transformers or CLAP Hub id or folder")
     classification.add_argument("--template", default="sound of {label}", help="the text embedded per label")
+    classification.add_argument("--text-form", choices=["caption", "fusionaudio"], default="caption",
+                                help="how a caption is embedded: as it is, or FusionAudio's \"sound of \" + the "
+                                     "caption in lower case")
     classification.set_defaults(handler=_eval_classification)
 
     train = commands.add_parser("train-clap", help="fine-tune a CLAP model on caption datasets (resumable)")

@@ -5,10 +5,14 @@ cosine similarities are the clip's class scores. Reported: accuracy (the best-sc
 the clip's labels) and mAP (the mean over classes with a positive clip of the average precision of their
 scores; FSD50K's multi-label mAP). A clip without a caption is wrong: never the right label in accuracy,
 and in mAP ranked below every captioned clip and never credited (a positive without a caption adds
-precision 0); ``coverage`` is the percentage of clips with a caption. A benchmark with a ``fold`` column
-(ESC-50, UrbanSound8K: cross-validation is their protocol) is scored fold by fold, zero-shot: each fold's
-clips alone, each fold reported, and the overall value is the mean over folds (each row's ``protocol``
-says which).
+precision 0); ``coverage`` is the percentage of clips with a caption. The headline figures are per clip
+over the whole benchmark (micro). A benchmark with a ``fold`` column (ESC-50, UrbanSound8K) also gets each
+fold's figures and their mean over folds (each fold counts once, whatever its size: its ``n`` is the number
+of folds), each row's ``protocol`` saying which. The caption is embedded as it is, or in FusionAudio's text
+form (``"sound of " + caption.lower()``, ``text_form="fusionaudio"``).
+
+Predictions that name no clip of the benchmark are refused (a wrong file); a coverage below
+:data:`LOW_COVERAGE` and folds of very different or tiny sizes are warned about.
 
 The text encoder is a transformers checkpoint: a sentence-transformers model (mean pooling over the
 tokens, as those models pool) or a CLAP (its text tower).
@@ -28,14 +32,26 @@ import numpy as np
 
 from fusion_datasets import runtime
 from fusion_datasets.clap.base import in_batches
-from fusion_datasets.eval.predict import benchmark_name, load_benchmark, read_predictions
-from fusion_datasets.eval.report import OVERALL, write_model_index, write_report
+from fusion_datasets.errors import UserError
+from fusion_datasets.eval.predict import (
+    benchmark_name,
+    load_benchmark,
+    model_name,
+    read_predictions,
+    recorded_settings,
+)
+from fusion_datasets.eval.report import OVERALL, benchmark_extent, write_model_index, write_report
 from fusion_datasets.loading import loading_model
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_TEXT_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
 LABEL_TEMPLATE = "sound of {label}"
+# how a caption is embedded: as it is, or as FusionAudio's evaluation writes it
+TEXT_FORMS: dict[str, Callable[[str], str]] = {"caption": str,
+                                               "fusionaudio": lambda caption: "sound of " + caption.lower()}
+LOW_COVERAGE = 90.0  # percent of clips with a caption below which a report is warned about
+MIN_FOLD_CLIPS = 5  # a fold with fewer clips gives a mean over folds little to stand on
 TextEncoder = Callable[[Sequence[str]], np.ndarray]  # texts -> (len, dim) unit rows
 
 
@@ -121,13 +137,14 @@ def classification_metrics(scores: np.ndarray, targets: np.ndarray,
 
 
 def caption_scores(captions: Sequence[str | None], labels: Sequence[str], encoder: TextEncoder,
-                   template: str = LABEL_TEMPLATE) -> np.ndarray:
-    """``(clips, labels)`` cosines of each caption with each label's prompt; -1 for a clip without one."""
+                   template: str = LABEL_TEMPLATE, text_form: str = "caption") -> np.ndarray:
+    """``(clips, labels)`` cosines of each caption (in ``text_form``) with each label's prompt; -1 for a clip
+    without one."""
     label_embeds = encoder([template.format(label=label) for label in labels])
     given = [row for row, caption in enumerate(captions) if caption and caption.strip()]
     scores = np.full((len(captions), len(labels)), -1.0, dtype=np.float32)
     if given:
-        scores[given] = encoder([captions[row] for row in given]) @ label_embeds.T
+        scores[given] = encoder([TEXT_FORMS[text_form](captions[row]) for row in given]) @ label_embeds.T
     return scores
 
 
@@ -155,11 +172,11 @@ def mean_over_folds(per_fold: dict[int, dict[str, float]]) -> dict[str, float]:
 
 def classify_captions(captions: Sequence[str | None], references: Sequence[Sequence[str]],
                       vocabulary: Sequence[str], encoder: TextEncoder, template: str = LABEL_TEMPLATE,
-                      folds: Sequence[int] | None = None) -> dict[str, Any]:
-    """:func:`classification_metrics` of ``captions`` against each clip's reference labels (a clip without a
-    caption is wrong), and ``coverage``, the percentage of clips with a caption.
+                      folds: Sequence[int] | None = None, text_form: str = "caption") -> dict[str, Any]:
+    """:func:`classification_metrics` of ``captions`` against each clip's reference labels over all clips (a
+    clip without a caption is wrong), and ``coverage``, the percentage of clips with a caption.
 
-    With ``folds`` (one per clip), accuracy and mAP are the mean over folds and ``per_fold`` holds each fold's.
+    With ``folds`` (one per clip), ``per_fold`` holds each fold's metrics and ``fold_mean`` their mean.
     """
     index = {label: position for position, label in enumerate(vocabulary)}
     unknown = sorted({label for labels in references for label in labels} - set(index))
@@ -168,13 +185,14 @@ def classify_captions(captions: Sequence[str | None], references: Sequence[Seque
     targets = np.zeros((len(captions), len(vocabulary)), dtype=bool)
     for row, labels in enumerate(references):
         targets[row, [index[label] for label in labels]] = True
-    scores = caption_scores(captions, vocabulary, encoder, template)
+    scores = caption_scores(captions, vocabulary, encoder, template, text_form)
     answered = np.array([bool(caption and caption.strip()) for caption in captions], dtype=bool)
-    coverage = {"coverage": 100 * float(answered.mean()) if len(answered) else 0.0}
-    if folds is None:
-        return {**classification_metrics(scores, targets, answered), **coverage}
-    per_fold = fold_metrics(scores, targets, folds, answered)
-    return {**mean_over_folds(per_fold), **coverage, "per_fold": per_fold}
+    result = {**classification_metrics(scores, targets, answered),
+              "coverage": 100 * float(answered.mean()) if len(answered) else 0.0}
+    if folds is not None:
+        result["per_fold"] = fold_metrics(scores, targets, folds, answered)
+        result["fold_mean"] = mean_over_folds(result["per_fold"])
+    return result
 
 
 def read_vocabulary_labels(benchmark: str | Path) -> list[str]:
@@ -188,6 +206,30 @@ def read_vocabulary_labels(benchmark: str | Path) -> list[str]:
     return [label for _, label in read_vocabulary(path, BuildReport(str(path)))]
 
 
+def _fold_warnings(benchmark: str | Path, folds: Sequence[int]) -> None:
+    """Warn when the folds' sizes differ much (their mean weighs a small fold like a big one) or one is tiny."""
+    sizes = {int(fold): count for fold, count in zip(*np.unique(np.asarray(folds), return_counts=True))}
+    smallest, largest = min(sizes.values()), max(sizes.values())
+    if smallest < MIN_FOLD_CLIPS or largest > 2 * smallest:
+        logger.warning("%s: folds of %s clips: their mean weighs each fold alike; the per-clip figure is the "
+                       "headline", benchmark, ", ".join(f"{fold}: {size}" for fold, size in sizes.items()))
+
+
+def _matched_captions(predictions: str | Path, benchmark: str | Path, audio_ids: Sequence[str]) -> list[str | None]:
+    """Each clip's caption from ``predictions`` (by ``audio_id``); refuses predictions that name no clip."""
+    rows, skipped = read_predictions(predictions)
+    if skipped:
+        logger.warning("%s: %d predictions skipped (%s)", predictions, sum(skipped.values()), dict(skipped))
+    by_audio: dict[str, str | None] = {}
+    for row in rows:
+        by_audio.setdefault(row.audio_id, row.text)
+    if not any(audio_id in by_audio for audio_id in audio_ids):
+        example = f" (the predictions name {rows[0].audio_id!r}, the benchmark {audio_ids[0]!r})" if rows else ""
+        raise UserError(f"{predictions}: none of its {len(rows)} predictions names one of the {len(audio_ids)} clips "
+                        f"of {benchmark}{example}: are they this benchmark's predictions?")
+    return [by_audio.get(audio_id) for audio_id in audio_ids]
+
+
 def run_classification_eval(
     predictions: str | Path,
     benchmark: str | Path,
@@ -196,6 +238,7 @@ def run_classification_eval(
     model: str | None = None,
     text_encoder: str = DEFAULT_TEXT_ENCODER,
     template: str = LABEL_TEMPLATE,
+    text_form: str = "caption",
     device: str | None = None,
     split: str = "test",
     config: str | None = None,
@@ -204,9 +247,11 @@ def run_classification_eval(
     """``fusion-datasets eval classification``: map ``predictions`` (captions) to the benchmark's vocabulary.
 
     Captions come from a predictions file (``prediction``, ``output`` or ``caption``), matched to clips
-    by ``audio_id``. A benchmark with a ``fold`` column is reported per fold and as the mean over folds.
-    Writes ``report.json`` / ``report.md`` into ``output``.
+    by ``audio_id``. The headline is per clip over the benchmark; a benchmark with a ``fold`` column also
+    gets each fold and the mean over folds. Writes ``report.json`` / ``report.md`` into ``output``.
     """
+    if text_form not in TEXT_FORMS:
+        raise UserError(f"text_form: {text_form!r} is not one of {', '.join(TEXT_FORMS)}")
     name = benchmark_name(benchmark)
     table = load_benchmark(benchmark, split, config)
     columns = table.select_columns([c for c in ("audio_id", "labels", "fold") if c in table.column_names])[:]
@@ -214,26 +259,32 @@ def run_classification_eval(
     if folds is not None and None in folds:
         logger.warning("%s: %d clips have no fold: scored as one set", benchmark, folds.count(None))
         folds = None
-    rows, skipped = read_predictions(predictions)
-    if skipped:
-        logger.warning("%s: %d predictions skipped (%s)", predictions, sum(skipped.values()), dict(skipped))
-    by_audio: dict[str, str | None] = {}
-    for row in rows:
-        by_audio.setdefault(row.audio_id, row.text)
-    captions = [by_audio.get(audio_id) for audio_id in columns["audio_id"]]
+    captions = _matched_captions(predictions, benchmark, columns["audio_id"])
     encoder = load_text_encoder(text_encoder, device)
     vocabulary = read_vocabulary_labels(benchmark)
-    metrics = classify_captions(captions, columns["labels"], vocabulary, encoder, template, folds)
+    metrics = classify_captions(captions, columns["labels"], vocabulary, encoder, template, folds, text_form)
     size, per_fold, coverage = len(captions), metrics.pop("per_fold", {}), metrics.pop("coverage")
-    protocol = f"zero-shot/mean-over-{len(per_fold)}-folds" if per_fold else "zero-shot/all-clips"
-    results = [{"benchmark": name, "task": f"fold{fold}", "metric": metric, "value": value,
-                "n": folds.count(fold), "protocol": "zero-shot/one-fold"}
-               for fold, values in per_fold.items() for metric, value in values.items()]
-    results += [{"benchmark": name, "task": OVERALL, "metric": metric, "value": value, "n": size,
-                 "protocol": protocol} for metric, value in metrics.items()]
+    fold_mean = metrics.pop("fold_mean", {})
+    if coverage < LOW_COVERAGE:
+        logger.warning("%s: only %.1f%% of the %d clips have a caption in %s: the others count as wrong",
+                       benchmark, coverage, size, predictions)
+    if per_fold:
+        _fold_warnings(benchmark, folds)
+    form = f"zero-shot/{text_form}-text"
+    results = [{"benchmark": name, "task": OVERALL, "metric": metric, "value": value, "n": size,
+                "protocol": f"{form}/all-clips"} for metric, value in metrics.items()]
+    results += [{"benchmark": name, "task": OVERALL, "metric": metric, "value": value, "n": len(per_fold),
+                 "protocol": f"{form}/mean-over-{len(per_fold)}-folds"} for metric, value in fold_mean.items()]
+    results += [{"benchmark": name, "task": f"fold{fold}", "metric": metric, "value": value,
+                 "n": folds.count(fold), "protocol": f"{form}/one-fold"}
+                for fold, values in per_fold.items() for metric, value in values.items()]
     results.append({"benchmark": name, "task": OVERALL, "metric": "coverage", "value": coverage, "n": size,
-                    "protocol": "zero-shot/all-clips"})
-    report = write_report(output, model or Path(predictions).stem, results)
+                    "protocol": f"{form}/all-clips"})
+    settings = {"text_encoder": text_encoder, "template": template, "text_form": text_form, "split": split}
+    if recorded_settings(predictions):
+        settings["predict"] = recorded_settings(predictions)
+    report = write_report(output, model_name(predictions, model), results, settings=settings,
+                          extents={name: benchmark_extent(benchmark, size)})
     if model_index:
         write_model_index(model_index, report, "audio-classification", skip_metrics=["coverage"])
     return report

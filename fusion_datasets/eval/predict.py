@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fusion_datasets.errors import UserError
 from fusion_datasets.experts.audio_llm import AudioLLMConfig, AudioLLMExpert
 from fusion_datasets.files import write_text_atomically
 from fusion_datasets.llm.backends import BackendConfig
@@ -125,28 +126,37 @@ def run_predict(
     max_seconds: float = 30.0,
     caption_instruction: str = CAPTION_INSTRUCTION,
 ) -> dict[str, int]:
-    """``fusion-datasets eval predict``: answer every row of ``benchmark`` not yet in ``output`` (JSONL).
+    """``fusion-datasets eval predict``: answer every question of ``benchmark`` not yet in ``output`` (JSONL),
+    once per question (:func:`first_rows`).
 
     Rows are answered ``batch_size`` at a time (served: ``backend``, four times its ``max_concurrency``,
     that many requests in flight) and each batch is appended (and flushed) at once, so an interrupted run
     loses at most one batch. Each clip is cut to ``max_seconds`` (and in process to what its model's family
     takes, ``experts/audio_lm.py``). A captioning benchmark (``captions``, no ``instruction``: AudioCaps,
-    Clotho) is asked ``caption_instruction``, for ``eval captions``. Returns the counts ``answered``,
-    ``failed`` and ``skipped``.
+    Clotho) is asked ``caption_instruction``, for ``eval captions``. The settings are recorded beside the
+    output (:func:`settings_file`); a rerun with other settings is refused, not mixed in. Returns the counts
+    of questions ``answered``, ``failed`` and ``skipped``.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     table = load_benchmark(benchmark, split, config)
-    done = _resume(output)
     captioning = "captions" in table.column_names and "instruction" not in table.column_names
+    settings = {"model": model, "benchmark": benchmark_name(benchmark), "split": split, "config": config,
+                "prompt": prompt, "max_new_tokens": max_new_tokens, "max_seconds": max_seconds, "dtype": dtype,
+                "served": backend is not None}
+    if captioning:
+        settings["caption_instruction"] = caption_instruction
+    _claim_predictions(output, settings)
+    done = _resume(output)
     defaults = {"default_instruction": caption_instruction} if captioning else {}
     answerer = AudioLLMAnswerer(model=model, prompt=prompt, max_new_tokens=max_new_tokens, device=device,
                                 dtype=dtype, backend=backend, max_seconds=max_seconds, **defaults)
     batch_size = answerer.batch_size if backend is not None else batch_size
-    todo = [row for row, row_id in enumerate(table["id"]) if row_id not in done]
-    counts = {"answered": 0, "failed": 0, "skipped": table.num_rows - len(todo)}
+    questions, ids = first_rows(table), table["id"]
+    todo = [row for row in questions if ids[row] not in done]
+    counts = {"answered": 0, "failed": 0, "skipped": len(questions) - len(todo)}
     with output.open("a", encoding="utf-8") as handle:
         for start in range(0, len(todo), batch_size):
             batch = table.select(todo[start:start + batch_size])[:]
@@ -163,8 +173,49 @@ def run_predict(
                 counts["failed" if "error" in record else "answered"] += 1
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
             handle.flush()
-            logger.info("%s: %d of %d rows done", output, start + len(ids), len(todo))
+            logger.info("%s: %d of %d questions done", output, start + len(ids), len(todo))
     return counts
+
+
+def settings_file(predictions: str | Path) -> Path:
+    """Where ``eval predict`` records the settings its predictions were made with (beside the JSONL)."""
+    predictions = Path(predictions)
+    return predictions.with_name(predictions.name + ".settings.json")
+
+
+def recorded_settings(predictions: str | Path) -> dict[str, Any]:
+    """The settings ``eval predict`` recorded for ``predictions``; empty for a file it did not make."""
+    path = settings_file(predictions)
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def _claim_predictions(output: Path, settings: dict[str, Any]) -> None:
+    """Record ``settings`` for ``output``; predictions made with other settings are not resumed (refused)."""
+    before = recorded_settings(output)
+    changed = {key: (before[key], value) for key, value in settings.items() if key in before and before[key] != value}
+    if output.exists() and changed:
+        described = ", ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in changed.items())
+        raise UserError(f"{output} holds predictions made with other settings ({described}): give another "
+                        f"--output, or remove {output} to start over")
+    write_text_atomically(settings_file(output), json.dumps(settings, indent=1) + "\n")
+
+
+def model_name(predictions: str | Path, given: str | None = None) -> str:
+    """The model's name in a report: ``given`` (``--model-name``), else the model ``eval predict`` recorded for
+    ``predictions``, else the file's name."""
+    return given or recorded_settings(predictions).get("model") or Path(predictions).stem
+
+
+def first_rows(table: Any) -> list[int]:
+    """The first row of each question: rows sharing ``(audio_id, instruction)`` (Clotho-AQA's three annotators of
+    one question) are asked once; ``eval qa`` scores every row of a question with that one answer."""
+    ids = table["id"]
+    audio_ids = table["audio_id"] if "audio_id" in table.column_names else ids
+    instructions = table["instruction"] if "instruction" in table.column_names else [None] * len(ids)
+    first: dict[tuple[str, str | None], int] = {}
+    for row, key in enumerate(zip(audio_ids, instructions)):
+        first.setdefault(key, row)
+    return sorted(first.values())
 
 
 @dataclass(frozen=True)

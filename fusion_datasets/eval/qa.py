@@ -45,8 +45,15 @@ from fusion_datasets.errors import UserError
 from fusion_datasets.eval.answers import choose_option, closed_correct, question_type
 from fusion_datasets.eval.foundation import ALIGNED, STRICT, AlignConfig, OptionAligner, aligned_correct
 from fusion_datasets.eval.judge import RUBRICS, AnswerJudge, JudgeConfig, judge_columns
-from fusion_datasets.eval.predict import Prediction, benchmark_name, load_benchmark, read_predictions
-from fusion_datasets.eval.report import OVERALL, write_model_index, write_report
+from fusion_datasets.eval.predict import (
+    Prediction,
+    benchmark_name,
+    load_benchmark,
+    model_name,
+    read_predictions,
+    recorded_settings,
+)
+from fusion_datasets.eval.report import OVERALL, benchmark_extent, write_model_index, write_report
 from fusion_datasets.files import write_text_atomically
 from fusion_datasets.llm.backends import BackendConfig
 
@@ -363,7 +370,16 @@ def run_qa_eval(
                        len(columns["prediction"]), "skipped" if kind == "air-bench-chat" else "scored wrong")
     rows, items = score_qa(name, kind, columns, judge_config, chat_orders, align)
     folder = Path(output)
-    report = write_report(folder, model or Path(predictions).stem, rows)
+    settings: dict[str, Any] = {"kind": kind, "split": split}
+    if judge is not None:
+        settings.update(judge_model=judge.model, judge_parse=judge_parse, chat_orders=chat_orders,
+                        max_reasks=max_reasks, judge_max_new_tokens=judge_max_new_tokens)
+        if align is not None:
+            settings.update(align_seed=align_seed, align_temperature=align_temperature)
+    if recorded_settings(predictions):
+        settings["predict"] = recorded_settings(predictions)
+    extent = benchmark_extent(benchmark, len(set(table["audio_id"])))
+    report = write_report(folder, model_name(predictions, model), rows, settings=settings, extents={name: extent})
     with open(folder / "items.jsonl", "w", encoding="utf-8") as handle:
         handle.writelines(json.dumps(item, ensure_ascii=False) + "\n" for item in items)
     details = {"benchmark": name, "kind": kind, "predictions": str(predictions), "rows": table.num_rows,

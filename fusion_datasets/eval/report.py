@@ -11,12 +11,15 @@ gives counts a table of their own, with their unit, so no column mixes them with
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from fusion_datasets.files import write_text_atomically
+
+logger = logging.getLogger(__name__)
 
 OVERALL = "overall"
 _FIELDS = ("benchmark", "task", "metric", "value", "n")
@@ -92,7 +95,8 @@ def paper_table(report: Mapping[str, Any]) -> str:
     """The layout of the paper's tables: one row for the model, a column per benchmark and task.
 
     Each benchmark shows its headline metric (its first metric that is not a count; of a task given under
-    several protocols, the first row); its ``overall`` column is left out when it has a single task.
+    several protocols, the first row); its ``overall`` column is left out when it has a single task. A
+    partial benchmark's columns say so.
     """
     rows = [row for row in report["results"] if not is_count(row)]
     headline: dict[str, str] = {}
@@ -105,7 +109,9 @@ def paper_table(report: Mapping[str, Any]) -> str:
         if row["metric"] == headline[row["benchmark"]]:
             first.setdefault((row["benchmark"], row["task"]), row)
     shown = [row for row in first.values() if not (row["task"] == OVERALL and len(tasks[row["benchmark"]]) == 2)]
-    header = ["model", *(f"{row['benchmark']} {row['task']} ({row['metric']})" for row in shown)]
+    partial = {name for name, extent in report.get("benchmarks", {}).items() if extent["partial"]}
+    header = ["model", *(f"{row['benchmark']}{' (partial)' if row['benchmark'] in partial else ''} {row['task']} "
+                         f"({row['metric']})" for row in shown)]
     return "\n".join([
         "| " + " | ".join(header) + " |",
         "|---|" + "---:|" * len(shown),
@@ -162,7 +168,8 @@ def report_markdown(report: Mapping[str, Any]) -> str:
     """The report as Markdown: :func:`paper_table`, every measure, then the counts in a table of their own."""
     rows = report["results"]
     counts = [row for row in rows if is_count(row)]
-    lines = [f"# Evaluation of `{report['model']}`", "", paper_table(report), "## All results", "",
+    lines = [f"# Evaluation of `{report['model']}`", "", *_extent_lines(report), paper_table(report),
+             "## All results", "",
              *_results_table([row for row in rows if not is_count(row)])]
     if counts:
         lines += ["", "## Counts", "", *_counts_table(counts)]
@@ -171,17 +178,55 @@ def report_markdown(report: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def benchmark_extent(benchmark: str | Path, scored: int) -> dict[str, Any]:
+    """How much of ``benchmark`` a report scored: ``scored`` clips (the gallery) beside ``size``, the clips its
+    metadata names (its build's ``stats.json``; ``None`` for a benchmark without one, a Hub id), and
+    ``partial`` when fewer were scored. A partial benchmark is logged as a warning.
+
+    Example:
+        >>> benchmark_extent("data/clotho-eval", 20)  # doctest: +SKIP
+        {'scored': 20, 'size': 1045, 'partial': True}
+    """
+    stats = Path(benchmark) / "stats.json"
+    size = json.loads(stats.read_text(encoding="utf-8")).get("benchmark_clips") if stats.is_file() else None
+    partial = size is not None and scored < size
+    if partial:
+        logger.warning("%s: %d of its %d clips scored: the figures are a partial benchmark's, not comparable "
+                       "with the full benchmark's", benchmark, scored, size)
+    return {"scored": scored, "size": size, "partial": partial}
+
+
+def _extent_lines(report: Mapping[str, Any]) -> list[str]:
+    """report.md's lines on each benchmark's extent (a partial one in bold) and on the settings."""
+    lines = []
+    for name, extent in report.get("benchmarks", {}).items():
+        size = "its size is not known (no build stats)" if extent["size"] is None else f"of its {extent['size']}"
+        line = f"{name}: {extent['scored']} clips scored, {size}"
+        lines.append(f"- **Partial benchmark** {line}: not comparable with the full benchmark's figures"
+                     if extent["partial"] else f"- {line}")
+    if report.get("settings"):
+        lines.append("- Settings: " + ", ".join(f"{key} `{value}`" for key, value in report["settings"].items()))
+    return [*lines, ""] if lines else []
+
+
 def write_report(path_dir: str | Path, model: str, results: Iterable[Mapping[str, Any]],
-                 left_out: Mapping[str, str] | None = None) -> dict[str, Any]:
+                 left_out: Mapping[str, str] | None = None, *, settings: Mapping[str, Any] | None = None,
+                 extents: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
     """Write ``report.json`` and ``report.md`` into ``path_dir``; returns the report.
 
     ``left_out``: the metrics that could not be computed, each with its reason (the report's ``left_out``
-    list and a section of ``report.md``), so that none is mistaken for a figure.
+    list and a section of ``report.md``), so that none is mistaken for a figure. ``settings``: everything
+    that changes a figure (text encoder, template, judge, seed, protocol options). ``extents``: each
+    benchmark's :func:`benchmark_extent`.
 
     Example:
         >>> write_report("reports/clotho", "laion/clap-htsat-unfused", rows)  # doctest: +SKIP
     """
     report: dict[str, Any] = {"model": str(model), "results": with_overall(results)}
+    if settings:
+        report["settings"] = dict(settings)
+    if extents:
+        report["benchmarks"] = {name: dict(extent) for name, extent in extents.items()}
     if left_out:
         report["left_out"] = [{"metric": metric, "reason": reason} for metric, reason in left_out.items()]
     folder = Path(path_dir)

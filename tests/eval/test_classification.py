@@ -181,26 +181,37 @@ def _fold_results(tmp_path, write_jsonl, tiny_zoo, benchmark, captions) -> dict:
     assert main(["eval", "classification", "--predictions", str(file), "--benchmark", str(benchmark),
                  "--output", str(tmp_path / "report"), "--text-encoder", str(tiny_zoo["clap"])]) == 0
     rows = json.loads((tmp_path / "report" / "report.json").read_text())["results"]
-    assert all(row.get("protocol") for row in rows)
-    return {(row["task"], row["metric"]): (row["value"], row["n"], row["protocol"]) for row in rows}
+    assert all(row["protocol"].startswith("zero-shot/caption-text/") for row in rows)
+    return {(row["task"], row["metric"], row["protocol"].rsplit("/", 1)[1]): (row["value"], row["n"]) for row in rows}
 
 
-def test_esc50_is_scored_per_fold_and_averaged_over_folds(tmp_path, esc50_folds, tiny_zoo, write_jsonl):
-    """A native ESC-50 build keeps its folds: each fold's clips are scored alone, the overall is their mean."""
+def test_esc50_is_scored_per_clip_per_fold_and_averaged_over_folds(tmp_path, esc50_folds, tiny_zoo, write_jsonl,
+                                                                   caplog):
+    """A native ESC-50 build keeps its folds: the headline is per clip over the benchmark; each fold's clips are
+    also scored alone, and their mean over folds is beside it with n the number of folds."""
     captions = ["sound of dog", "sound of rain", "sound of dog", "sound of rain"]  # fold 1: 1/1, fold 2: 1/3
     results = _fold_results(tmp_path, write_jsonl, tiny_zoo, esc50_folds, captions)
-    assert results["fold1", "accuracy"] == (100.0, 1, "zero-shot/one-fold")
-    assert results["fold2", "accuracy"] == (pytest.approx(100 / 3), 3, "zero-shot/one-fold")
-    # the mean over folds, not the 2 of 4 clips pooled (50)
-    assert results["overall", "accuracy"] == (pytest.approx(200 / 3), 4, "zero-shot/mean-over-2-folds")
+    assert results["fold1", "accuracy", "one-fold"] == (100.0, 1)
+    assert results["fold2", "accuracy", "one-fold"] == (pytest.approx(100 / 3), 3)
+    assert results["overall", "accuracy", "all-clips"] == (50.0, 4)  # 2 of the 4 clips
+    assert results["overall", "accuracy", "mean-over-2-folds"] == (pytest.approx(200 / 3), 2)
     labels = ["dog", "rain", "crickets", "church_bells"]  # the vocabulary, by ESC-50's target
     scores = caption_scores(captions, labels, load_text_encoder(str(tiny_zoo["clap"])))
     targets = np.eye(4, dtype=bool)
+    every = np.mean([average_precision_score(targets[:, label], scores[:, label]) for label in range(4)])
     fold2 = np.mean([average_precision_score(targets[1:, label], scores[1:, label]) for label in (1, 2, 3)])
-    assert results["fold2", "mAP"][0] == pytest.approx(100 * fold2)
-    assert results["overall", "mAP"][0] == pytest.approx((100 + 100 * fold2) / 2)
-
-    assert results["overall", "coverage"] == (100.0, 4, "zero-shot/all-clips")
+    assert results["overall", "mAP", "all-clips"][0] == pytest.approx(100 * every)
+    assert results["fold2", "mAP", "one-fold"][0] == pytest.approx(100 * fold2)
+    assert results["overall", "mAP", "mean-over-2-folds"][0] == pytest.approx((100 + 100 * fold2) / 2)
+    assert results["overall", "coverage", "all-clips"] == (100.0, 4)
+    # a fold of 1 clip beside one of 3: the mean over folds is warned about
+    assert any("folds of 1: 1, 2: 3 clips" in record.message for record in caplog.records)
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert report["settings"] == {"text_encoder": str(tiny_zoo["clap"]), "template": "sound of {label}",
+                                  "text_form": "caption", "split": "test"}
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    first = markdown.split("\n## All results", 1)[0]  # the paper table shows the per-clip figure
+    assert "| 50.00 |" in first
 
 
 def test_a_missing_caption_is_wrong_and_never_credited():
@@ -216,13 +227,21 @@ def test_a_missing_caption_is_wrong_and_never_credited():
     assert classification_metrics(scores, targets) == {"accuracy": 75.0, "mAP": 87.5}  # the -1s as scores
 
 
-def test_an_empty_prediction_file_scores_nothing(esc50, tiny_zoo, write_jsonl, tmp_path):
-    file = write_jsonl(tmp_path / "captions.jsonl", [])
+def test_predictions_that_name_no_clip_are_refused(esc50, tiny_zoo, write_jsonl, tmp_path, capsys):
+    """Not a 0.00 report: an empty file, or another benchmark's predictions, is a mistake (as in eval qa)."""
+    for records in ([], [{"id": "x", "audio_id": "other/clip.wav", "prediction": "sound of dog"}]):
+        file = write_jsonl(tmp_path / "captions.jsonl", records)
+        assert main(["eval", "classification", "--predictions", str(file), "--benchmark", str(esc50), "--output",
+                     str(tmp_path / "report"), "--text-encoder", str(tiny_zoo["clap"])]) == 2
+        assert "are they this benchmark's predictions?" in capsys.readouterr().err
+        assert not (tmp_path / "report").exists()
+
+
+def test_a_low_coverage_is_warned_about(esc50, tiny_zoo, write_jsonl, tmp_path, caplog):
+    file = _predictions(tmp_path, write_jsonl, {"music": "sound of church_bells"})
     assert main(["eval", "classification", "--predictions", str(file), "--benchmark", str(esc50), "--output",
                  str(tmp_path / "report"), "--text-encoder", str(tiny_zoo["clap"])]) == 0
-    # four clips with one label each: every -1 tie would give the first label (dog) to all, 25% right, and
-    # each class's AP 1/4; a missing clip is wrong and never credited: 0, 0
-    assert _results(tmp_path / "report") == {"accuracy": (0.0, 4), "mAP": (0.0, 4), "coverage": (0.0, 4)}
+    assert any("only 25.0% of the 4 clips have a caption" in record.message for record in caplog.records)
 
 
 def test_esc50_folds_with_a_missing_caption(tmp_path, esc50_folds, tiny_zoo, write_jsonl):
@@ -230,11 +249,28 @@ def test_esc50_folds_with_a_missing_caption(tmp_path, esc50_folds, tiny_zoo, wri
     results = _fold_results(tmp_path, write_jsonl, tiny_zoo, esc50_folds, captions)
     # each caption is its label's prompt: cosine 1, its clip first for its label. Fold 1: dog right, AP 1.
     # Fold 2: rain and church_bells right, crickets (no caption) wrong: 2/3; AP rain 1, church_bells 1,
-    # crickets 0 (its one positive has no caption): mAP 2/3. Overall: the mean over the two folds.
-    assert results["fold1", "accuracy"] == results["fold1", "mAP"] == (100.0, 1, "zero-shot/one-fold")
-    assert results["fold2", "accuracy"] == results["fold2", "mAP"] == (pytest.approx(200 / 3), 3, "zero-shot/one-fold")
-    assert results["overall", "mAP"] == (pytest.approx(250 / 3), 4, "zero-shot/mean-over-2-folds")
-    assert results["overall", "coverage"] == (75.0, 4, "zero-shot/all-clips")
+    # crickets 0 (its one positive has no caption): mAP 2/3. All clips: 3/4 right, mAP (1 + 1 + 0 + 1) / 4.
+    assert results["fold1", "accuracy", "one-fold"] == results["fold1", "mAP", "one-fold"] == (100.0, 1)
+    assert results["fold2", "accuracy", "one-fold"] == results["fold2", "mAP", "one-fold"] == \
+        (pytest.approx(200 / 3), 3)
+    assert results["overall", "accuracy", "all-clips"] == results["overall", "mAP", "all-clips"] == (75.0, 4)
+    assert results["overall", "mAP", "mean-over-2-folds"] == (pytest.approx(250 / 3), 2)
+    assert results["overall", "coverage", "all-clips"] == (75.0, 4)
+
+
+def test_fusionaudio_text_form_is_its_own_protocol(tmp_path, esc50, tiny_zoo, write_jsonl):
+    """FusionAudio embeds "sound of " + the caption in lower case: "DOG" then scores as the label's prompt."""
+    file = _predictions(tmp_path, write_jsonl, {"music": "CHURCH_BELLS", "noise": "Rain", "speech": "DOG",
+                                                "silence": "Crickets"})
+    assert main(["eval", "classification", "--predictions", str(file), "--benchmark", str(esc50), "--output",
+                 str(tmp_path / "report"), "--text-encoder", str(tiny_zoo["clap"]), "--text-form",
+                 "fusionaudio"]) == 0
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert {row["protocol"] for row in report["results"]} == {"zero-shot/fusionaudio-text/all-clips"}
+    assert report["settings"]["text_form"] == "fusionaudio"
+    encoder = load_text_encoder(str(tiny_zoo["clap"]))
+    assert np.allclose(caption_scores(["DOG"], ["dog"], encoder, text_form="fusionaudio"),
+                       caption_scores(["sound of dog"], ["dog"], encoder))
 
 
 def test_a_plain_text_model_encodes_by_mean_pooling(tiny_zoo):
