@@ -158,6 +158,9 @@ def test_missing_captions_are_empty_and_counted_and_what_cannot_run_is_left_out(
     details = json.loads((folder / "details.json").read_text())
     assert details["unused_predictions"] == 1 and details["skipped_predictions"] == {"bad_prediction_line": 1}
     assert details["tokenizer"] == "ptb" and details["clips"] == 30
+    # what changes a figure, and how much of the benchmark was scored (all 30 clips its metadata names)
+    assert report["settings"]["n_resamples"] == 200 and report["settings"]["clap_model"]
+    assert report["benchmarks"] == {"clotho": {"scored": 30, "size": 30, "partial": False}}
 
 
 def test_fense_clap_and_intervals(evaluated, fense_models):

@@ -18,8 +18,15 @@ from typing import Any
 
 from fusion_datasets.errors import UserError
 from fusion_datasets.eval.captions.score import CaptionOptions, CaptionScores, bootstrap_intervals, score_captions
-from fusion_datasets.eval.predict import Prediction, benchmark_name, load_benchmark, read_predictions
-from fusion_datasets.eval.report import OVERALL, write_model_index, write_report
+from fusion_datasets.eval.predict import (
+    Prediction,
+    benchmark_name,
+    load_benchmark,
+    model_name,
+    read_predictions,
+    recorded_settings,
+)
+from fusion_datasets.eval.report import OVERALL, benchmark_extent, write_model_index, write_report
 from fusion_datasets.files import write_text_atomically
 
 logger = logging.getLogger(__name__)
@@ -151,7 +158,14 @@ def run_captions_eval(
     intervals = bootstrap_intervals(scores, n_resamples, seed) if n_resamples else {}
     rows = _rows(name, scores, intervals, table.num_rows, missing, clap_clips)
     folder = Path(output)
-    report = write_report(folder, model or Path(predictions).stem, rows, left_out=scores.left_out)
+    settings: dict[str, Any] = {"split": split, "sentence_model": options.sentence_model,
+                                "error_detector": options.error_detector, "corenlp": options.corenlp,
+                                "clap_model": clap_model, "skip": sorted(options.skip),
+                                "n_resamples": n_resamples, "seed": seed}
+    if recorded_settings(predictions):
+        settings["predict"] = recorded_settings(predictions)
+    report = write_report(folder, model_name(predictions, model), rows, left_out=scores.left_out, settings=settings,
+                          extents={name: benchmark_extent(benchmark, table.num_rows)})
     per_clip = {metric: values for metric, values in scores.per_clip.items() if metric != "CLAP-sim"}
     with open(folder / "items.jsonl", "w", encoding="utf-8") as handle:
         for row, clip in enumerate(table["id"]):
