@@ -5,13 +5,50 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from fusion_datasets.builders.base import ClipIndex, option, register
+from fusion_datasets.builders.readers import read_csv
+from fusion_datasets.builders.report import BuildReport
 from fusion_datasets.builders.sources import SourceBuilder, SourceConfig
 from fusion_datasets.labels import audioset_labels
 
 SEGMENT_COLUMNS = ("YTID", "start_seconds", "end_seconds", "positive_labels")
+
+
+class SegmentRow(NamedTuple):
+    """A row of an AudioSet segments CSV: where it is (``file:line``), its video, times and label mids."""
+
+    where: str
+    ytid: str
+    start: float
+    end: float
+    mids: list[str]
+
+
+def read_segments(path: Path, report: BuildReport, encoding: str | None = None) -> Iterator[SegmentRow]:
+    """The rows of an AudioSet segments CSV (no header; ``#`` lines skipped); a row whose times are no
+    numbers is skipped and reported (``bad_csv_line``)."""
+    for line, row in read_csv(path, report, fieldnames=SEGMENT_COLUMNS, encoding=encoding):
+        where = f"{path}:{line}"
+        try:
+            start, end = float(row["start_seconds"]), float(row["end_seconds"])
+        except ValueError:
+            report.skip("bad_csv_line", where, "start or end is not a number")
+            continue
+        mids = [mid.strip() for mid in row["positive_labels"].split(",") if mid.strip()]
+        yield SegmentRow(where, row["YTID"], start, end, mids)
+
+
+def label_names(path: Path | None, report: BuildReport, encoding: str | None = None) -> dict[str, str]:
+    """AudioSet's label index (``index,mid,display_name``) as mid -> display name; the bundled one without
+    ``path``."""
+    if path is None:
+        return {label.mid: label.display_name for label in audioset_labels()}
+    if not path.is_file():
+        raise FileNotFoundError(f"audioset: label index {path} not found")
+    rows = read_csv(path, report, columns=("mid", "display_name"), encoding=encoding, metadata=False)
+    return {row["mid"]: row["display_name"] for _, row in rows}
 
 
 @dataclass
@@ -33,12 +70,8 @@ class AudioSet(SourceBuilder):
 
     def _label_names(self) -> dict[str, str]:
         path = Path(self.config.labels) if self.config.labels else self.data_dir / "class_labels_indices.csv"
-        if path.is_file():
-            rows = self.read_csv(path, columns=("mid", "display_name"), metadata=False)
-            return {row["mid"]: row["display_name"] for _, row in rows}
-        if self.config.labels:
-            raise FileNotFoundError(f"audioset: label index {path} not found")
-        return {label.mid: label.display_name for label in audioset_labels()}
+        given = self.config.labels or path.is_file()
+        return label_names(path if given else None, self.report, self.config.encoding)
 
     def clips(self) -> Iterator[dict[str, Any]]:
         names = self._label_names()
@@ -48,26 +81,19 @@ class AudioSet(SourceBuilder):
             raise FileNotFoundError(f"audioset: no *segments*.csv in {self.data_dir}; give --data-file")
         index, seen = ClipIndex(self.audio_root), set()
         for path in files:
-            for line, row in self.read_csv(path, fieldnames=SEGMENT_COLUMNS):
-                where = f"{path}:{line}"
-                try:
-                    start, end = float(row["start_seconds"]), float(row["end_seconds"])
-                except ValueError:
-                    self.report.skip("bad_csv_line", where, "start or end is not a number")
-                    continue
-                mids = [mid.strip() for mid in row["positive_labels"].split(",") if mid.strip()]
+            for where, ytid, start, end, mids in read_segments(path, self.report, self.config.encoding):
                 unknown = [mid for mid in mids if mid not in names]
                 if unknown:
                     self.report.skip("unknown_label", where, ", ".join(unknown))
                     continue
-                clip_id = f"{row['YTID']}_{start:g}_{end:g}"
+                clip_id = f"{ytid}_{start:g}_{end:g}"
                 if clip_id in seen:
                     self.report.skip("duplicate_clip", where, clip_id)
                     continue
                 seen.add(clip_id)
-                found = index.find(row["YTID"], start)
+                found = index.find(ytid, start)
                 if found is None:
-                    self.report.missing_clip(clip_id, where, row["YTID"])
+                    self.report.missing_clip(clip_id, where, ytid)
                     continue
                 audio, video, timed = found
                 cut = not (timed or self.config.trimmed)
