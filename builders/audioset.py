@@ -11,6 +11,7 @@ from fusion_datasets.builders.base import ClipIndex, option, register
 from fusion_datasets.builders.readers import read_csv
 from fusion_datasets.builders.report import BuildReport
 from fusion_datasets.builders.sources import SourceBuilder, SourceConfig
+from fusion_datasets.fetch.manifest import Availability
 from fusion_datasets.labels import audioset_labels
 
 SEGMENT_COLUMNS = ("YTID", "start_seconds", "end_seconds", "positive_labels")
@@ -64,7 +65,8 @@ class AudioSet(SourceBuilder):
     """AudioSet's segment CSVs (``*segments*.csv`` in the data folder: YTID, start_seconds, end_seconds,
     positive_labels, no header) joined with the downloaded clips under the audio root (``Y<ytid>``, ``<ytid>``
     or ``<ytid>_<start>_<end>``, audio and/or video); ids are ``<ytid>_<start>_<end>``, the human labels
-    ``audio_tags`` with score 1.0."""
+    ``audio_tags`` with score 1.0. Where ``fusion-datasets fetch`` wrote the audio root, a segment its manifest
+    says YouTube does not have is skipped as ``unavailable``, not listed as missing."""
 
     BUILDER_CONFIG_CLASS = AudioSetConfig
 
@@ -79,7 +81,7 @@ class AudioSet(SourceBuilder):
         files = [self.data_file(pattern)] if self.config.data_file else sorted(self.data_dir.glob(pattern))
         if not files:
             raise FileNotFoundError(f"audioset: no *segments*.csv in {self.data_dir}; give --data-file")
-        index, seen = ClipIndex(self.audio_root), set()
+        index, seen, availability = ClipIndex(self.audio_root), set(), Availability(self.audio_root)
         for path in files:
             for where, ytid, start, end, mids in read_segments(path, self.report, self.config.encoding):
                 unknown = [mid for mid in mids if mid not in names]
@@ -92,6 +94,10 @@ class AudioSet(SourceBuilder):
                     continue
                 seen.add(clip_id)
                 found = index.find(ytid, start)
+                status = availability.status(ytid, start) if availability else None
+                if found is None and status not in (None, "ok"):
+                    self.report.skip("unavailable", where, f"{clip_id}: {status}")
+                    continue
                 if found is None:
                     self.report.missing_clip(clip_id, where, ytid)
                     continue
@@ -100,3 +106,5 @@ class AudioSet(SourceBuilder):
                 yield {"id": clip_id, "audio": str(audio), "video": str(video) if video else None,
                        "start": start if cut else None, "end": end if cut else None, "source": "audioset",
                        "audio_tags": [{"label": names[mid], "score": 1.0} for mid in mids]}
+        if availability:
+            self.report.notes["availability"] = availability.note()

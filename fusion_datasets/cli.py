@@ -165,6 +165,23 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fetch(args: argparse.Namespace) -> int:
+    from fusion_datasets.fetch.download import Access, Downloader
+    from fusion_datasets.fetch.fetcher import FetchOptions, fetch
+
+    access = Access(cookies=args.cookies, proxy=args.proxy)
+    downloader = Downloader(access, video=args.video, format=args.format, socket_timeout=args.socket_timeout,
+                            rate_limit=args.rate_limit)
+    options = FetchOptions(downloader, jobs=args.jobs, retry=tuple(args.retry), url_template=args.url_template,
+                           retries=args.retries, backoff=args.backoff, min_fraction=args.min_fraction,
+                           labels=args.labels, leakage_guard=args.leakage_guard)
+    summary = fetch(args.kind, args.segments, args.output, options)
+    counts = ", ".join(f"{status}: {count}" for status, count in summary["by_status"].items() if count)
+    print(f"{summary['segments']} segments, {summary['available']:.1%} available ({counts}); "
+          f"{summary['clips']} clips for `run --input {args.output}`")
+    return 0
+
+
 def _build(args: argparse.Namespace) -> int:
     from fusion_datasets.builders import BUILDERS, build
     from fusion_datasets.config import parse_override
@@ -438,6 +455,46 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--audio-root", help="wavcaps, messages, fusionaudio: audio paths relative to this folder "
                                              "(default: absolute)")
     export.set_defaults(handler=_export)
+
+    fetch = commands.add_parser(
+        "fetch", help="fetch the media of AudioSet, AudioCaps or VGGSound segments (yt-dlp + ffmpeg, resumable)",
+        description="Fetch each segment of the CSVs from YouTube with yt-dlp (extra `fetch`), cut it with ffmpeg "
+                    "to <ytid>_<start>.flac (and .mp4 with --video), and record what became of every segment in "
+                    "fetch_manifest.parquet (ok, unavailable, private, removed, geo-blocked, too-short, "
+                    "failed-to-cut, failed-other). The folder is an input of `run` (the clips with their labels "
+                    "as human audio_tags). A rerun fetches what is missing or failed for a passing reason. "
+                    "Fetch media only as the platform's terms allow.")
+    fetch.add_argument("kind", choices=["audioset", "audiocaps", "vggsound"],
+                       help="the CSV's layout: audioset (YTID, start_seconds, end_seconds, positive_labels; no "
+                            "header), audiocaps (a header with youtube_id, start_time), vggsound (youtube_id, "
+                            "start_seconds, label, split; no header)")
+    fetch.add_argument("--segments", action="append", required=True, metavar="CSV",
+                       help="a segment list (repeatable)")
+    fetch.add_argument("--output", required=True, type=Path, help="the clips' folder (a rerun resumes)")
+    fetch.add_argument("--video", action="store_true", help="also the video, as <ytid>_<start>.mp4")
+    fetch.add_argument("--jobs", type=int, default=4, help="downloads at once")
+    fetch.add_argument("--retry", action="append", default=[], metavar="STATUS",
+                       help="also fetch again the segments of this status (unavailable, private, ...; repeatable); "
+                            "failed-to-cut and failed-other always are")
+    fetch.add_argument("--rate-limit", metavar="RATE", help="bytes per second per download (500K, 2M)")
+    fetch.add_argument("--cookies", metavar="FILE", help="a Netscape cookie file for yt-dlp (never recorded)")
+    fetch.add_argument("--proxy", metavar="URL", help="a proxy for yt-dlp (never recorded)")
+    fetch.add_argument("--url-template", default="https://www.youtube.com/watch?v={id}",
+                       help="the URL of a segment's video, {id} the YouTube id (a mirror, a local server)")
+    fetch.add_argument("--format", help="yt-dlp's format selector (default: the audio stream alone; with "
+                                        "--video, video up to 480p and audio)")
+    fetch.add_argument("--socket-timeout", type=float, default=20.0, help="seconds without data before a "
+                                                                          "download is given up")
+    fetch.add_argument("--retries", type=int, default=3, help="further tries of a download that failed for a "
+                                                              "passing reason (HTTP 429, 5xx, a stall)")
+    fetch.add_argument("--backoff", type=float, default=2.0,
+                       help="seconds: the scale of the wait before a retry, doubling each time, jittered")
+    fetch.add_argument("--min-fraction", type=float, default=0.9,
+                       help="a clip holding less of its segment than this fraction is too-short")
+    fetch.add_argument("--labels", metavar="FILE", help="AudioSet's class_labels_indices.csv (default: bundled)")
+    fetch.add_argument("--no-leakage-guard", dest="leakage_guard", action="store_false",
+                       help="keep the clips of benchmarks built on this machine in the run input")
+    fetch.set_defaults(handler=_fetch)
 
     build = commands.add_parser(
         "build", help="turn a downloaded source or benchmark into a dataset", later=_add_builders,

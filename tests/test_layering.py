@@ -18,6 +18,7 @@ PACKAGES = {"fusion_datasets": "fusion_datasets", "fusion_datasets.builders": "b
 LAYERS = {
     "cli": 0, "demo": 0,
     "pipeline": 1, "builders": 1, "hub": 1, "eval": 1, "train": 1, "export": 1, "evaluate_modules": 1, "cards": 1,
+    "fetch": 1,
     "experts": 2, "llm": 2, "clap": 2, "prompts": 2,
 }
 BOTTOM = 3  # media, media_files, runtime, files, loading, layout, config, errors, http_errors, labels, ...
