@@ -13,9 +13,13 @@ LAION-CLAP's ``evaluate_clotho_audiocaps`` follow):
   Mei et al.'s code, LAION-CLAP's docstring) sorts the ranks; ``unsorted`` (LAION-CLAP's code) takes them
   in caption order. Sorted ranks give the smallest sum, so ``unsorted`` is never lower (one audio's AP can
   even pass 1) and depends on the order of an audio's captions;
-- ties count against the model: an irrelevant item scoring as high as a relevant one ranks before it (a
-  copy of a caption's audio, another clip's copy of an audio's caption), and an audio's tied captions
-  take consecutive ranks in caption order. The reference code breaks exact ties by position instead;
+- ties count against the model (``ties-against-model``, the headline): an irrelevant item scoring as high
+  as a relevant one ranks before it (a copy of a caption's audio, another clip's copy of an audio's
+  caption), and an audio's tied captions take consecutive ranks in caption order. The reference code breaks
+  exact ties by position instead: WavCaps ranks by ``np.argsort(scores)[::-1]``, which under a stable sort
+  puts the tied item later in the benchmark's row order first (numpy's default sort does so up to 16 items,
+  and in an order of its own beyond). :func:`position_ranks` ranks so (``ties-by-position``), so a figure
+  can be set beside a paper's; without exact ties the two are the same;
 - R@k and mAP@10 are percentages; the mean rank is the mean 1-based rank and the median rank is
   ``floor(median)``, as in LAION-CLAP;
 - audios without captions are distractors for T2A and not A2T queries.
@@ -43,6 +47,7 @@ RETRIEVAL_KEYS = (
     *(f"{direction}_{metric}" for direction in ("t2a", "a2t") for metric in ("mean_rank", "median_rank")),
 )
 MAP_PROTOCOLS = ("sorted", "unsorted")
+TIES = ("ties-against-model", "ties-by-position")  # how exact ties rank: the headline, and the references' way
 _TOP = 10
 _BLOCK_CELLS = 1 << 23  # 64 MB of float64 similarities per block
 _UNRANKED = np.iinfo(np.int64).max  # pads the caption ranks of an audio with fewer captions than the most
@@ -58,19 +63,23 @@ def check_map_protocol(map_protocol: str) -> str:
     return map_protocol
 
 
-def retrieval_protocols(map_protocol: str = "sorted") -> dict[str, str]:
-    """The protocol of each :data:`RETRIEVAL_KEYS` metric, and of ``overall_<metric>`` (both directions' mean).
+def retrieval_protocols(map_protocol: str = "sorted", ties: str = TIES[0]) -> dict[str, str]:
+    """The protocol of each :data:`RETRIEVAL_KEYS` metric, and of ``overall_<metric>`` (both directions' mean),
+    with ``ties`` (one of :data:`TIES`) the way exact ties rank.
 
     Example:
         >>> protocols = retrieval_protocols("unsorted")
-        >>> protocols["t2a_R@1"], protocols["a2t_R@1"], protocols["a2t_mAP@10"]
-        ('t2a/each-caption', 'a2t/best-caption', 'a2t_map@10/unsorted')
-        >>> protocols["overall_mAP@10"]
-        'mean(t2a/each-caption, a2t_map@10/unsorted)'
+        >>> protocols["t2a_R@1"], protocols["a2t_mAP@10"]
+        ('t2a/each-caption+ties-against-model', 'a2t_map@10/unsorted+ties-against-model')
+        >>> retrieval_protocols(ties="ties-by-position")["overall_mAP@10"]
+        'mean(t2a/each-caption+ties-by-position, a2t_map@10/sorted+ties-by-position)'
     """
     check_map_protocol(map_protocol)
+    if ties not in TIES:
+        raise ValueError(f"ties must be one of {', '.join(TIES)}, got {ties!r}")
     protocols = {key: "t2a/each-caption" if key.startswith("t2a") else "a2t/best-caption" for key in RETRIEVAL_KEYS}
     protocols["a2t_mAP@10"] = f"a2t_map@10/{map_protocol}"
+    protocols = {key: f"{protocol}+{ties}" for key, protocol in protocols.items()}
     for metric in dict.fromkeys(key.split("_", 1)[1] for key in RETRIEVAL_KEYS):
         protocols[f"overall_{metric}"] = f"mean({protocols['t2a_' + metric]}, {protocols['a2t_' + metric]})"
     return protocols
@@ -193,6 +202,45 @@ def retrieval_ranks(text_embeds: Any, audio_embeds: Any, text_to_audio: Any) -> 
     return RetrievalRanks(
         _t2a_ranks(text, audio, links), _a2t_ranks(text, audio, captions_of, queried), links, queried, len(audio.of)
     )
+
+
+def position_ranks(text_embeds: Any, audio_embeds: Any, text_to_audio: Any) -> RetrievalRanks:
+    """The per-query ranks with exact ties broken by position, as WavCaps' ``np.argsort(scores)[::-1]`` breaks
+    them under a stable sort: of two items scoring the same, the one later in the benchmark's row order
+    ranks first. The scores are those of :func:`retrieval_ranks`.
+
+    Example:
+        >>> audio = np.array([[1.0, 0.0], [1.0, 0.0]])  # two copies of one audio
+        >>> position_ranks(np.eye(2)[:1], audio, [0]).t2a, retrieval_ranks(np.eye(2)[:1], audio, [0]).t2a
+        (array([2]), array([2]))
+        >>> position_ranks(np.eye(2)[:1], audio, [1]).t2a  # the later copy ranks first
+        array([1])
+    """
+    text, audio, links = _inputs(text_embeds, audio_embeds, text_to_audio)
+    per_audio = np.bincount(links, minlength=len(audio.of))
+    captions_of = np.split(np.argsort(links, kind="stable"), np.cumsum(per_audio)[:-1])
+    queried = np.flatnonzero(per_audio)
+    t2a = np.empty(len(links), dtype=np.int64)
+    step = max(1, _BLOCK_CELLS // len(audio.of))
+    for start in range(0, len(links), step):
+        rows = np.arange(start, min(start + step, len(links)))
+        scores = (text.vectors[text.of[rows]] @ audio.vectors.T)[:, audio.of]  # per caption, every audio item
+        own = scores[np.arange(len(rows)), links[rows]][:, None]
+        later = np.arange(len(audio.of)) > links[rows][:, None]
+        t2a[rows] = 1 + (scores > own).sum(axis=1) + ((scores == own) & later).sum(axis=1)
+    most = int(per_audio.max())
+    a2t = np.full((len(queried), most), _UNRANKED, dtype=np.int64)
+    step = max(1, _BLOCK_CELLS // (len(text.of) * most))
+    for start in range(0, len(queried), step):
+        block = queried[start : start + step]
+        scores = (audio.vectors[audio.of[block]] @ text.vectors.T)[:, text.of]  # per audio, every caption item
+        for row, index in enumerate(block):
+            captions = captions_of[index]
+            own = scores[row, captions][:, None]
+            later = np.arange(len(text.of)) > captions[:, None]
+            a2t[start + row, : len(captions)] = 1 + (scores[row] > own).sum(axis=1) + (
+                (scores[row] == own) & later).sum(axis=1)
+    return RetrievalRanks(t2a, a2t, links, queried, len(audio.of))
 
 
 def summarize_ranks(

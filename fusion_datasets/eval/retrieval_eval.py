@@ -19,8 +19,10 @@ from fusion_datasets.clap.base import ClapEmbedder
 from fusion_datasets.clap.embed import load_clap
 from fusion_datasets.eval.report import write_report
 from fusion_datasets.eval.retrieval import (
+    TIES,
     bootstrap_intervals,
     check_map_protocol,
+    position_ranks,
     retrieval_protocols,
     retrieval_ranks,
     summarize_ranks,
@@ -46,9 +48,9 @@ def evaluate_retrieval(
     """Embed every clip and caption of ``dataset`` with ``clap`` and compute the retrieval metrics.
 
     Returns ``{"metrics", "confidence_intervals" (95% bootstrap, none when n_resamples is 0),
-    "map_protocol", "n_audios", "n_captions", "n_queries" ({"t2a": captions, "a2t": clips with
-    captions})}``. A clip whose audio cannot be decoded stops the evaluation: a benchmark missing clips
-    would not be comparable.
+    "position_metrics" (exact ties broken by row position, as the reference code breaks them), "map_protocol",
+    "n_audios", "n_captions", "n_queries" ({"t2a": captions, "a2t": clips with captions})}``. A clip whose
+    audio cannot be decoded stops the evaluation: a benchmark missing clips would not be comparable.
 
     Example:
         >>> result = evaluate_retrieval(load_clap("laion/clap-htsat-unfused"), audiocaps_test)  # doctest: +SKIP
@@ -92,15 +94,14 @@ def evaluate_retrieval(
     distinct_texts = dict.fromkeys(texts)
     text_rows = {text: row for row, text in enumerate(distinct_texts)}
     text_embeds = clap.embed_text(list(distinct_texts))
-    ranks = retrieval_ranks(
-        text_embeds[[text_rows[text] for text in texts]],
-        np.concatenate(audio_parts)[audio_of],
-        np.asarray(text_to_audio, dtype=np.int64),
-    )
+    embeddings = (text_embeds[[text_rows[text] for text in texts]], np.concatenate(audio_parts)[audio_of],
+                  np.asarray(text_to_audio, dtype=np.int64))
+    ranks = retrieval_ranks(*embeddings)
     intervals = bootstrap_intervals(ranks, n_resamples, seed, map_protocol=map_protocol) if n_resamples else {}
     return {
         "metrics": summarize_ranks(ranks, map_protocol=map_protocol),
         "confidence_intervals": {key: list(interval) for key, interval in intervals.items()},
+        "position_metrics": summarize_ranks(position_ranks(*embeddings), map_protocol=map_protocol),
         "map_protocol": map_protocol,
         "n_audios": ranks.n_audios,
         "n_captions": len(texts),
@@ -119,7 +120,9 @@ def benchmark_name(dataset: str | Path) -> str:
 
 
 def retrieval_report_rows(benchmark: str, evaluation: dict[str, Any]) -> list[dict[str, Any]]:
-    """Report rows of an :func:`evaluate_retrieval` result: tasks ``t2a``, ``a2t`` and ``overall``.
+    """Report rows of an :func:`evaluate_retrieval` result: tasks ``t2a``, ``a2t`` and ``overall``, with exact
+    ties counted against the model (with the confidence intervals), then broken by position as the reference
+    code breaks them (``position_metrics``, where the result has them).
 
     ``n`` is the number of queries each direction had (captions for T2A, clips with captions for A2T);
     ``overall`` is the mean of the two directions, as LAION-CLAP selects checkpoints, with the A2T ``n``.
@@ -128,22 +131,22 @@ def retrieval_report_rows(benchmark: str, evaluation: dict[str, Any]) -> list[di
     # train-clap's eval_results.json entries from before n_queries and map_protocol: every audio, sorted
     sizes = evaluation.get("n_queries") or {"t2a": evaluation["n_captions"], "a2t": evaluation["n_audios"]}
     sizes = {**sizes, "overall": sizes["a2t"]}
-    protocols = retrieval_protocols(evaluation.get("map_protocol", "sorted"))
     intervals = evaluation.get("confidence_intervals", {})
-    rows, by_metric = [], {}
-    for key, value in evaluation["metrics"].items():
-        task, metric = key.split("_", 1)
-        rows.append({"benchmark": benchmark, "task": task, "metric": metric, "value": value})
-        if key in intervals:
-            rows[-1]["ci95"] = list(intervals[key])
-        by_metric.setdefault(metric, []).append(value)
-    rows += [
-        {"benchmark": benchmark, "task": "overall", "metric": metric, "value": float(np.mean(values))}
-        for metric, values in by_metric.items()
-    ]
-    return [
-        {**row, "n": sizes[row["task"]], "protocol": protocols[f"{row['task']}_{row['metric']}"]} for row in rows
-    ]
+    rows = []
+    for ties, figures in zip(TIES, (evaluation["metrics"], evaluation.get("position_metrics"))):
+        protocols = retrieval_protocols(evaluation.get("map_protocol", "sorted"), ties)
+        by_metric: dict[str, list[float]] = {}
+        for key, value in (figures or {}).items():
+            task, metric = key.split("_", 1)
+            rows.append({"benchmark": benchmark, "task": task, "metric": metric, "value": value,
+                         "n": sizes[task], "protocol": protocols[key]})
+            if key in intervals and figures is evaluation["metrics"]:
+                rows[-1]["ci95"] = list(intervals[key])
+            by_metric.setdefault(metric, []).append(value)
+        rows += [{"benchmark": benchmark, "task": "overall", "metric": metric, "value": float(np.mean(values)),
+                  "n": sizes["overall"], "protocol": protocols[f"overall_{metric}"]}
+                 for metric, values in by_metric.items()]
+    return rows
 
 
 def run_retrieval_eval(

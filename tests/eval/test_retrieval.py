@@ -18,6 +18,7 @@ from fusion_datasets.eval import (
     retrieval_report_rows,
     run_retrieval_eval,
 )
+from fusion_datasets.eval.retrieval import position_ranks, summarize_ranks
 from fusion_datasets.evaluate_modules import module_path
 from fusion_datasets.media import MediaBatch
 
@@ -229,6 +230,70 @@ def test_matches_a_plain_reference_with_ties_in_small_blocks(monkeypatch, map_pr
     assert retrieval_metrics(text, audio, links, map_protocol) == pytest.approx(expected)
 
 
+def _wavcaps_reference(text: np.ndarray, audio: np.ndarray, links: np.ndarray) -> tuple[list, list]:
+    """WavCaps' t2a/a2t arithmetic (tools/utils.py) in the benchmark's row order: a query's items ranked by
+    np.argsort(scores)[::-1] (stable here, as numpy's default sort is up to 16 items), its rank the position
+    of the relevant item; 1-based ranks, per caption and per audio with captions (in caption order)."""
+    text = text / np.linalg.norm(text, axis=1, keepdims=True)
+    audio = audio / np.linalg.norm(audio, axis=1, keepdims=True)
+    sims = text @ audio.T
+    t2a = [int(np.where(np.argsort(sims[i], kind="stable")[::-1] == links[i])[0][0]) + 1 for i in range(len(text))]
+    a2t = []
+    for a in sorted(set(links.tolist())):
+        order = np.argsort(sims[:, a], kind="stable")[::-1]
+        a2t.append([int(np.where(order == c)[0][0]) + 1 for c in np.flatnonzero(links == a)])
+    return t2a, a2t
+
+
+# The AudioCaps-like benchmark with exact ties broken by position, as WavCaps' argsort-then-reverse breaks
+# them: of two tied items, the later in row order ranks first. T2A: B (A's copy, after it) still ranks
+# before A for A's captions, but A no longer before B for B's, whose ranks drop by one.
+T2A_BY_POSITION = [2, 3, 2, 3, 3] + [1, 1, 2, 2, 2] + [1, 1, 1, 1, 1]
+# A2T: a caption string's copy counts only when it comes later. A's captions come first: [4, 15, 2, 6, 10] as
+# before. B: "Music is playing" 0.9, A's copy is earlier: 1; drums 0.7, after the two 0.9: 3; "A woman speaks"
+# 0.1 after ten higher and C's later copy: 12; "People are talking" 0.3 after six and C's copy: 8; "Wind blows"
+# 0.05 after twelve and C's copy: 14. C (speech) scores its captions 0.6, 0.8, 0.7, 0.9, 0.2, every copy
+# earlier: 7, 3, 5, 1, and 11 (after 0.9, 0.8, 0.7, 0.6 and 0.3, two of each).
+A2T_BY_POSITION = [[4, 15, 2, 6, 10], [1, 3, 12, 8, 14], [7, 3, 5, 1, 11]]
+# sorted AP@10: A 0.38 as before; B (1/1 + 2/3 + 3/8) / 5; C (1/1 + 2/3 + 3/5 + 4/7) / 5. Unsorted, in caption
+# order: A 0.43, B the same, C (1/7 + 2/3 + 3/5 + 4/1) / 5
+BY_POSITION_AP = {"sorted": (0.38, (1 + 2 / 3 + 3 / 8) / 5, (1 + 2 / 3 + 3 / 5 + 4 / 7) / 5),
+                  "unsorted": (0.43, (1 + 2 / 3 + 3 / 8) / 5, (1 / 7 + 2 / 3 + 3 / 5 + 4) / 5)}
+EXPECTED_BY_POSITION = {
+    "t2a_R@1": 100 * 7 / 15, "t2a_R@5": 100.0, "t2a_R@10": 100.0,
+    "t2a_mAP@10": 100 * (2.0 + 3.5 + 5) / 15,  # A 1/2+1/3+1/2+1/3+1/3, B 1+1+1/2+1/2+1/2, C 5: 70
+    "a2t_R@1": 100 * 2 / 3, "a2t_R@5": 100.0, "a2t_R@10": 100.0, "a2t_mAP@10": 100 * sum(BY_POSITION_AP["sorted"]) / 3,
+    "t2a_mean_rank": 26 / 15, "t2a_median_rank": 2.0, "a2t_mean_rank": 4 / 3, "a2t_median_rank": 1.0,
+}
+
+
+@pytest.mark.parametrize("map_protocol", ["sorted", "unsorted"])
+def test_ties_broken_by_position_as_wavcaps_hand_computed(map_protocol):
+    text, audio, links = _audiocaps_like(np.eye(DIM))
+    ranks = position_ranks(text, audio, links)
+    assert ranks.t2a.tolist() == T2A_BY_POSITION and ranks.a2t_captions.tolist() == A2T_BY_POSITION
+    assert (ranks.t2a.tolist(), ranks.a2t_captions.tolist()) == _wavcaps_reference(text, audio, links)
+    expected = EXPECTED_BY_POSITION | {"a2t_mAP@10": 100 * sum(BY_POSITION_AP[map_protocol]) / 3}
+    assert summarize_ranks(ranks, map_protocol=map_protocol) == pytest.approx(expected)
+    # the tie-robust figures are never higher: ties there count against the model
+    robust = retrieval_metrics(text, audio, links, map_protocol)
+    assert robust["t2a_R@1"] < expected["t2a_R@1"] and robust["a2t_R@1"] < expected["a2t_R@1"]
+
+
+def test_position_ranks_match_wavcaps_arithmetic_with_many_ties_in_small_blocks(monkeypatch):
+    rng = np.random.default_rng(1)
+    vectors = _exact_unit_vectors()
+    audio = vectors[rng.integers(0, 24, 30)]  # exact cosines k/4: many ties, copies of audios and captions
+    links = np.concatenate([np.arange(30), rng.integers(0, 30, 60)])
+    text = vectors[rng.integers(0, 24, 90)]
+    expected = _wavcaps_reference(text, audio, links)
+    for cells in (1 << 23, 40):
+        monkeypatch.setattr(retrieval, "_BLOCK_CELLS", cells)
+        ranks = position_ranks(text, audio, links)
+        padded = [row[: len(hand)] for row, hand in zip(ranks.a2t_captions.tolist(), expected[1])]
+        assert (ranks.t2a.tolist(), padded) == expected
+
+
 def test_input_errors_name_the_problem():
     with pytest.raises(ValueError, match="one audio index per caption"):
         retrieval_metrics(np.eye(2), np.eye(2), [0])
@@ -361,15 +426,25 @@ def test_evaluate_retrieval_ties_copies_and_reports_each_protocol(audiocaps_fold
     result = evaluate_retrieval(designed_clap, table, batch_size=2, n_resamples=0, map_protocol=map_protocol)
     assert result["metrics"] == pytest.approx(EXPECTED | {"a2t_mAP@10": A2T_MAP[map_protocol]})
     assert (result["n_audios"], result["n_queries"]) == (4, {"t2a": 15, "a2t": 3})
-    rows = {(row["task"], row["metric"]): row for row in retrieval_report_rows("audiocaps", result)}
-    assert {task: rows[task, "R@1"]["n"] for task in ("t2a", "a2t", "overall")} == {"t2a": 15, "a2t": 3, "overall": 3}
-    assert rows["a2t", "mAP@10"]["protocol"] == f"a2t_map@10/{map_protocol}"
-    assert rows["overall", "mAP@10"] == {
+    assert result["position_metrics"] == pytest.approx(
+        EXPECTED_BY_POSITION | {"a2t_mAP@10": 100 * sum(BY_POSITION_AP[map_protocol]) / 3})
+    report_rows = retrieval_report_rows("audiocaps", result)
+    rows = {(row["task"], row["metric"], row["protocol"].rstrip(")").rsplit("+", 1)[-1]): row for row in report_rows}
+    assert len(rows) == len(report_rows) == 2 * 3 * 6  # two tie rules, three tasks, six metrics
+    robust, by_position = "ties-against-model", "ties-by-position"
+    assert {task: rows[task, "R@1", robust]["n"] for task in ("t2a", "a2t", "overall")} == {
+        "t2a": 15, "a2t": 3, "overall": 3}
+    assert rows["a2t", "mAP@10", robust]["protocol"] == f"a2t_map@10/{map_protocol}+ties-against-model"
+    assert rows["overall", "mAP@10", robust] == {
         "benchmark": "audiocaps", "task": "overall", "metric": "mAP@10", "n": 3,
         "value": pytest.approx((60 + A2T_MAP[map_protocol]) / 2),
-        "protocol": f"mean(t2a/each-caption, a2t_map@10/{map_protocol})",
+        "protocol": f"mean(t2a/each-caption+ties-against-model, a2t_map@10/{map_protocol}+ties-against-model)",
     }
-    assert rows["t2a", "R@1"]["protocol"] == "t2a/each-caption" and rows["a2t", "R@1"]["protocol"] == "a2t/best-caption"
+    assert rows["t2a", "R@1", by_position]["value"] == pytest.approx(100 * 7 / 15)
+    assert rows["t2a", "R@1", by_position]["protocol"] == "t2a/each-caption+ties-by-position"
+    assert rows["a2t", "R@1", by_position]["protocol"] == "a2t/best-caption+ties-by-position"
+    assert rows["overall", "R@1", by_position]["value"] == pytest.approx((100 * 7 / 15 + 100 * 2 / 3) / 2)
+    assert report_rows[0]["protocol"].endswith("+ties-against-model")  # the headline comes first
 
 
 def test_an_unknown_map_protocol_is_refused_before_any_work(audiocaps_folder):
@@ -401,12 +476,15 @@ def test_eval_retrieval_writes_the_report(tmp_path, tiny_zoo, retrieval_folder):
     assert all(row["benchmark"] == "tiny-bench" for row in written["results"])
     # the silence clip has no caption (the speech clip's third is blank): three A2T queries, five T2A
     assert rows["t2a", "R@1"]["n"] == 5 and rows["a2t", "R@1"]["n"] == 3 and rows["overall", "R@1"]["n"] == 3
-    assert rows["a2t", "mAP@10"]["protocol"] == "a2t_map@10/sorted"
+    assert rows["a2t", "mAP@10"]["protocol"] == "a2t_map@10/sorted+ties-by-position"  # the later of the two rows
     assert all(row.get("protocol") for row in written["results"])
     assert rows["overall", "R@10"]["value"] == pytest.approx(
         (rows["t2a", "R@10"]["value"] + rows["a2t", "R@10"]["value"]) / 2
     )
-    assert len(rows["t2a", "mAP@10"]["ci95"]) == 2 and "ci95" not in rows["overall", "mAP@10"]
+    headline = {(row["task"], row["metric"]): row for row in written["results"]
+                if row["protocol"].rstrip(")").endswith("+ties-against-model")}
+    assert len(headline["t2a", "mAP@10"]["ci95"]) == 2 and "ci95" not in headline["overall", "mAP@10"]
+    assert not any("ci95" in row for row in written["results"] if row not in headline.values())
     markdown = (tmp_path / "report" / "report.md").read_text()
     assert "| tiny-bench | t2a | R@1 |" in markdown and "95% CI" in markdown
 
@@ -421,5 +499,5 @@ def test_eval_retrieval_command(tmp_path, tiny_zoo, retrieval_folder, capsys):
     report = json.loads((tmp_path / "report.json").read_text())
     assert {row["benchmark"] for row in report["results"]} == {retrieval_folder.name}
     rows = {(row["task"], row["metric"]): row for row in report["results"]}
-    assert rows["a2t", "mAP@10"]["protocol"] == "a2t_map@10/unsorted"
-    assert "`a2t_map@10/unsorted`" in (tmp_path / "report.md").read_text()
+    assert rows["a2t", "mAP@10"]["protocol"] == "a2t_map@10/unsorted+ties-by-position"
+    assert "`a2t_map@10/unsorted+ties-against-model`" in (tmp_path / "report.md").read_text()
