@@ -56,6 +56,7 @@ COUNT_LABELS = {
     "filter_removal_rate": "filter removal rate",
     "captions": "captions kept (`captions`)",
     "qa_pairs": "QA pairs (`qa`)",
+    "qa_skipped": "captions not asked for QA (removed by the CLAP filter)",
     "parts": "parts",
     "complete": "every clip done with this config",
     "seconds_by_stage": "seconds (summed over parts and reruns)",  # nested counters: "<label>: <keys>"

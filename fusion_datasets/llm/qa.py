@@ -1,8 +1,9 @@
 """QA pairs from each kept caption: the paper's ~4.4 question-answer pairs per clip.
 
 :class:`QAGenerator` asks the LLM (versioned prompt ``qa_v1``) for 4-5 pairs of several types per
-captioned clip and keeps only the pairs that pass :func:`~fusion_datasets.llm.parsing.validate_qa_pairs`;
-:func:`explode_qa` turns the per-clip lists into the ``qa`` config, one row per pair.
+captioned clip that the CLAP filter kept (where the plan has one), and keeps only the pairs that pass
+:func:`~fusion_datasets.llm.parsing.validate_qa_pairs`; :func:`explode_qa` turns the per-clip lists into the
+``qa`` config, one row per pair.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from fusion_datasets.experts import Expert, stage_classes
 from fusion_datasets.llm.parsing import ParseError, parse_qa_answer, validate_qa_pairs
-from fusion_datasets.llm.step import ChatStepConfig, CueStep
+from fusion_datasets.llm.step import LLM_USAGE, PROVENANCE, ChatStepConfig, CueStep
 from fusion_datasets.media import MediaBatch
 from fusion_datasets.prompts import read_prompt
 
@@ -29,6 +30,7 @@ QA_TYPES = (
     "reasoning",
 )
 QA_COLUMNS = ("id", "clip_id", "question", "answer", "qa_type")
+FILTER_DECISION = "clap_keep"  # the CLAP filter's verdict on a caption; QA asks nothing of one it removes
 QAResult = tuple[list[dict[str, str]], list[str]]  # the kept pairs, the reasons others were rejected
 
 
@@ -74,8 +76,11 @@ class QAGenerator(CueStep[QAConfig]):
 
     ``qa_rejected`` says why each pair the model wrote but validation left out was left out.
 
-    Only rows with a ``caption`` are asked; the others get ``None``. Rows that already have pairs (an
-    earlier run) are kept, so a rerun asks again only for the clips that failed.
+    Only rows with a ``caption`` that the CLAP filter did not remove (``clap_keep`` not false) are asked; the
+    others get ``None`` (a removed caption never reaches ``captions``, so its pairs would never reach ``qa``;
+    the output counts them as ``qa_skipped``). The filter's decision is read like a cue: a new threshold
+    reruns QA. Rows that already have pairs (an earlier run) are kept, so a rerun asks again only for the
+    clips that failed.
 
     Example:
         >>> qa = QAGenerator(backend=TransformersBackendConfig(model="Qwen/Qwen2.5-7B-Instruct"))  # doctest: +SKIP
@@ -96,11 +101,29 @@ class QAGenerator(CueStep[QAConfig]):
         return {"qa_pairs": List(pair), "qa_rejected": rejected}
 
     def reads(self) -> tuple[str, ...]:
-        return ("caption", *(column for expert in self.experts for column in expert.qa_columns()))
+        return ("caption", FILTER_DECISION, *(column for expert in self.experts for column in expert.qa_columns()))
 
     def pending_rows(self, media: MediaBatch) -> list[int]:
         captions, pairs = media.column("caption"), media.column("qa_pairs")
-        return [row for row in range(media.size) if captions[row] is not None and pairs[row] is None]
+        removed = set(self.removed_rows(media))
+        return [row for row in range(media.size)
+                if captions[row] is not None and pairs[row] is None and row not in removed]
+
+    def removed_rows(self, media: MediaBatch) -> list[int]:
+        """Rows whose caption the CLAP filter removed (none in a plan without the filter)."""
+        captions, kept = media.column("caption"), media.column(FILTER_DECISION)
+        return [row for row in range(media.size) if captions[row] is not None and kept[row] is False]
+
+    def process(self, media: MediaBatch, rank: int | None = None) -> dict[str, list]:
+        """The chat step's, and no QA entry in the provenance and usage of a caption the filter removed: one
+        left by a run that asked before the filter changed its mind no longer describes the row's pairs."""
+        outputs = super().process(media, rank)
+        for row in self.removed_rows(media):
+            for column in (PROVENANCE, LLM_USAGE):
+                entries = outputs[column][row]
+                if entries:
+                    outputs[column][row] = [entry for entry in entries if entry["stage"] != self.stage]
+        return outputs
 
     def prompt_data(self, media: MediaBatch, row: int) -> dict[str, Any]:
         return qa_context(self.row_values(media, row), self.experts)

@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import pyarrow.compute as pc
 
 from fusion_datasets.clip_audio import typed_audio
 from fusion_datasets.layout import CARD, CONFIGS, MANIFEST, config_files
+from fusion_datasets.llm.qa import FILTER_DECISION, explode_qa
 
 EXPORT = "fusionaudio.json"  # --export fusionaudio
 CARD_SOURCES = ("stats.json", "config.yaml", MANIFEST)  # what the card is rendered from, beside the data
@@ -23,11 +25,12 @@ def kept_captions(cues: datasets.Dataset) -> datasets.Dataset:
 
     Only those columns are read: the audio is neither decoded nor loaded.
     """
-    columns = [name for name in ("caption", "caption_uncertain", "clap_keep") if name in cues.column_names]
+    columns = [name for name in ("caption", "caption_uncertain", FILTER_DECISION) if name in cues.column_names]
 
     def keep(*values: Any) -> bool:
         row = dict(zip(columns, values))
-        return row["caption"] is not None and not row.get("caption_uncertain") and bool(row.get("clap_keep", True))
+        kept = row.get(FILTER_DECISION, True)
+        return row["caption"] is not None and not row.get("caption_uncertain") and bool(kept)
 
     return cues.filter(keep, input_columns=columns, desc="captions")
 
@@ -38,8 +41,6 @@ def derived_configs(cues: datasets.Dataset) -> dict[str, datasets.Dataset]:
     The captions' ``audio`` is a ``datasets.Audio`` column, which ``load_dataset`` decodes as it is (the clips of
     ``cues`` include those that cannot be decoded, which would stop a reader that iterates them).
     """
-    from fusion_datasets.llm.qa import explode_qa
-
     configs = {}
     if "caption" in cues.column_names:
         configs["captions"] = typed_audio(kept_captions(cues))
@@ -49,7 +50,8 @@ def derived_configs(cues: datasets.Dataset) -> dict[str, datasets.Dataset]:
 
 
 def data_counts(cues: datasets.Dataset, captions: datasets.Dataset | None, qa: datasets.Dataset | None) -> dict:
-    """What a part's data holds: clips, errors by stage, captions, QA pairs, and the CLAP score histogram."""
+    """What a part's data holds: clips, errors by stage, captions, QA pairs, the captions QA skipped (the filter
+    removed them), and the CLAP score histogram."""
     columns = set(cues.column_names)
     errors = cues["errors"]
 
@@ -65,6 +67,10 @@ def data_counts(cues: datasets.Dataset, captions: datasets.Dataset | None, qa: d
         "captions": captions.num_rows if captions is not None else 0,
         "qa_pairs": qa.num_rows if qa is not None else 0,
     }
+    if {"qa_pairs", FILTER_DECISION} <= columns:  # captions the filter removed: QA asked nothing of them
+        table = cues.select_columns(["caption", FILTER_DECISION, "qa_pairs"]).with_format("arrow")[:]
+        removed = pc.and_(pc.is_valid(table["caption"]), pc.equal(table[FILTER_DECISION], False))
+        counts["qa_skipped"] = pc.sum(pc.and_(removed, pc.is_null(table["qa_pairs"]))).as_py() or 0
     if "clap_score" in columns:
         from fusion_datasets.clap.filter import score_histogram
 

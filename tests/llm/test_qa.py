@@ -90,6 +90,22 @@ def test_a_rerun_asks_again_only_for_the_failed_clip(with_qa, tiny_zoo):
     assert models == [["local:qa-lm"]] * 2 + [[]] + [["local:chat-lm"]]
 
 
+def test_a_caption_the_filter_removed_is_not_asked_and_loses_an_earlier_answer(with_qa, tiny_zoo):
+    # the filter's verdict: clip-0 removed, clip-1 kept, clip-3 (whose QA failed) removed
+    filtered = with_qa.add_column("clap_keep", [False, True, False, False])
+    filtered = filtered.map(lambda row: {"qa_pairs": None}, features=filtered.features)  # a redo resets them
+    rerun = generate_qa(filtered, tiny_zoo["qa-lm"])
+
+    assert rerun["qa_pairs"] == [None, PAIRS, None, None]
+    usage = [[entry["stage"] for entry in entries or []] for entries in rerun["llm_usage"]]
+    assert usage == [[], ["qa"], [], []]  # the first run's answers of clips 0 and 3 no longer describe them
+    assert [[entry["stage"] for entry in entries] for entries in rerun["provenance"]] == [
+        ["fusion"], ["fusion", "qa"], ["fusion"], ["fusion"]]
+    assert explode_qa(rerun)["clip_id"] == ["clip-1"] * 3
+    qa = QAGenerator(backend=TransformersBackendConfig(model=str(tiny_zoo["qa-lm"]), device="cpu"))
+    assert "clap_keep" in qa.reads()  # so a new filter threshold reruns QA
+
+
 def test_explode_qa_gives_one_row_per_pair(with_qa):
     qa = explode_qa(with_qa)
 

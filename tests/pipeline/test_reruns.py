@@ -128,16 +128,25 @@ def test_a_changed_stage_reruns_itself_and_its_readers_only(tmp_path, tiny_zoo, 
     assert_every_clip_once(output, ids_of(clips), qa=False)
 
 
-def test_another_filter_threshold_reruns_only_the_filter(tmp_path, tiny_zoo, clips):
+def test_another_filter_threshold_reruns_the_filter_and_qa_which_asks_nothing_of_removed_captions(
+        tmp_path, tiny_zoo, clips):
     output = tmp_path / "out"
     assert run(clips, output) == 0
-    assert stats(output)["removed_by_filter"] == 0  # the tiny config keeps every caption
+    first = stats(output)
+    assert first["removed_by_filter"] == first["qa_skipped"] == 0  # the tiny config keeps every caption
+    asked = first["llm_usage"]["qa"]["prompt_tokens"]
+    assert asked > 0 and first["qa_pairs"] > 0
     assert run(clips, output, "--set", "filter.threshold=1.0") == 0
     summary = stats(output)
     assert summary["stages"]["fusion"]["rows"] == len(ids_of(clips))
-    assert summary["stages"]["clap_filter"]["rows"] == 2 * len(ids_of(clips))
+    assert summary["stages"]["clap_filter"]["rows"] == summary["stages"]["qa"]["rows"] == 2 * len(ids_of(clips))
     assert summary["removed_by_filter"] == summary["clap_scored"] > 0 and summary["captions"] == 0
     assert sum(pq.read_metadata(path).num_rows for path in (output / "data" / "captions").glob("*.parquet")) == 0
+    # QA read the filter's decision: not one request more, and each removed caption counted as skipped
+    assert summary["llm_usage"]["qa"]["prompt_tokens"] == asked
+    assert summary["qa_skipped"] == summary["removed_by_filter"] and summary["qa_pairs"] == 0
+    assert all(pairs is None for pairs in rows(output)["qa_pairs"])
+    assert "captions not asked for QA (removed by the CLAP filter)" in (output / "README.md").read_text()
 
 
 def test_the_clap_filter_scores_the_audio_of_its_own_column(tmp_path, tiny_zoo):
