@@ -580,15 +580,17 @@ def build_parser() -> argparse.ArgumentParser:
     qa.add_argument("--judge-token-env", metavar="VARIABLE",
                     help="the environment variable whose token the judge server gets; none is sent without it")
     qa.add_argument("--judge-batch-size", type=int, default=8, help="in-process judge: prompts per batch")
-    qa.add_argument("--judge-parse", choices=["last-token", "rating-line"], default="last-token",
-                    help="AudioBench verdicts: the last token, 0 if not a rating (AudioBench's), or the last "
+    qa.add_argument("--judge-parse", choices=["fusionaudio", "last-token", "rating-line"], default="fusionaudio",
+                    help="AudioBench verdicts: the last token, brackets stripped, 0 if not a rating from 0 to 5 "
+                         "(FusionAudio's), the last token as any number, else 0 (AudioBench's), or the last "
                          "'Rating: N', re-asked, left out if still missing")
     qa.add_argument("--chat-orders", choices=["both", "reference-first"], default="both",
                     help="AIR-Bench chat: judge each answer in both orders (averaged) or in AIR-Bench's only")
     qa.add_argument("--align-seed", type=int, default=0,
                     help="AIR-Bench Foundation with a judge: the seed of its alignment of answers to options")
-    qa.add_argument("--align-temperature", type=float, default=1.0,
-                    help="AIR-Bench Foundation with a judge: the alignment's temperature (AIR-Bench's: 1)")
+    qa.add_argument("--align-temperature", type=float,
+                    help="AIR-Bench Foundation with a judge: one temperature for the alignment, named in the "
+                         "protocol (default: AIR-Bench's, 1 or 2 for half the questions)")
     qa.add_argument("--max-reasks", type=int, default=2, help="re-asks of a verdict that does not parse")
     qa.add_argument("--judge-max-new-tokens", type=int, default=256, help="more for a reasoning judge")
     qa.set_defaults(handler=_eval_qa)

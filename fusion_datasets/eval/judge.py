@@ -4,9 +4,10 @@ Two rubrics, each a versioned prompt under ``fusion_datasets/prompts/``:
 
 - ``audiobench`` (AudioCaps-QA, WavCaps-QA, Clotho-AQA's open score): the model's answer against the
   reference answer (or all of a question's answers), rated 0-5 as in AudioBench's model-as-judge; reports
-  multiply the mean by 20. ``parse="last-token"`` reads the verdict as AudioBench and FusionAudio do
-  (:func:`parse_last_token`: never re-asked, a failure scores 0); ``"rating-line"`` takes its last
-  ``Rating: N`` (:func:`parse_rating`) and re-asks a verdict without one;
+  multiply the mean by 20. How a verdict is read (``parse``, each its own protocol, :data:`JUDGE_PROTOCOLS`):
+  ``"last-token"`` as AudioBench's ``eval_llama3_70b.py`` (:func:`parse_last_token`), ``"fusionaudio"`` as
+  FusionAudio's ``LLM_judge.py`` (:func:`parse_fusionaudio`), both never re-asked, a failure scoring 0;
+  ``"rating-line"`` takes its last ``Rating: N`` (:func:`parse_rating`) and re-asks a verdict without one;
 - ``air-bench-chat`` (AIR-Bench Chat): two answers, each scored 1-10 against the clip's description
   (``meta_info``), as AIR-Bench's GPT-4 judge does; a row's ``reference_first`` (default true) puts the
   reference answer first, as AIR-Bench does, else the model's.
@@ -51,10 +52,13 @@ RUBRICS = {
     "air-bench-chat": Rubric("judge_airbench_chat_v1", 1, 10, 10.0,  # FusionAudio reports the mean x10
                              "the two scores (integers from 1 to 10) on the first line, then an explanation"),
 }
-PARSES = ("last-token", "rating-line")  # how an audiobench verdict is read
+# how an audiobench verdict is read, and the protocol each reading is
+JUDGE_PROTOCOLS = {"last-token": "audiobench-judge/last-token", "fusionaudio": "fusionaudio-judge/last-token",
+                   "rating-line": "audiobench-judge/rating-line"}
+PARSES = tuple(JUDGE_PROTOCOLS)
 _NUMBER_WORDS = dict(zip("zero one two three four five six seven eight nine ten".split(), range(11)))
-_NUMBER = r"(\d+(?:\.\d+)?|" + "|".join(_NUMBER_WORDS) + r")"
-_RATING = re.compile(r"\b(?:rating|score|grade)\b\W*" + _NUMBER, re.IGNORECASE)
+_NUMBER = r"(-?\d+(?:\.\d+)?|" + "|".join(_NUMBER_WORDS) + r")"  # a minus sign is kept: "-1" is not 1
+_RATING = re.compile(r"\b(?:rating|score|grade)\b\W*?" + _NUMBER, re.IGNORECASE)
 _MARKUP = re.compile(r"[*_`#]")
 _LABELS = re.compile(r"\banswer\s*[12]\b|(?:/|\bout\s+of)\s*10\b", re.IGNORECASE)  # "Answer 1: 8/10"
 
@@ -89,18 +93,38 @@ def parse_rating(text: str | None, rubric: Rubric = RUBRICS["audiobench"]) -> in
     raise ParseError(f'no "Rating: N" line in {_quoted(answer)}' if answer else "empty verdict")
 
 
-def parse_last_token(text: str | None, rubric: Rubric = RUBRICS["audiobench"]) -> float | None:
-    """The rating of a verdict as AudioBench and FusionAudio read it: its last whitespace-separated token,
+def _last_token(text: str | None) -> str | None:
+    tokens = split_reasoning(text or "")[0].split()
+    return tokens[-1] if tokens else None
+
+
+def parse_last_token(text: str | None) -> float | None:
+    """The rating of a verdict as AudioBench's ``eval_llama3_70b.py`` reads it: its last whitespace-separated
+    token as a float, whatever its value; ``None`` where that fails (the reference then counts 0). A
+    reasoning trace is left out first, and a token that is not a finite number (``nan``) fails.
+
+    Example:
+        >>> [parse_last_token(v) for v in ("Rating: 4", "4 out of 5.", "Rating: (3)", "Rating: four", "Rating: 6")]
+        [4.0, 5.0, None, None, 6.0]
+    """
+    try:
+        value = float(_last_token(text) or "nan")
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def parse_fusionaudio(text: str | None, rubric: Rubric = RUBRICS["audiobench"]) -> float | None:
+    """The rating of a verdict as FusionAudio's ``LLM_judge.py`` reads it: its last whitespace-separated token,
     brackets stripped, as a number from ``rubric.low`` to ``rubric.high``; ``None`` where that fails (the
     reference then counts 0). A reasoning trace is left out first.
 
     Example:
-        >>> [parse_last_token(v) for v in ("Rating: 4", "4 out of 5.", "Rating: (3)", "**Rating:** four", "Rating: 6")]
+        >>> [parse_fusionaudio(v) for v in ("Rating: 4", "4 out of 5.", "Rating: (3)", "Rating: four", "Rating: 6")]
         [4.0, 5.0, 3.0, None, None]
     """
-    tokens = split_reasoning(text or "")[0].split()
     try:
-        value = float(tokens[-1].strip("()")) if tokens else math.nan
+        value = float((_last_token(text) or "nan").strip("()"))
     except ValueError:
         return None
     return value if rubric.low <= value <= rubric.high else None  # NaN fails both comparisons
@@ -158,8 +182,8 @@ class JudgeConfig(ChatStepConfig):
 
 class AnswerJudge(ChatStep[JudgeConfig]):
     """Reads ``question``, ``answer`` (the reference, or a list of references), ``prediction`` and, for
-    AIR-Bench chat, ``meta_info`` and ``reference_first``; writes ``judge_score`` (``None``: a last-token
-    verdict that does not parse), ``judge_reference_score`` (AIR-Bench chat) and ``judge_answer``.
+    AIR-Bench chat, ``meta_info`` and ``reference_first``; writes ``judge_score`` (``None``: a verdict
+    read by the last token that does not parse), ``judge_reference_score`` (AIR-Bench chat) and ``judge_answer``.
 
     Rows without a prediction are not sent to the judge: their columns stay ``None``.
     """
@@ -193,9 +217,11 @@ class AnswerJudge(ChatStep[JudgeConfig]):
 
     def parse(self, media: MediaBatch, row: int, text: str) -> JudgeResult:
         if self.config.rubric == "audiobench":
-            if self.config.parse == "last-token":
-                return parse_last_token(text, self.rubric), None, text
-            return float(parse_rating(text, self.rubric)), None, text
+            if self.config.parse == "rating-line":
+                return float(parse_rating(text, self.rubric)), None, text
+            if self.config.parse == "fusionaudio":
+                return parse_fusionaudio(text, self.rubric), None, text
+            return parse_last_token(text), None, text
         first, second = parse_score_pair(text, self.rubric)
         if media.column("reference_first", True)[row]:
             return float(second), float(first), text

@@ -7,7 +7,14 @@ import json
 import pytest
 
 from fusion_datasets.cli import main
-from fusion_datasets.eval.judge import RUBRICS, JudgeConfig, parse_last_token, parse_rating, parse_score_pair
+from fusion_datasets.eval.judge import (
+    RUBRICS,
+    JudgeConfig,
+    parse_fusionaudio,
+    parse_last_token,
+    parse_rating,
+    parse_score_pair,
+)
 from fusion_datasets.eval.qa import run_qa_eval
 from fusion_datasets.llm.backends import TransformersBackendConfig
 from fusion_datasets.llm.parsing import ParseError
@@ -39,33 +46,39 @@ def test_ratings_in_odd_formats(verdict, rating):
 
 
 @pytest.mark.parametrize(
-    ("verdict", "rating"),
-    [  # what AudioBench's judge (and FusionAudio's) makes of a verdict: float(last token); None is its 0
-        ("Explanation: same source.\nRating: 4", 4.0),
-        ("Rating: 2", 2.0),
-        ("It is close: 4 out of 5.", 5.0),  # the last token, not the rating
-        ("Rating: (3)", 3.0),  # FusionAudio strips the brackets
-        ("Rating: 4.", 4.0),
-        ("Rating: 3.5", 3.5),
-        ("**Rating:** four", None),  # a word
-        ("Rating: 4/5", None),
-        ("Rating: **4**", None),
-        ("Rating: 4\nI am confident.", None),  # anything after the rating
-        ("Rating: 6", None),  # out of 0-5: FusionAudio counts it a failure
-        ("Rating: nan", None),
-        ("<think>Rating: 1</think>\nRating: 2", 2.0),
-        ("", None),
-        (None, None),
+    ("verdict", "audiobench", "fusionaudio"),
+    [  # AudioBench's eval_llama3_70b.py: float(output.split()[-1]), any value, else 0 and success 0;
+        # FusionAudio's LLM_judge.py: the same token with "(" and ")" stripped, kept only from 0 to 5
+        ("Explanation: same source.\nRating: 4", 4.0, 4.0),
+        ("Rating: 2", 2.0, 2.0),
+        ("It is close: 4 out of 5.", 5.0, 5.0),  # the last token, not the rating; float("5.") is 5
+        ("Rating: (3)", None, 3.0),  # float("(3)") fails; FusionAudio strips the brackets first
+        ("Rating: 4.", 4.0, 4.0),
+        ("Rating: 3.5", 3.5, 3.5),
+        ("**Rating:** four", None, None),  # a word
+        ("Rating: 4/5", None, None),
+        ("Rating: **4**", None, None),
+        ("Rating: 4\nI am confident.", None, None),  # anything after the rating
+        ("Rating: 6", 6.0, None),  # AudioBench keeps any float; FusionAudio's range check fails it
+        ("Rating: -1", -1.0, None),
+        ("Rating: nan", None, None),  # not a finite number (AudioBench's mean would be nan)
+        ("<think>Rating: 1</think>\nRating: 2", 2.0, 2.0),
+        ("", None, None),
+        (None, None, None),
     ],
 )
-def test_last_token_ratings_as_audiobench_reads_them(verdict, rating):
-    assert parse_last_token(verdict) == rating
+def test_last_token_ratings_as_audiobench_and_fusionaudio_read_them(verdict, audiobench, fusionaudio):
+    assert parse_last_token(verdict) == audiobench
+    assert parse_fusionaudio(verdict) == fusionaudio
 
 
 @pytest.mark.parametrize(
     ("verdict", "problem"),
     [
         ("Rating: 6", "not an integer from 0 to 5"),
+        ("Rating: -1", "the score -1 is not an integer from 0 to 5"),  # the minus sign is kept: not 1
+        ("Score -2", "the score -2 is not"),
+        ("-1", "the score -1 is not"),
         ("Rating: 3.5", "not an integer"),
         ("A good answer.", 'no "Rating: N" line'),
         ("<think>Rating: 4</think>", "empty verdict"),
@@ -104,7 +117,7 @@ def test_the_rubric_picks_the_versioned_prompt():
     )
     with pytest.raises(ValueError, match="rubric must be one of audiobench, air-bench-chat"):
         JudgeConfig(backend=TransformersBackendConfig(model="judge"), rubric="gpt4")
-    with pytest.raises(ValueError, match="parse must be one of last-token, rating-line"):
+    with pytest.raises(ValueError, match="parse must be one of last-token, fusionaudio, rating-line"):
         JudgeConfig(backend=TransformersBackendConfig(model="judge"), parse="first-token")
     assert JudgeConfig(backend=TransformersBackendConfig(model="judge")).prompt_version == "judge_audiobench_v2"
 
@@ -147,7 +160,8 @@ def test_audiobench_judge_in_process(audiocaps_qa, tiny_zoo, tmp_path, report_ro
     command = ["eval", "qa", "--predictions", str(predictions), "--benchmark", str(benchmark), "--judge-model",
                judge_lm]
     assert main([*command, "--output", str(tmp_path / "last-token")]) == 0
-    # AudioBench reads the verdict's last token, "four": not a number, so each answer scores 0
+    # the default reads the verdict as FusionAudio does: its last token, "four", is not a number, so each
+    # answer scores 0 (AudioBench's reading, float("four"), fails the same way)
     results = report_rows(tmp_path / "last-token")
     assert results["overall", "judge_score"] == (0.0, 4) and results["overall", "unparsed"] == (3, 4)
 

@@ -129,7 +129,7 @@ def test_clotho_aqa_any_answer_counts_and_the_judge_sees_them_all(benchmark, tmp
     assert results["overall", "missing"][:2] == (1, 8)
     # the open score: the 7 answered questions rated 4, the missing one 0 -> 28 / 8 = 3.5, x20 = 70;
     # yes/no: (4 + 4 + 4 + 0) / 4 x 20 = 60; single-word: 4 x 20 = 80
-    judged = "clotho-aqa/grouped+audiobench-judge/last-token"
+    judged = "clotho-aqa/grouped+fusionaudio-judge/last-token"  # the default reading, FusionAudio's
     assert results["overall", "judge_score"] == (70.0, 8, judged)
     assert results["yes/no", "judge_score"] == (60.0, 4, judged)
     assert results["single-word", "judge_score"] == (80.0, 4, judged)
@@ -143,44 +143,49 @@ def test_clotho_aqa_any_answer_counts_and_the_judge_sees_them_all(benchmark, tmp
     assert "the last prediction of each is scored" in caplog.text
 
 
-# AudioCaps-QA as FusionAudio's eval JSON gives it, and six verdicts, each read by AudioBench's rule: the
-# last whitespace-separated token (brackets stripped) as a number from 0 to 5, else 0
+# AudioCaps-QA as FusionAudio's eval JSON gives it, and seven verdicts, with how each reading takes them:
+# AudioBench's eval_llama3_70b.py, float(last whitespace token), any value, else 0; FusionAudio's LLM_judge.py,
+# the same token with its brackets stripped, a number from 0 to 5, else 0; rating-line, the last "Rating: N"
 AUDIOCAPS = [
     ("What type of setting or location is likely to be depicted in the audio recording?",
-     "A busy airport or a seaport.", "Explanation: same kind of place.\nRating: 4"),  # 4
+     "A busy airport or a seaport.", "Explanation: same kind of place.\nRating: 4"),  # 4, 4, 4
     ("What is the woman trying to do to the child?", "The child is crying, and the woman seeks to comfort him.",
-     "Explanation: it misses the crying.\nRating: 3"),  # 3
+     "Explanation: it misses the crying.\nRating: 3"),  # 3, 3, 3
     ("What is the sound that is heard after the footstep in the audio recording?", "A toilet flushing.",
-     "Explanation: close. I would give it 4 out of 5."),  # 5 (the last token); no "Rating: N" line
+     "Explanation: close. I would give it 4 out of 5."),  # 5, 5 (the last token, "5."); no "Rating: N" line
     ("Does the audio recording feature rock music?", "No, it features pop music.",
-     "Explanation: partly.\nRating: (2)"),  # 2
+     "Explanation: partly.\nRating: (2)"),  # float("(2)") fails: 0; 2 once stripped; 2
     ("What is the sound of the vehicle engine in the audio recording?",
-     "The sound of the vehicle engine is revving numerous times then running idle.", "**Rating:** 5"),  # 5
+     "The sound of the vehicle engine is revving numerous times then running idle.", "**Rating:** 5"),  # 5, 5, 5
     ("What type of object or equipment is likely to produce the sound?",
      "A loose or worn-out bolt or screw on a machine or equipment is likely to produce the sound.",
-     "Explanation: exact.\nRating: five"),  # not a number: 0, unparsed
+     "Explanation: exact.\nRating: five"),  # not a number: 0, 0; five
+    ("What animal makes the sound?", "A dog barking in the distance.",
+     "Explanation: better than the reference.\nRating: 6"),  # 6 (AudioBench keeps any number); 0; out of 0-5
     ("What type of weather-related event is likely being recorded in the audio clip?",
      "A thunderstorm is likely being recorded in the audio clip.", None),  # no prediction
 ]
 
 
 @pytest.mark.parametrize(
-    ("parse", "expected", "failed", "requests"),
+    ("parse", "protocol", "expected", "failed", "requests"),
     [
-        # 4 + 3 + 5 + 2 + 5 + 0 (unparsed) + 0 (missing) = 19 over 7 questions, x20
-        ("last-token", (pytest.approx(380 / 7), 7), ("unparsed", 1), 6),  # never re-asked
-        # "Rating: N" found in 4, 3, (2), 5, five; "4 out of 5." re-asked twice then left out:
+        # AudioBench's: 4 + 3 + 5 + 0 + 5 + 0 + 6 + 0 (missing) = 23 over 8 questions, x20; never re-asked
+        ("last-token", "audiobench-judge/last-token", (57.5, 8), ("unparsed", 2), 7),
+        # FusionAudio's (the default): 4 + 3 + 5 + 2 + 5 + 0 + 0 + 0 (missing) = 19 over 8, x20
+        ("fusionaudio", "fusionaudio-judge/last-token", (47.5, 8), ("unparsed", 2), 7),
+        # "Rating: N" found in 4, 3, (2), 5, five; "4 out of 5." and the 6 re-asked twice each, then left out:
         # 4 + 3 + 2 + 5 + 5 + 0 (missing) = 19 over 6, x20
-        ("rating-line", (pytest.approx(380 / 6), 6), ("unjudged", 1), 8),
+        ("rating-line", "audiobench-judge/rating-line", (pytest.approx(380 / 6), 6), ("unjudged", 2), 11),
     ],
 )
-def test_audiobench_verdicts_read_as_the_reference_reads_them(benchmark, tmp_path, parse, expected, failed,
+def test_audiobench_verdicts_read_as_the_reference_reads_them(benchmark, tmp_path, parse, protocol, expected, failed,
                                                               requests):
     rows = [{"audio_id": f"{CAPS}audio_{index}.wav", "instruction": question, "input": "", "dataset": "audiocaps_qa",
              "task": "Open-ended question", "output": answer} for index, (question, answer, _) in enumerate(AUDIOCAPS)]
     data = benchmark("audiocaps-qa", rows)
     lines = [{"id": str(index), "audio_id": row["audio_id"], "instruction": row["instruction"],
-              "prediction": f"answer {index}"} for index, row in enumerate(rows[:6])]
+              "prediction": f"answer {index}"} for index, row in enumerate(rows[:7])]
     predictions = tmp_path / "preds.jsonl"
     predictions.write_text("".join(json.dumps(line) + "\n" for line in lines))
     verdicts = {question: verdict for question, _, verdict in AUDIOCAPS}
@@ -190,16 +195,16 @@ def test_audiobench_verdicts_read_as_the_reference_reads_them(benchmark, tmp_pat
         assert server.requests == requests
 
     results = _report(tmp_path / "r")
-    protocol = f"audiobench-judge/{parse}"
     assert results["overall", "judge_score"] == (*expected, protocol)
-    assert results["overall", failed[0]] == (failed[1], 7, protocol)
-    assert results["overall", "missing"] == (1, 7, protocol)
+    assert results["overall", failed[0]] == (failed[1], 8, protocol)
+    assert results["overall", "missing"] == (1, 8, protocol)
     assert f"`{protocol}`" in (tmp_path / "r" / "report.md").read_text()
 
 
 # AIR-Bench chat rows as FusionAudio's eval JSON gives them (the category lies in the audio's folder only);
 # the stub judge rates the reference 9 and each model answer as MODEL says, and adds 1 (at most 10) to
-# whichever answer it reads first: the position bias that judging in both orders cancels
+# whichever answer it reads first: the position bias that judging in both orders cancels. Its verdicts are
+# the two numbers alone, the only form cal_score.py reads
 CHAT_ROWS = [
     ("sound_QA_clotho/validation_1037.wav", "Is the machine noise steady or fluctuating?", "Steady.", "It is steady."),
     ("sound_QA_clotho/evaluation_352.wav", "What instrument is creating the music in the distance?", "An organ.",
@@ -212,9 +217,13 @@ CHAT_ROWS = [
     ("speech_QA_iemocap/Ses01F_impro01_F000.wav", "How does the speaker feel?", "Angry.", "She is angry."),
     ("speech_and_music_QA_musiccaps/1hABzqBHh7w.wav", "What is happening besides the music?",
      "People talk and cheer.", "Nothing."),
+    ("speech_and_music_QA_musiccaps/5Jd8cPq1rSk.wav", "Who is singing?", "A woman sings over a choir.",
+     "Someone sings."),
+    ("speech_and_sound_QA_clotho/development_88.wav", "What is heard besides the man?", "A dog barks twice.",
+     "A dog barks."),
 ]
 MODEL = {"It is steady.": 7, "Brakes screech.": 6, "It sounds sad.": 5, "A medium tempo.": 9, "She is angry.": 8,
-         "Nothing.": 3}
+         "Nothing.": 3, "Someone sings.": 5, "A dog barks.": 7}
 
 
 def _chat_judge(request: dict) -> str:
@@ -222,31 +231,43 @@ def _chat_judge(request: dict) -> str:
     if item["answer 1"] == "Brakes screech.":
         return "I cannot compare these."  # unusable, re-asks included, with the model's answer first
     scores = [MODEL.get(item[key], 9) for key in ("answer 1", "answer 2")]
-    return f"{min(scores[0] + 1, 10)} {scores[1]}\nThe first answer is better."
+    return f"{min(scores[0] + 1, 10)} {scores[1]}"
 
 
 @pytest.mark.parametrize(
     ("orders", "expected", "requests"),
     [
-        ("both", {  # reference first "10 m", model first "m+1 9": the model m + 0.5, the reference 9.5
-            ("sound", "judge_score"): (75.0, 1),  # 7.5 x10; "Brakes screech." unjudged, the missing one skipped
-            ("music", "judge_score"): (75.0, 2),  # (5.5 + 9.5) / 2 x10
-            ("speech", "judge_score"): (85.0, 1),
-            ("mixed", "judge_score"): (35.0, 1),
-            ("overall", "judge_score"): (69.0, 5),  # FusionAudio: the mean over answers (7.5+5.5+9.5+8.5+3.5)/5 x10
-            ("overall", "judge_score_1to10"): (6.75, 5),  # AIR-Bench: the mean of categories (7.5+7.5+8.5+3.5)/4
-            ("overall", "reference_score"): (9.5, 5),
-            ("sound", "unjudged"): (1, 3), ("overall", "unjudged"): (1, 7),
-            ("sound", "missing"): (1, 3), ("overall", "missing"): (1, 7),
-        }, 6 * 2 + 2),  # six answers in two orders, and two re-asks of the unusable verdict
-        ("reference-first", {  # "10 m": the model m, the reference 10; "Brakes screech." (6) is judged
+        # reference first, "10 m": the model m, the reference 10; model first, "m+1 9": the model m+1, the
+        # reference 9; "Brakes screech." (6) fails in the second order only, which drops that verdict only.
+        # cal_score.py per order file, per category: order 1 sound (7+6)/2 = 6.5, music (5+9)/2 = 7, speech 8,
+        # speech_and_music (3+5)/2 = 4, speech_and_sound 7; order 2 sound 8, music 8, speech 9,
+        # speech_and_music 5, speech_and_sound 8
+        ("both", {
+            ("sound", "judge_score_1to10"): (7.25, 2),  # (6.5 + 8) / 2; the missing answer skipped
+            ("music", "judge_score_1to10"): (7.5, 2),
+            ("speech", "judge_score_1to10"): (8.5, 1),
+            ("speech_and_music", "judge_score_1to10"): (4.5, 2),
+            ("speech_and_sound", "judge_score_1to10"): (7.5, 1),
+            ("mixed", "judge_score_1to10"): (6.0, 3),  # (4.5 + 7.5) / 2; pooled over its 3 answers: 5.5
+            ("overall", "judge_score_1to10"): (7.3125, 8),  # (8.5 + 7.25 + 7.5 + 6.0) / 4, the leaderboard's
+            ("overall", "reference_score"): (9.5, 8),
+            # FusionAudio's chat_score.py: the mean over verdicts x10; sound (7 + 6 + 8) / 3
+            ("sound", "judge_score"): (70.0, 2),
+            ("speech_and_music", "judge_score"): (45.0, 2),  # (3 + 5 + 4 + 6) / 4
+            ("overall", "judge_score"): (pytest.approx(1010 / 15), 8),  # 101 over 15 verdicts
+            ("sound", "one_order_only"): (1, 3), ("overall", "one_order_only"): (1, 9),
+            ("overall", "unjudged"): (0, 9),
+            ("sound", "missing"): (1, 3), ("overall", "missing"): (1, 9),
+        }, 8 * 2 + 2),  # eight answers in two orders, and two re-asks of the unusable verdict
+        ("reference-first", {  # "10 m" only: the model m, the reference 10
             ("sound", "judge_score"): (65.0, 2),  # (7 + 6) / 2 x10
             ("music", "judge_score"): (70.0, 2),  # (5 + 9) / 2 x10
-            ("overall", "judge_score"): (pytest.approx(380 / 6), 6),  # (7+6+5+9+8+3)/6 x10
-            ("overall", "judge_score_1to10"): (6.125, 6),  # (6.5 + 7 + 8 + 3) / 4
-            ("overall", "reference_score"): (10.0, 6),
-            ("overall", "unjudged"): (0, 7), ("overall", "missing"): (1, 7),
-        }, 6),
+            ("overall", "judge_score"): (62.5, 8),  # (7+6+5+9+8+3+5+7)/8 x10
+            ("mixed", "judge_score_1to10"): (5.5, 3),  # ((3 + 5) / 2 + 7) / 2
+            ("overall", "judge_score_1to10"): (6.75, 8),  # (8 + 6.5 + 7 + 5.5) / 4
+            ("overall", "reference_score"): (10.0, 8),
+            ("overall", "unjudged"): (0, 9), ("overall", "missing"): (1, 9),
+        }, 8),
     ],
 )
 def test_air_bench_chat_as_the_reference_scores_it(benchmark, tmp_path, orders, expected, requests):
@@ -265,6 +286,8 @@ def test_air_bench_chat_as_the_reference_scores_it(benchmark, tmp_path, orders, 
     protocol = "air-bench-chat/both-orders" if orders == "both" else "air-bench-chat/reference-first"
     assert {key: results[key] for key in expected} == {key: (*value, protocol) for key, value in expected.items()}
     assert {protocol} == {row[2] for row in results.values()}
+    assert ("mixed", "judge_score") not in results  # FusionAudio pools answers: no mean of categories
+    assert (("sound", "one_order_only") in results) == (orders == "both")
 
 
 def test_air_bench_chat_categories_from_its_own_meta_file(benchmark, tmp_path):
