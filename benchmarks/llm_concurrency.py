@@ -14,7 +14,7 @@ import argparse
 import time
 from collections.abc import Callable
 
-from fusion_datasets.llm.backends import ServerBackendConfig, ServerChatBackend
+from fusion_datasets.chat.backends import ServerBackendConfig, ServerChatBackend
 from fusion_datasets.testing.stub_chat import StubChatServer
 
 

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import datasets
 
+from fusion_datasets.chat.backends import ServerBackendConfig
 from fusion_datasets.experts.chain import ExpertChain
-from fusion_datasets.llm.backends import ServerBackendConfig
 from fusion_datasets.llm.fusion import CaptionFuser
 from fusion_datasets.llm.qa import QAGenerator
 from fusion_datasets.pipeline.config import OutputConfig

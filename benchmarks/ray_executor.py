@@ -23,8 +23,8 @@ from typing import Any
 
 import datasets
 
+from fusion_datasets.chat.backends import ServerBackendConfig
 from fusion_datasets.experts.base import Expert, ExpertConfig
-from fusion_datasets.llm.backends import ServerBackendConfig
 from fusion_datasets.llm.fusion import CaptionFuser
 from fusion_datasets.pipeline.config import load_config, tiny_zoo_dir
 from fusion_datasets.pipeline.executor import LocalExecutor, Work

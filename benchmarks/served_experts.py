@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from fusion_datasets import synthetic
+from fusion_datasets.chat.backends import ServerBackendConfig
 from fusion_datasets.experts import AudioLLMSoundDescriber
 from fusion_datasets.experts.served import audio_part, image_part
 from fusion_datasets.experts.visual import read_clip
-from fusion_datasets.llm.backends import ServerBackendConfig
 from fusion_datasets.media import MediaBatch
 from fusion_datasets.pipeline.config import tiny_zoo_dir
 from fusion_datasets.testing.server import serve_model

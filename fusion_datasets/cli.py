@@ -137,7 +137,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _card(args: argparse.Namespace) -> int:
-    from fusion_datasets.hub.card import render_card
+    from fusion_datasets.pipeline.card import render_card
     from fusion_datasets.pipeline.config import load_run_config
 
     print(render_card(args.directory, load_run_config(args.directory)))
@@ -271,9 +271,9 @@ def _eval_retrieval(args: argparse.Namespace) -> int:
 def _eval_predict(args: argparse.Namespace) -> int:
     import json
 
+    from fusion_datasets.chat.backends import BackendConfig
     from fusion_datasets.config import from_mapping
     from fusion_datasets.eval.predict import run_predict
-    from fusion_datasets.llm.backends import BackendConfig
 
     backend = None
     if args.backend == "server":
@@ -291,9 +291,9 @@ def _eval_predict(args: argparse.Namespace) -> int:
 
 
 def _eval_qa(args: argparse.Namespace) -> int:
+    from fusion_datasets.chat.backends import BackendConfig
     from fusion_datasets.config import from_mapping
     from fusion_datasets.eval.qa import run_qa_eval
-    from fusion_datasets.llm.backends import BackendConfig
 
     judge = None
     if args.judge_model:

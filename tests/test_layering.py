@@ -1,8 +1,10 @@
-"""The import arrows run one way: command line -> runner, builders, hub, eval, train -> steps -> media,
-runtime and the other plumbing; the test kit is imported by tests and the CLI's and demo's tiny paths only.
+"""The import arrows run one way: command line -> runner, builders, hub, eval, train -> steps (experts, LLM
+stages, CLAP) -> chat backends -> media, runtime and the other plumbing; the test kit is imported by tests and
+the CLI's and demo's tiny paths only.
 
 Imports are read with ``ast`` (nothing is imported), each with the top-level function it sits in, so a
-lazy import counts as much as one at the top of a module.
+lazy import counts as much as one at the top of a module, and an import for annotations only
+(``if TYPE_CHECKING:``) as much as one that runs. ``pytest -s tests/test_layering.py`` prints the layers.
 """
 
 import ast
@@ -20,8 +22,12 @@ LAYERS = {
     "pipeline": 1, "builders": 1, "hub": 1, "eval": 1, "train": 1, "export": 1, "evaluate_modules": 1, "cards": 1,
     "fetch": 1,
     "experts": 2, "llm": 2, "clap": 2, "prompts": 2,
+    "chat": 3,
 }
-BOTTOM = 3  # media, media_files, runtime, files, loading, layout, config, errors, http_errors, labels, ...
+BOTTOM = 4  # media, media_files, runtime, files, loading, layout, config, errors, http_errors, labels, ...
+NAMES = {0: "commands", 1: "drivers", 2: "steps", 3: "chat backends", BOTTOM: "plumbing"}
+# (importer, imported) packages of one layer whose arrow would run back up
+SIDEWAYS = {("experts", "llm"): "the experts do not build on the LLM stages (both build on the chat backends)"}
 # (module, top-level function) where code outside tests may import the test kit
 TEST_KIT_ALLOWED = {("fusion_datasets.cli", "_tiny_zoo"), ("fusion_datasets.cli", "_tiny_model_name"),
                     ("fusion_datasets.cli", "_build_tiny_zoo"),
@@ -41,8 +47,6 @@ def _modules():
 def _imports(tree):
     """``(function, imported module)`` for each import; function is the enclosing top-level def or ''."""
     for top in tree.body:
-        if isinstance(top, ast.If) and ast.unparse(top.test) == "TYPE_CHECKING":
-            continue  # names for annotations only: nothing is imported when the code runs
         function = top.name if isinstance(top, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) else ""
         for node in ast.walk(top):
             if isinstance(node, ast.Import):
@@ -61,32 +65,59 @@ def _module(imported: str) -> str:
                 imported)
 
 
-def _layer(module: str) -> int:
+def _package(module: str) -> str:
     parts = module.split(".")
-    return LAYERS.get(parts[1], BOTTOM) if len(parts) > 1 else BOTTOM
+    return parts[1] if len(parts) > 1 else ""
 
 
-def _crossings() -> set[tuple[str, str, str]]:
-    """``(module, function, imported module)`` for each import against the arrows."""
+def _layer(module: str) -> int:
+    return LAYERS.get(_package(module), BOTTOM)
+
+
+def _crossing(module: str, function: str, target: str) -> str | None:
+    """Why ``module`` (in ``function``) may not import ``target``; None when it may."""
+    if target.startswith("fusion_datasets.testing") and (module, function) not in TEST_KIT_ALLOWED:
+        return "the test kit is for tests"
+    if _layer(target) < _layer(module):
+        return f"{NAMES[_layer(module)]} import {NAMES[_layer(target)]}, a layer above"
+    # beside the runner: builders, evaluation and training read outputs, they do not run the pipeline
+    if _layer(module) == 1 and _package(module) != "pipeline" and _package(target) == "pipeline":
+        return "a driver beside the pipeline imports it"
+    return SIDEWAYS.get((_package(module), _package(target)))
+
+
+def _crossings() -> list[str]:
+    """``module (function) -> imported module: why`` for each import against the arrows."""
     found = set()
     for module, tree in MODULES.items():
         if module.startswith("fusion_datasets.testing"):
             continue
         for function, imported in _imports(tree):
             target = _module(imported)
-            if not target.startswith("fusion_datasets"):
-                continue
-            kit = target.startswith("fusion_datasets.testing") and (module, function) not in TEST_KIT_ALLOWED
-            # beside the runner: builders, evaluation and training read outputs, they do not run the pipeline
-            beside = _layer(module) == 1 and not module.startswith("fusion_datasets.pipeline") \
-                and target.startswith("fusion_datasets.pipeline")
-            if kit or beside or _layer(target) < _layer(module):
-                found.add((module, function, target))
-    return found
+            if target.startswith("fusion_datasets") and (why := _crossing(module, function, target)):
+                found.add(f"{module} ({function or 'module level'}) -> {target}: {why}")
+    return sorted(found)
+
+
+def test_the_layers_are_printed():
+    for layer, name in sorted(NAMES.items()):
+        packages = sorted(package for package, number in LAYERS.items() if number == layer) or ["the rest"]
+        print(f"layer {layer}, {name}: {', '.join(packages)}")
+    assert set(LAYERS.values()) | {BOTTOM} == set(NAMES)
 
 
 def test_imports_run_one_way_and_the_test_kit_stays_in_tests():
-    assert _crossings() == set(), "imports against the arrows (module, function, imported)"
+    assert _crossings() == [], "imports against the arrows:\n" + "\n".join(_crossings())
+
+
+def test_the_checker_names_an_import_that_breaks_the_layers():
+    assert _crossing("fusion_datasets.chat.backends", "", "fusion_datasets.llm.step") == \
+        "chat backends import steps, a layer above"
+    assert _crossing("fusion_datasets.experts.served", "", "fusion_datasets.llm.fusion") == \
+        SIDEWAYS["experts", "llm"]
+    assert _crossing("fusion_datasets.eval.qa", "run_qa_eval", "fusion_datasets.pipeline.runner") == \
+        "a driver beside the pipeline imports it"
+    assert _crossing("fusion_datasets.llm.step", "", "fusion_datasets.chat.backends") is None
 
 
 def test_the_steps_and_the_plumbing_import_no_driver():

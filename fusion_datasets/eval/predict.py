@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fusion_datasets.chat.backends import BackendConfig
 from fusion_datasets.errors import UserError
 from fusion_datasets.experts.audio_llm import AudioLLMConfig, AudioLLMExpert
 from fusion_datasets.files import write_text_atomically
-from fusion_datasets.llm.backends import BackendConfig
 from fusion_datasets.loading import load_undecoded
 from fusion_datasets.media import MediaBatch
 from fusion_datasets.prompts import read_prompt

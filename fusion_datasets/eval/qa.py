@@ -45,6 +45,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from fusion_datasets.chat.backends import BackendConfig
 from fusion_datasets.errors import UserError
 from fusion_datasets.eval.answers import choose_option, closed_correct, question_type
 from fusion_datasets.eval.foundation import (
@@ -66,7 +67,6 @@ from fusion_datasets.eval.predict import (
 )
 from fusion_datasets.eval.report import OVERALL, benchmark_extent, write_model_index, write_report
 from fusion_datasets.files import write_text_atomically
-from fusion_datasets.llm.backends import BackendConfig
 
 logger = logging.getLogger(__name__)
 

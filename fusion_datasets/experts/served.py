@@ -2,7 +2,7 @@
 
 A generative expert (sound, music, visual) with ``backend: {kind: server, ...}`` sends its prompt with the
 clip as content parts of one chat message, through the same backend as the LLM stages
-(:class:`~fusion_datasets.llm.backends.ServerChatBackend`: ``max_concurrency`` requests in flight, retries,
+(:class:`~fusion_datasets.chat.backends.ServerChatBackend`: ``max_concurrency`` requests in flight, retries,
 timeouts, a token only where ``token_env`` names one). The audio is decoded, resampled to the served model's
 rate, cut to the expert's ``max_seconds`` and encoded (WAV or FLAC, base64); video frames go as JPEG images.
 
@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from fusion_datasets.llm.backends import BackendConfig, ServerBackendConfig, make_backend
+from fusion_datasets.chat.backends import BackendConfig, ServerBackendConfig, make_backend
 from fusion_datasets.media import MediaBatch
 from fusion_datasets.public import model_reference
 

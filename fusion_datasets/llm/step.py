@@ -19,10 +19,10 @@ from functools import partial
 from typing import Any, ClassVar, TypeVar
 
 from fusion_datasets import __version__, prompts
+from fusion_datasets.chat.backends import BackendConfig, make_backend
+from fusion_datasets.chat.base import ChatBackend, Completion, Conversation
 from fusion_datasets.experts.base import Expert
 from fusion_datasets.experts.registry import stage_classes
-from fusion_datasets.llm.backends import BackendConfig, make_backend
-from fusion_datasets.llm.base import ChatBackend, Completion, Conversation
 from fusion_datasets.llm.parsing import ParseError, split_reasoning
 from fusion_datasets.media import MediaBatch
 from fusion_datasets.public import model_reference

@@ -17,10 +17,10 @@ from typing import Any, Literal
 
 import yaml
 
+from fusion_datasets.chat.backends import BackendConfig, TransformersBackendConfig
 from fusion_datasets.config import ConfigError, apply_overrides, from_mapping, to_mapping
 from fusion_datasets.experts import STAGES, Expert, build_step, stage_classes
 from fusion_datasets.hub.publish import PUBLISH_AUDIO
-from fusion_datasets.llm.backends import BackendConfig, TransformersBackendConfig
 from fusion_datasets.public import public_config
 from fusion_datasets.runtime import cache_dir
 

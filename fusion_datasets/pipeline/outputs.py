@@ -1,6 +1,6 @@
 """What a run writes into its output folder (the layout: :mod:`fusion_datasets.layout`).
 
-The card (``README.md`` and its plot) is rendered by :func:`fusion_datasets.hub.card.render_card`.
+The card (``README.md`` and its plot) is rendered by :func:`fusion_datasets.pipeline.card.render_card`.
 """
 
 from __future__ import annotations
@@ -105,8 +105,8 @@ def publish_view(root: Path, mode: str | None = None) -> Path:
     publishes its audio (:mod:`fusion_datasets.hub.publish`): ``root`` itself under ``auto`` (checked: its rows
     must name no local file), else its committed state rewritten into ``root/.cache/publish/<mode>/``, with
     the card rendered from the rewritten data (parts no longer committed leave the view)."""
-    from fusion_datasets.hub.card import PLOT, render_card
     from fusion_datasets.hub.publish import published_files
+    from fusion_datasets.pipeline.card import PLOT, render_card
     from fusion_datasets.pipeline.config import load_run_config
 
     mode = mode or load_run_config(root).output.publish_audio

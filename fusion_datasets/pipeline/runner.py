@@ -26,10 +26,10 @@ from fusion_datasets import __version__
 from fusion_datasets.clip_audio import typed_audio, write_parquet
 from fusion_datasets.config import to_mapping
 from fusion_datasets.files import write_text_atomically
-from fusion_datasets.hub.card import PLOT, render_card, render_status_card
 from fusion_datasets.hub.publish import LocalPathsError, published_files
 from fusion_datasets.hub.push import HubPublisher, parse_hub_output, staging_dir
 from fusion_datasets.layout import CARD, LOCAL_MODELS, MANIFEST
+from fusion_datasets.pipeline.card import PLOT, render_card, render_status_card
 from fusion_datasets.pipeline.config import PipelineConfig, dump_config, load_run_config
 from fusion_datasets.pipeline.executor import LocalExecutor
 from fusion_datasets.pipeline.inputs import clip_ids, input_files, read_input
@@ -214,7 +214,7 @@ class PipelineRunner:
 
     def _write_view(self, ids: list[str]) -> tuple[list[Part], dict[str, Any]]:
         """What readers see, from the committed parts (under the lock): a card that lists their files
-        (:func:`~fusion_datasets.hub.card.render_status_card`) and ``stats.json``, then the parts they replace
+        (:func:`~fusion_datasets.pipeline.card.render_status_card`) and ``stats.json``, then the parts they replace
         are deleted. ``stats.json`` goes first when it says ``complete: false`` and last when it says true, so
         that killed at any point the folder never claims to be complete while its card lacks a clip, and its
         card lists one consistent state. Returns parts and stats."""

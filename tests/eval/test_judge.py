@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from fusion_datasets.chat.backends import TransformersBackendConfig
 from fusion_datasets.cli import main
 from fusion_datasets.eval.judge import (
     RUBRICS,
@@ -16,7 +17,6 @@ from fusion_datasets.eval.judge import (
     parse_score_pair,
 )
 from fusion_datasets.eval.qa import run_qa_eval
-from fusion_datasets.llm.backends import TransformersBackendConfig
 from fusion_datasets.llm.parsing import ParseError
 from fusion_datasets.prompts import read_prompt
 from fusion_datasets.public import model_reference

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 import soundfile
 
+from fusion_datasets.chat.backends import ServerBackendConfig
 from fusion_datasets.experts import AudioLLMMusicCaptioner, AudioLLMSoundDescriber, VideoDescriber
 from fusion_datasets.experts.served import served_audio
-from fusion_datasets.llm.backends import ServerBackendConfig
 from fusion_datasets.media import MediaBatch
 from fusion_datasets.testing import media
 from fusion_datasets.testing.server import FaultProxy, Faults, serve_model
@@ -187,7 +187,7 @@ def test_family_defaults_and_bad_options():
     with pytest.raises(ValueError, match="audio_part must be one of input_audio, audio_url"):
         AudioLLMSoundDescriber(audio_part="audio")
     with pytest.raises(ValueError, match="kind 'transformers'"):
-        from fusion_datasets.llm.backends import TransformersBackendConfig
+        from fusion_datasets.chat.backends import TransformersBackendConfig
 
         AudioLLMSoundDescriber(backend=TransformersBackendConfig(model="m"))
 

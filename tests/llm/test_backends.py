@@ -16,8 +16,7 @@ import time
 import pytest
 from huggingface_hub import constants
 
-from fusion_datasets.config import ConfigError, from_mapping, to_mapping
-from fusion_datasets.llm.backends import (
+from fusion_datasets.chat.backends import (
     BackendConfig,
     ServerBackendConfig,
     ServerChatBackend,
@@ -25,6 +24,7 @@ from fusion_datasets.llm.backends import (
     TransformersChatBackend,
     make_backend,
 )
+from fusion_datasets.config import ConfigError, from_mapping, to_mapping
 from fusion_datasets.pipeline.config import build_steps, load_config
 from fusion_datasets.testing.server import FaultProxy, Faults
 from fusion_datasets.testing.stub_chat import StubChatServer

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from fusion_datasets.chat.backends import BackendConfig, ServerBackendConfig, ServerChatBackend
 from fusion_datasets.cli import main
 from fusion_datasets.config import from_mapping
 from fusion_datasets.demo import write_sample_clips
-from fusion_datasets.llm.backends import BackendConfig, ServerBackendConfig, ServerChatBackend
 from fusion_datasets.testing.stub_chat import StubChatServer
 from fusion_datasets.testing.zoo.fixed_answer import FUSION_ANSWER
 

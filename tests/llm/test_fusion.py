@@ -18,13 +18,13 @@ from datasets.fingerprint import Hasher
 from transformers import AutoTokenizer
 
 import fusion_datasets
-from fusion_datasets.llm.backends import (
+from fusion_datasets.chat.backends import (
     BackendConfig,
     ServerBackendConfig,
     TransformersBackendConfig,
     TransformersChatBackend,
 )
-from fusion_datasets.llm.base import converse_in_rounds
+from fusion_datasets.chat.base import converse_in_rounds
 from fusion_datasets.llm.fusion import CaptionFuser, FusionConfig, fusion_cues
 from fusion_datasets.llm.parsing import ParseError, parse_fusion_answer, split_reasoning
 from fusion_datasets.llm.qa import QAGenerator, explode_qa

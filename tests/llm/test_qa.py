@@ -11,8 +11,8 @@ import json
 import datasets
 import pytest
 
+from fusion_datasets.chat.backends import TransformersBackendConfig
 from fusion_datasets.export.fusionaudio import to_fusionaudio, write_fusionaudio
-from fusion_datasets.llm.backends import TransformersBackendConfig
 from fusion_datasets.llm.qa import QAGenerator, explode_qa
 from fusion_datasets.llm.step import provenance_feature
 from fusion_datasets.testing.zoo.fixed_answer import FUSION_CAPTION, QA_ANSWER

@@ -10,8 +10,8 @@ import threading
 
 import datasets
 
+from fusion_datasets.chat.backends import BackendConfig, ServerBackendConfig, ServerChatBackend
 from fusion_datasets.experts import ASTAudioTagger
-from fusion_datasets.llm.backends import BackendConfig, ServerBackendConfig, ServerChatBackend
 from fusion_datasets.llm.fusion import CaptionFuser
 from fusion_datasets.llm.qa import QAGenerator
 from fusion_datasets.media import MediaBatch

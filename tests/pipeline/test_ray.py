@@ -21,11 +21,11 @@ import pytest
 import ray
 from ray.cluster_utils import Cluster
 
+from fusion_datasets.chat.backends import ServerBackendConfig
 from fusion_datasets.cli import main
 from fusion_datasets.experts import ASTAudioTagger
 from fusion_datasets.experts.base import Expert, ExpertConfig
 from fusion_datasets.experts.chain import COUNTERS
-from fusion_datasets.llm.backends import ServerBackendConfig
 from fusion_datasets.llm.fusion import CaptionFuser
 from fusion_datasets.pipeline.config import load_config
 from fusion_datasets.pipeline.executor import Work, with_plan_columns

@@ -15,7 +15,7 @@ import sys
 import pytest
 from safetensors.torch import load_file
 
-from fusion_datasets.llm.backends import TransformersBackendConfig, TransformersChatBackend
+from fusion_datasets.chat.backends import TransformersBackendConfig, TransformersChatBackend
 from fusion_datasets.testing.zoo.fixed_answer import (
     FIXED_ANSWER_LMS,
     QA_ANSWER,
@@ -65,7 +65,7 @@ import json, sys
 from pathlib import Path
 from fusion_datasets.testing.zoo import build_tiny_model
 path = build_tiny_model("judge-lm", sys.argv[1])
-from fusion_datasets.llm.backends import TransformersBackendConfig, TransformersChatBackend
+from fusion_datasets.chat.backends import TransformersBackendConfig, TransformersChatBackend
 from fusion_datasets.testing.zoo.fixed_answer import FIXED_ANSWER_LMS, probe_conversations
 answer, shapes = FIXED_ANSWER_LMS["judge-lm"]
 backend = TransformersChatBackend(TransformersBackendConfig(model=str(path), device="cpu", batch_size=8))

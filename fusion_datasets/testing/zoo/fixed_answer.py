@@ -38,7 +38,7 @@ from .chat import CHATML_TEMPLATE, _tiny_chat_model
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-    from fusion_datasets.llm.base import Conversation
+    from fusion_datasets.chat.base import Conversation
 
 logger = logging.getLogger(__name__)
 

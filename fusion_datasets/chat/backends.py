@@ -28,8 +28,8 @@ from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 from fusion_datasets import runtime
+from fusion_datasets.chat.base import ChatBackend, Completion, Conversation, FollowUp, converse_in_rounds
 from fusion_datasets.http_errors import NotJSONError, is_transient, redact, retry_delay
-from fusion_datasets.llm.base import ChatBackend, Completion, Conversation, FollowUp, converse_in_rounds
 from fusion_datasets.loading import loading_model
 
 logger = logging.getLogger(__name__)
