@@ -17,7 +17,7 @@ import numpy as np
 
 from fusion_datasets.clap.base import ClapEmbedder
 from fusion_datasets.clap.embed import load_clap
-from fusion_datasets.eval.report import write_report
+from fusion_datasets.eval.report import benchmark_extent, write_report
 from fusion_datasets.eval.retrieval import (
     TIES,
     bootstrap_intervals,
@@ -185,4 +185,7 @@ def run_retrieval_eval(
         clap, table, audio_column, captions_column, batch_size, n_resamples, seed, map_protocol
     )
     name = benchmark or benchmark_name(dataset)
-    return write_report(output, model, retrieval_report_rows(name, evaluation))
+    settings = {"kind": kind, "text_encoder": text_encoder, "split": split, "map_protocol": map_protocol,
+                "n_resamples": n_resamples, "seed": seed}
+    return write_report(output, model, retrieval_report_rows(name, evaluation), settings=settings,
+                        extents={name: benchmark_extent(dataset, table.num_rows)})

@@ -89,6 +89,9 @@ def test_the_retrieval_evaluation_reads_a_built_benchmark(tmp_path, tiny_zoo, cl
                                 device="cpu", n_resamples=0)
     sizes = {(row["task"], row["metric"]): row["n"] for row in report["results"]}
     assert sizes["t2a", "R@1"] == 8 and sizes["a2t", "R@1"] == 2  # 5 + 3 captions, 2 clips
+    # the report says how much of the benchmark it scored (2 of the 4 clips its CSV names) and its settings
+    assert report["benchmarks"] == {"built": {"scored": 2, "size": 4, "partial": True}}
+    assert report["settings"]["map_protocol"] == "sorted" and report["settings"]["n_resamples"] == 0
 
 
 def _audiocaps(tmp_path, csv_text=AUDIOCAPS, name="test.csv"):
