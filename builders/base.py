@@ -322,4 +322,3 @@ def build(name: str, data_dir: str | Path, output: str | Path, *, allow_empty: b
     write_text_atomically(output / "README.md", f"---\n{card}---\n\n{title}")
     write_text_atomically(output / STATS_FILE, json.dumps(report.to_dict(), indent=2) + "\n")
     return report
-

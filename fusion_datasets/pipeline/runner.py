@@ -252,4 +252,3 @@ class PipelineRunner:
         if whole and folder != self.root:  # every part in the view, and the card rendered from it
             publish_view(self.root, self.config.output.publish_audio)
         publisher.publish(folder, files, message, deleted=stale)
-
