@@ -17,14 +17,11 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import datasets
 
 from fusion_datasets.chat.backends import ServerBackendConfig
-from fusion_datasets.experts.base import Expert, ExpertConfig
 from fusion_datasets.llm.fusion import CaptionFuser
 from fusion_datasets.pipeline.config import load_config, tiny_zoo_dir
 from fusion_datasets.pipeline.executor import LocalExecutor, Work
@@ -33,47 +30,17 @@ from fusion_datasets.pipeline.ray_executor import RayExecutor
 from fusion_datasets.pipeline.runner import PipelineRunner
 from fusion_datasets.pipeline.work import PartWork
 from fusion_datasets.testing import media
+from fusion_datasets.testing.dummies import Busy, spin
 from fusion_datasets.testing.stub_chat import StubChatServer
 from fusion_datasets.testing.zoo import build_tiny_zoo
 from fusion_datasets.testing.zoo.fixed_answer import FUSION_ANSWER
 
 
-@dataclass(frozen=True)
-class BusyConfig(ExpertConfig):
-    model: str = "none"
-    iterations: int = 100_000  # of a single-threaded Python loop per clip
-
-
-def _spin(iterations: int) -> int:
-    total = 0
-    for value in range(iterations):
-        total += value & 7
-    return total
-
-
 def iterations_for(milliseconds: float) -> int:
     """How many loop iterations take ``milliseconds`` on one idle core of this machine."""
     start = time.perf_counter()
-    _spin(1_000_000)
+    spin(1_000_000)
     return int(1_000_000 * milliseconds / 1000 / (time.perf_counter() - start))
-
-
-class BusyDescriber(Expert[BusyConfig]):
-    """A CPU-bound stand-in for an expert: the same single-threaded work per clip wherever it runs."""
-
-    stage = "sound"
-    config_class = BusyConfig
-
-    def reads(self) -> tuple[str, ...]:
-        return ("id",)
-
-    def features(self) -> dict[str, Any]:
-        return {"sound_caption": datasets.Value("string")}
-
-    def process(self, media, rank=None) -> dict[str, list]:
-        for _ in range(media.size):
-            _spin(self.config.iterations)
-        return {"sound_caption": [f"A dog barks, clip {clip}." for clip in media.column("id")]}
 
 
 def bench_tiny(args: argparse.Namespace, tmp: Path) -> None:
@@ -108,7 +75,7 @@ def bench_overlap(args: argparse.Namespace) -> None:
     with StubChatServer(lambda request: FUSION_ANSWER, args.latency) as server:
         backend = ServerBackendConfig(model="stub", base_urls=(server.base_url,),
                                 max_concurrency=args.concurrency, token_env=None)
-        plan = Plan((BusyDescriber(iterations=iterations_for(args.busy)), CaptionFuser(backend=backend)))
+        plan = Plan((Busy(iterations=iterations_for(args.busy)), CaptionFuser(backend=backend)))
         work = [Work(tuple(plan.stages), tuple(range(len(ids))))]
         config = load_config("tiny", ["output.batch_size=8", f"ray.resources.fusion.batch_size={8 * args.concurrency}",
                                       "ray.resources.fusion.num_cpus=0.5"])

@@ -1,15 +1,14 @@
 """The protocol every expert shares: cache reuse, several processes, chaining, recorded failures."""
 
-import datasets
 import pytest
 from datasets.fingerprint import Hasher
 from experts.conftest import clips_dataset, run_map
 
 from fusion_datasets import runtime
-from fusion_datasets.experts.base import Expert, ExpertConfig
 from fusion_datasets.experts.chain import ExpertChain
 from fusion_datasets.experts.separation import HTDemucsSeparator
 from fusion_datasets.experts.tagging import ASTAudioTagger
+from fusion_datasets.testing.dummies import FailingRows
 
 
 @pytest.fixture
@@ -62,34 +61,13 @@ def test_chain_equals_the_experts_run_one_after_the_other(tmp_path, tiny_zoo, ta
     assert [len(row["errors"]) for row in chained] == [0, 0, 1]  # the decode error is recorded once
 
 
-class _Flaky(Expert[ExpertConfig]):
-    """An expert whose model fails on one row: the batch must not fail with it."""
-
-    stage = "flaky"
-    config_class = ExpertConfig
-
-    def features(self):
-        return {"flaky_out": datasets.Value("int64")}
-
-    def process(self, media, rank=None):
-        def infer(rows):
-            if 1 in rows:
-                raise RuntimeError("cannot handle row 1")
-            return [row * 10 for row in rows]
-
-        outputs = self.empty_outputs(media.size)
-        for row, value in self.run_guarded(media, list(range(media.size)), infer).items():
-            outputs["flaky_out"][row] = value
-        return outputs
-
-
 def test_a_failing_row_is_recorded_and_the_others_are_kept():
-    expert = _Flaky(model="none")
+    expert = FailingRows(failing=(1,))
     outputs = expert({"id": ["a", "b", "c"], "errors": [[{"stage": "decode", "message": "x"}], [], None]})
-    assert outputs["flaky_out"] == [0, None, 20]
+    assert outputs["dummy_value"] == [0, None, 20]
     assert outputs["errors"] == [
         [{"stage": "decode", "message": "x"}],
-        [{"stage": "flaky", "message": "RuntimeError: cannot handle row 1"}],
+        [{"stage": "failing_rows", "message": "RuntimeError: cannot handle row 1"}],
         [],
     ]
 

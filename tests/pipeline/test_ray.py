@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,6 @@ from ray.cluster_utils import Cluster
 from fusion_datasets.chat.backends import ServerBackendConfig
 from fusion_datasets.cli import main
 from fusion_datasets.experts import ASTAudioTagger
-from fusion_datasets.experts.base import Expert, ExpertConfig
 from fusion_datasets.experts.chain import COUNTERS
 from fusion_datasets.llm.fusion import CaptionFuser
 from fusion_datasets.pipeline.config import load_config
@@ -33,6 +31,7 @@ from fusion_datasets.pipeline.plan import Plan
 from fusion_datasets.pipeline.ray_executor import PCM, STAGES, PassActor, RayExecutor, decode_ahead, import_ray
 from fusion_datasets.pipeline.work import PartWork
 from fusion_datasets.testing import media
+from fusion_datasets.testing.dummies import DiesOnce
 from fusion_datasets.testing.stub_chat import StubChatServer
 from fusion_datasets.testing.zoo.fixed_answer import FUSION_ANSWER
 
@@ -126,34 +125,7 @@ def test_a_two_node_cluster_runs_every_clip_once(clips, tmp_path):
         cluster.shutdown()
 
 
-@dataclass(frozen=True)
-class DiesOnceConfig(ExpertConfig):
-    model: str = "none"
-    marker: str = ""  # created by the first call, which then kills its own process
-
-
-class DiesOnce(Expert[DiesOnceConfig]):
-    """A test step: its first call kills the actor's process; Ray restarts it and the call is retried."""
-
-    stage = "dies_once"
-    config_class = DiesOnceConfig
-
-    def reads(self) -> tuple[str, ...]:
-        return ("id",)
-
-    def features(self) -> dict[str, Any]:
-        return {"survived": datasets.Value("bool")}
-
-    def process(self, media, rank=None) -> dict[str, list]:
-        marker = Path(self.config.marker)
-        if not marker.exists():
-            marker.touch()
-            os._exit(1)
-        return {"survived": [True] * media.size}
-
-
 def test_an_actor_that_dies_is_restarted_and_no_row_is_lost(tmp_path):
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     ray.init(num_cpus=2, include_dashboard=False)
     ids = [f"clip{index}" for index in range(10)]
     rows = datasets.Dataset.from_dict({"id": ids, "audio": [None] * len(ids)})
