@@ -6,3 +6,7 @@ class UserError(ValueError):
 
     The message says what is wrong, where (file, field, line) and what to do; no traceback is needed.
     """
+
+
+class MissingExtra(UserError, ImportError):
+    """An optional dependency that is not installed; the message is the install line of its extra."""

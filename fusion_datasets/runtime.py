@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
+from fusion_datasets.errors import MissingExtra
+
 if TYPE_CHECKING:
     import torch
 
@@ -163,9 +165,8 @@ def require(module: str, extra: str) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError as error:
-        raise ImportError(
-            f"{module} is needed here but is not installed: pip install 'fusion-datasets[{extra}]'"
-        ) from error
+        raise MissingExtra(f"{module} is needed here but is not installed: pip install 'fusion-datasets[{extra}]'") \
+            from error
 
 
 _INTERRUPTED = threading.Event()

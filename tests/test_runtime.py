@@ -1,5 +1,7 @@
 """Which GPU each process and each of its ``datasets.map`` workers takes, under fake launcher ranks."""
 
+import sys
+
 import pytest
 import torch
 
@@ -75,3 +77,20 @@ def test_a_given_device_wins_and_the_local_count_must_be_a_number(gpus):
     assert runtime.resolve_device("cpu", rank=3) == "cpu"
     with pytest.raises(ValueError, match="LOCAL_WORLD_SIZE must be an integer"):
         runtime.process_gpus(4, {"LOCAL_WORLD_SIZE": "two"})
+
+
+def test_a_missing_extra_is_a_user_error_naming_its_install_line(tmp_path, monkeypatch, capsys):
+    from fusion_datasets.cli import main
+    from fusion_datasets.errors import UserError
+    from fusion_datasets.runtime import require
+
+    monkeypatch.setitem(sys.modules, "yt_dlp", None)  # stands in for a machine without the fetch extra
+    with pytest.raises(UserError, match=r"pip install 'fusion-datasets\[fetch\]'") as raised:
+        require("yt_dlp", "fetch")
+    assert isinstance(raised.value, ImportError)
+    segments = tmp_path / "segments.csv"
+    segments.write_text("--PJHxphWEs, 30.000, 40.000, \"/m/09x0r\"\n")
+    assert main(["fetch", "audioset", "--segments", str(segments), "--output", str(tmp_path / "clips"),
+                 "--url-template", "http://127.0.0.1:9/{id}"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert error[-1].endswith("pip install 'fusion-datasets[fetch]'") and "Traceback" not in "\n".join(error)

@@ -17,16 +17,13 @@ from typing import Any
 
 from fusion_datasets.clip_audio import local_file
 from fusion_datasets.export.base import ClipFiles, Exporter, Part, PartResult, sample_key
+from fusion_datasets.runtime import require
 
 MANIFESTS = ("recordings", "supervisions", "cuts")
 
 
 def _lhotse() -> Any:
-    try:
-        import lhotse
-    except ImportError as error:
-        raise ImportError("the lhotse export needs lhotse: pip install 'fusion-datasets[export]'") from error
-    return lhotse
+    return require("lhotse", "export")
 
 
 class LhotseExporter(Exporter):
