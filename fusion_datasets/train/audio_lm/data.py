@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,8 +27,6 @@ from fusion_datasets.errors import UserError
 from fusion_datasets.export.messages import caption_prompt
 from fusion_datasets.loading import load_undecoded
 from fusion_datasets.media import MediaError, decode_audio, resample
-
-logger = logging.getLogger(__name__)
 
 EXAMPLE_COLUMNS = ("source", "row", "clip", "prompt", "answer")
 
@@ -132,8 +129,8 @@ def read_source(spec: str, weight: float) -> Source:
 
 
 def weighted_rows(count: int, weight: float, seed: int, key: int) -> np.ndarray:
-    """The row numbers an epoch takes of ``count`` rows at ``weight``: each row ``int(weight)`` times, then the
-    fraction left as a seeded draw without repeats.
+    """The rows a source of ``count`` rows gives at ``weight``: each row ``int(weight)`` times, then the
+    fraction left as a seeded draw without repeats (drawn once, for the whole run).
 
     Example:
         >>> weighted_rows(4, 1.5, seed=0, key=0).size
