@@ -9,6 +9,7 @@ container's duration, which is read without decoding.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import os
@@ -214,6 +215,7 @@ def read_input(config: InputConfig, exclude: Sequence[Path] = ()) -> Input:
         ds = ds.select(range(min(config.limit, ds.num_rows)))
     if ds.num_rows == 0:
         raise InputError(f"the input {config.path} has no clips (0 rows)")
+    pa.default_memory_pool().release_unused()  # what converting the input to Arrow left in Arrow's allocator
     return replace(loaded, dataset=ds)
 
 
@@ -227,17 +229,26 @@ def load_input(config: InputConfig, exclude: Sequence[Path] = ()) -> datasets.Da
     return read_input(config, exclude).dataset
 
 
+def column_values(ds: datasets.Dataset, name: str) -> list[Any]:
+    """Column ``name`` of ``ds`` as a list, read from Arrow a chunk at a time (``ds[name]`` goes row by row)."""
+    values: list[Any] = []
+    for chunk in ds.select_columns([name]).with_format("arrow")[:].column(0).chunks:
+        values.extend(chunk.to_pylist())
+    return values
+
+
 def clip_ids(ds: datasets.Dataset) -> list[str]:
     """The input's ids, checked: each a non-empty string, none twice (else an error naming the first few)."""
-    ids = ds["id"]
-    bad = [row for row, clip in enumerate(ids) if not isinstance(clip, str) or not clip]
+    ids = column_values(ds, "id")
+    bad = [row for row, clip in enumerate(ids) if not clip]  # `id` is a string column (_checked): None or ""
     if bad:
         rows = ", ".join(f"row {row} ({ids[row]!r})" for row in bad[:5])
         raise InputError(f"{len(bad)} clips have no id (a null or empty `id`): {rows}. Every clip needs a "
                          "unique id: fill the `id` column and rerun.")
-    counts = Counter(ids)
-    repeated = [clip for clip, count in counts.items() if count > 1]
-    if repeated:
+    ordered = sorted(ids)  # a sorted copy holds pointers only: a set of a million ids would take 4x the memory
+    if any(clip == following for clip, following in itertools.pairwise(ordered)):
+        counts = Counter(ids)
+        repeated = [clip for clip, count in counts.items() if count > 1]
         names = ", ".join(f"{clip!r} ({counts[clip]} times)" for clip in repeated[:5])
         raise InputError(f"{len(repeated)} ids occur more than once in the input: {names}. Ids must be "
                          "unique: a clip's id keys its results across reruns.")

@@ -76,8 +76,9 @@ def part_name(ids: Sequence[str], generation: int = 0) -> str:
         >>> part_name(["a\nb"]) != part_name(["a", "b"])
         True
     """
-    plain = not any("\n" in clip or "\\" in clip for clip in ids)
-    text = "\n".join(ids) if plain else json.dumps(list(ids))
+    text = "\n".join(ids)
+    if "\\" in text or text.count("\n") != max(len(ids) - 1, 0):  # an id holds a backslash or a line break
+        text = json.dumps(list(ids))
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
     return f"part-{digest}-{generation:04d}"
 

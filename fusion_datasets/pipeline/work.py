@@ -39,10 +39,12 @@ from fusion_datasets.pipeline.state import OutputMismatch, Part, RunState, part_
 
 def owner(key: str, world_size: int) -> int:
     """The rank that owns a clip id or a part name: the same on every process and every run."""
+    if world_size == 1:  # no hash to compute: a million clips of one process plan in a fraction of a second
+        return 0
     return int(hashlib.sha256(key.encode("utf-8")).hexdigest()[:8], 16) % world_size
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PartWork:
     """One part to write: its clips, the work on them, and the committed part it replaces (if any)."""
 
@@ -163,7 +165,7 @@ def plan_work(
     (:func:`~fusion_datasets.pipeline.inputs.input_files`).
     """
     result = WorkPlan()
-    position = {clip: row for row, clip in enumerate(input_ids)}
+    position = {clip: row for row, clip in enumerate(input_ids)} if parts else {}
     for part in parts.values():
         if part.embed_audio != output.embed_audio:
             raise OutputMismatch(
@@ -193,15 +195,17 @@ def plan_work(
             result.parts.append(PartWork(name, kept, tuple(work), part, dropped))
             result.reasons[reason] = result.reasons.get(reason, 0) + 1
     done = {clip for part in parts.values() for clip in part.ids}
-    new = [clip for clip in input_ids if clip not in done]
+    new = [clip for clip in input_ids if clip not in done] if done else input_ids
     result.new_clips = len(new)
     size = math.ceil(len(new) / output.num_shards) if output.num_shards else output.shard_size
+    whole: dict[int, tuple[Work, ...]] = {}  # the whole plan on every row, one per part length: shared
     for index in range(world_size):
-        own = [clip for clip in new if owner(clip, world_size) == index]
+        own = [clip for clip in new if owner(clip, world_size) == index] if world_size > 1 else new
         for start in range(0, len(own), max(size, 1)):
             ids = tuple(own[start:start + size])
-            work = Work(tuple(plan.stages), tuple(range(len(ids))))
-            result.parts.append(PartWork(part_name(ids), ids, (work,)))
+            if len(ids) not in whole:
+                whole[len(ids)] = (Work(tuple(plan.stages), tuple(range(len(ids)))),)
+            result.parts.append(PartWork(part_name(ids), ids, whole[len(ids)]))
     return result
 
 
@@ -238,8 +242,9 @@ def redo_rows(kept: datasets.Dataset, current: datasets.Dataset, plan: Plan, wor
     features = plan.output_features(current.features)  # the output's types: a step's for what it writes
     taken = [name for name in current.column_names if name != "id" and not (embed_audio and name == "audio")]
     kept, current = _typed(kept, taken, features), _typed(current, taken, features)
-    index, reset = {clip: row for row, clip in enumerate(current["id"])}, _reset_rows(plan, work)
-    ids, source, table = kept["id"], current.with_format("arrow")[:], kept.with_format("arrow")[:]
+    source, table = current.with_format("arrow")[:], kept.with_format("arrow")[:]
+    index = {clip: row for row, clip in enumerate(source.column("id").to_pylist())}
+    ids, reset = table.column("id").to_pylist(), _reset_rows(plan, work)
     for name in taken:
         rows = reset.get(name)  # None: no step writes it, every row takes the input's
         at = pa.array([index.get(clip) if rows is None or row in rows else None for row, clip in enumerate(ids)],

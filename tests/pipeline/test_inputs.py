@@ -11,7 +11,7 @@ import pytest
 from fusion_datasets.cli import main
 from fusion_datasets.media import MediaBatch
 from fusion_datasets.pipeline.config import InputConfig
-from fusion_datasets.pipeline.inputs import load_input
+from fusion_datasets.pipeline.inputs import InputError, clip_ids, load_input
 from fusion_datasets.testing import media
 from fusion_datasets.testing.runs import TAGGING_ONLY
 
@@ -33,7 +33,7 @@ MEASURE = """
 import resource, sys
 from fusion_datasets.media import MediaBatch
 from fusion_datasets.pipeline.config import InputConfig
-from fusion_datasets.pipeline.inputs import load_input
+from fusion_datasets.pipeline.inputs import InputError, clip_ids, load_input
 ds = load_input(InputConfig(path=sys.argv[1], segment_seconds=10.0))
 for batch in ds.iter(batch_size=8):
     assert all(clip is not None for clip in MediaBatch(batch).audio(16000))
@@ -240,3 +240,13 @@ def test_an_output_that_is_or_holds_the_input_is_refused_in_words(tmp_path, tiny
     assert main(["run", "tiny", "--input", str(clips), "--output", str(out)]) == 2
     error = capsys.readouterr().err
     assert "the output cannot be the input folder or hold it" in error and "no audio or video files" not in error
+
+
+def test_clip_ids_are_read_through_the_rows_a_limit_or_a_selection_keeps(tmp_path):
+    ds = datasets.Dataset.from_dict({"id": [f"clip{index}" for index in range(5)], "audio": ["a.wav"] * 5})
+    assert clip_ids(ds.select([4, 0, 2])) == ["clip4", "clip0", "clip2"]  # an indices mapping, not the table
+    repeated = datasets.concatenate_datasets([ds, ds.select([3])])  # two Arrow chunks, one id twice
+    with pytest.raises(InputError, match=r"1 ids occur more than once in the input: 'clip3' \(2 times\)"):
+        clip_ids(repeated)
+    with pytest.raises(InputError, match=r"1 clips have no id .*row 1 \(''\)"):
+        clip_ids(datasets.Dataset.from_dict({"id": ["a", "", "b"]}))

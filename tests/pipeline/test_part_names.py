@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import datasets
@@ -18,6 +19,9 @@ def test_ids_that_a_line_per_id_would_confuse_get_other_names():
     assert part_name(["a\nb"]) != part_name(["a", "b"])
     assert part_name(["a\\nb"]) != part_name(["a\nb"]) != part_name(["a", "b\n"])
     assert part_name(["a", "b"]) == "part-7e18f737311b-0000"  # plain ids keep the names earlier runs gave
+    for ids in (["a\nb"], ["a", "b\\c"], ["", "a\n"]):  # and the others theirs: their JSON list hashed
+        digest = hashlib.sha256(json.dumps(ids).encode("utf-8")).hexdigest()[:12]
+        assert part_name(ids, 3) == f"part-{digest}-0003"
 
 
 def test_a_run_over_ids_with_line_breaks_slashes_and_unicode_completes_and_keeps_each_clip(tmp_path, tiny_zoo):
