@@ -88,6 +88,12 @@ def family_of(model_type: str, model: str) -> AudioLMFamily:
     return FAMILIES[model_type]
 
 
+def processor_rate(processor: Any) -> int:
+    """The rate an audio LM's processor takes audio at (its ``feature_extractor``'s or ``audio_processor``'s)."""
+    audio = getattr(processor, "feature_extractor", None) or processor.audio_processor
+    return int(audio.sampling_rate)
+
+
 @dataclass
 class AudioLM:
     """A loaded audio LM: ``generate`` answers one prompt per clip."""
@@ -100,9 +106,7 @@ class AudioLM:
 
     @property
     def sampling_rate(self) -> int:
-        """The rate the processor's audio part (its ``feature_extractor`` or ``audio_processor``) expects."""
-        audio = getattr(self.processor, "feature_extractor", None) or self.processor.audio_processor
-        return int(audio.sampling_rate)
+        return processor_rate(self.processor)
 
     def generate(self, clips: Sequence[np.ndarray], prompts: Sequence[str], max_new_tokens: int) -> list[str]:
         """Greedy answers to ``prompts`` (one per clip) about 1-D ``clips`` at :attr:`sampling_rate`."""

@@ -19,7 +19,7 @@ from fusion_datasets.export import export
 from fusion_datasets.export.base import sample_key
 from fusion_datasets.export.messages import CAPTION_PROMPTS, caption_prompt
 from fusion_datasets.media import Waveform, decode_audio, resample
-from fusion_datasets.testing import media
+from fusion_datasets.testing.runs import write_segmented_run
 
 FLAC_STEP = 2.0 / 2**16  # one step of 16-bit FLAC
 TOKEN = "hf_" + "Xp4" * 12
@@ -28,17 +28,7 @@ TOKEN = "hf_" + "Xp4" * 12
 @pytest.fixture(scope="module")
 def run_output(tmp_path_factory, tiny_zoo):
     """A tiny run (tagger, fusion, QA) over a mono and a stereo clip and a 5 s file cut into two segments."""
-    folder = tmp_path_factory.mktemp("clips")
-    media.write_audio(folder / "speech.wav", media.speech(1.5, 16000), 16000)
-    media.write_audio(folder / "music.wav", media.music(1.5, 22050, channels=2), 22050)
-    media.write_audio(folder / "long.flac", media.noise(5.0, 16000), 16000)
-    output = tmp_path_factory.mktemp("run") / "out"
-    argv = ["run", "tiny", "--input", str(folder), "--output", str(output), "--set", "output.shard_size=2",
-            "--set", "input.segment_seconds=2.5", "--set", "filter.enabled=false"]
-    for stage in ("separation", "speech", "sound", "music", "visual"):
-        argv += ["--set", f"experts.{stage}.enabled=false"]
-    assert main(argv) == 0
-    return output
+    return write_segmented_run(tmp_path_factory.mktemp("clips"), tmp_path_factory.mktemp("run") / "out")
 
 
 def captions_of(output: Path) -> dict[str, dict]:

@@ -18,8 +18,8 @@ from fusion_datasets.cli import main
 from fusion_datasets.errors import UserError
 from fusion_datasets.export import export
 from fusion_datasets.media import decode_audio, resample
-from fusion_datasets.testing import media
 from fusion_datasets.testing.hub import local_hub_files
+from fusion_datasets.testing.runs import write_segmented_run
 from fusion_datasets.train import load_train_config, train_clap
 from fusion_datasets.train.data import CaptionedClips, EpochOrder, TrainingClips, load_table, training_table
 
@@ -29,17 +29,7 @@ FLAC_STEP = 2.0 / 2**16  # one step of 16-bit FLAC
 @pytest.fixture(scope="module")
 def run_output(tmp_path_factory, tiny_zoo) -> Path:
     """A tiny run (tagger, fusion, QA) over two clips and a 5 s file cut into two segments: 4 captions, 2 parts."""
-    folder = tmp_path_factory.mktemp("clips")
-    media.write_audio(folder / "speech.wav", media.speech(1.5, 16000), 16000)
-    media.write_audio(folder / "music.wav", media.music(1.5, 22050, channels=2), 22050)
-    media.write_audio(folder / "long.flac", media.noise(5.0, 16000), 16000)
-    output = tmp_path_factory.mktemp("run") / "out"
-    argv = ["run", "tiny", "--input", str(folder), "--output", str(output), "--set", "output.shard_size=2",
-            "--set", "input.segment_seconds=2.5", "--set", "filter.enabled=false"]
-    for stage in ("separation", "speech", "sound", "music", "visual"):
-        argv += ["--set", f"experts.{stage}.enabled=false"]
-    assert main(argv) == 0
-    return output
+    return write_segmented_run(tmp_path_factory.mktemp("clips"), tmp_path_factory.mktemp("run") / "out")
 
 
 @pytest.fixture(scope="module")

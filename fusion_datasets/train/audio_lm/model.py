@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from fusion_datasets.experts.audio_lm import AudioLMFamily, family_of, load_family_model
+from fusion_datasets.experts.audio_lm import AudioLMFamily, family_of, load_family_model, processor_rate
 from fusion_datasets.runtime import require
 from fusion_datasets.train.audio_lm.config import TrainAudioLMConfig
 
@@ -29,8 +29,7 @@ class LoadedBase:
 
     @property
     def sampling_rate(self) -> int:
-        audio = getattr(self.processor, "feature_extractor", None) or self.processor.audio_processor
-        return int(audio.sampling_rate)
+        return processor_rate(self.processor)
 
 
 def load_base(config: TrainAudioLMConfig, dtype: Any) -> LoadedBase:
