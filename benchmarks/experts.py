@@ -26,6 +26,7 @@ import datasets
 
 from fusion_datasets.experts import STAGES, ExpertChain
 from fusion_datasets.pipeline.config import OutputConfig, build_steps, load_config, tiny_zoo_dir, uses_tiny_zoo
+from fusion_datasets.pipeline.dryrun import step_model
 from fusion_datasets.pipeline.executor import LocalExecutor, Work
 from fusion_datasets.pipeline.plan import Plan
 from fusion_datasets.testing import media
@@ -118,6 +119,7 @@ def main() -> None:
                                f"{time.strftime('%Y-%m-%d')}",
                 "clip_seconds": args.seconds,
                 "clips_per_second": pipeline_throughput(ds, steps, args.batch_size),
+                "models": {step.stage: step_model(step.config) for step in steps},  # what --dry-run prices with them
             }
             args.save.write_text(json.dumps(figures, indent=2) + "\n")
             print(f"clips/s per stage of the whole pipeline: {figures['clips_per_second']} -> {args.save}")

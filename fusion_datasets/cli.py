@@ -119,7 +119,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.dry_run:
         from fusion_datasets.pipeline.dryrun import describe_plan, load_throughput
 
-        print(describe_plan(config, load_throughput(args.throughput)))
+        throughput = load_throughput(args.throughput) if args.throughput else None
+        print(describe_plan(config, throughput, args.clips, args.gpu, args.gpus))
         return 0
     result = PipelineRunner(config, retry_errors=args.retry_errors).run()
     stats = result.stats
@@ -422,7 +423,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true", help="print the plan and compute estimates, run nothing")
     run.add_argument("--engine", choices=["local", "ray"], help="local (default) or Ray Data (extra `ray`)")
     run.add_argument("--ray-address", help="the Ray cluster to join (auto, ray://HOST:PORT); default: a local Ray")
-    run.add_argument("--throughput", type=Path, help="clips/s per stage from benchmarks/experts.py --save")
+    run.add_argument("--throughput", type=Path, help="--dry-run: clips/s per stage from benchmarks/gpu/run.sh or "
+                     "benchmarks/experts.py --save (used for the stages whose model the file names)")
+    run.add_argument("--clips", type=_clip_count, metavar="N",
+                     help="--dry-run: the compute plan for N clips, without reading the input or the output")
+    run.add_argument("--gpu", help="--dry-run: the GPU model to price, e.g. H100 (the GPU kit's bundled figures)")
+    run.add_argument("--gpus", type=_clip_count, default=8, metavar="K", help="--dry-run: the total on K GPUs too")
     run.set_defaults(handler=_run)
 
     card = commands.add_parser("card", help="re-render an output folder's dataset card (README.md, its plot)")

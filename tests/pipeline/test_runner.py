@@ -177,19 +177,23 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, tiny_zoo, clip_fol
     output = tmp_path / "out"
     throughput = tmp_path / "throughput.json"
     throughput.write_text(json.dumps({"measured_on": "a test", "clip_seconds": 5,
-                                      "clips_per_second": {"speech": 0.001, "fusion": 2.0}}))
+                                      "clips_per_second": {"speech": 0.001, "tagging": 3.0, "fusion": 2.0},
+                                      "models": {"speech": "local:whisper", "tagging": "MIT/ast-finetuned-audioset"}}))
     _run(clip_folder, output, "--dry-run", "--throughput", str(throughput))
     plan = capsys.readouterr().out
     assert "3 clips" in plan and "0 clips already done, 3 new clips to do in 2 parts" in plan
     assert "estimates from a test, 5 s clips" in plan
-    speech = next(line for line in plan.splitlines() if line.startswith("speech"))
-    assert str(tiny_zoo["whisper"])[-40:] in speech and "50m00s" in speech  # 3 clips at 0.001 clips/s
-    assert "not measured" in next(line for line in plan.splitlines() if line.startswith("tagging"))
+    lines = {line.split()[0]: line for line in plan.splitlines() if line.strip()}
+    assert str(tiny_zoo["whisper"])[-40:] in lines["speech"] and "50m00s" in lines["speech"]  # 3 clips at 0.001/s
+    assert "a test" in lines["speech"]
+    # measured with another model (tagging) or with none named (fusion): the bundled tiny zoo's figures instead
+    assert "3.00" not in lines["tagging"] and "tiny config on CPU" in lines["tagging"]
+    assert "2.00" not in lines["fusion"] and "tiny config on CPU" in lines["fusion"]
     assert not output.exists()
 
-    _run(clip_folder, output, "--dry-run")  # the bundled figures: every stage measured
+    _run(clip_folder, output, "--dry-run")  # the bundled figures: every stage of the tiny zoo measured
     plan = capsys.readouterr().out
-    assert "estimates from tiny config on CPU" in plan and "not measured" not in plan
+    assert "tiny config on CPU" in plan and "unknown" not in plan
 
 
 def test_a_dry_run_builds_no_model(tmp_path, clip_folder, monkeypatch, capsys):
