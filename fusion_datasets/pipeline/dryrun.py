@@ -150,7 +150,8 @@ def compute_plan(config: PipelineConfig, todo: dict[str, int], throughput: Throu
         shown = _configured_model(step.config) + where
         lines.append(f"{step.stage:<13}{shown[-43:]:<44}{clips:>9}{rate:>9}{time:>12}  {source}")
     total = sum(device_seconds.values())
-    bottleneck = max(device_seconds, key=device_seconds.__getitem__, default=None)
+    # nothing left to do (a rerun of a complete output): no stage holds the others up
+    bottleneck = max(device_seconds, key=device_seconds.__getitem__) if total else None
     lines.append(f"stages computed here, with a figure: {total / 3600:.1f} GPU-hours (device-hours on the device each "
                  f"source names): {_duration(total)} on one GPU, {_duration(total / gpus)} on {gpus} GPUs sharing the "
                  "clips" + (f"; the bottleneck of those: {bottleneck} "

@@ -244,5 +244,5 @@ def test_the_paper_config_serves_its_generative_experts(tmp_path, capsys):
     assert main(["run", "paper", "--input", str(tmp_path / "clips"), "--output", str(tmp_path / "out"),
                  "--dry-run"]) == 0
     lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.strip()}
-    assert "Qwen/Qwen2.5-VL-72B-Instruct (served)" in lines["visual"]
-    assert "(served)" in lines["sound"] and "(served)" in lines["music"] and "(served)" not in lines["speech"]
+    assert "Qwen/Qwen2.5-VL-72B-Instruct (served x" in lines["visual"]
+    assert "(served x" in lines["sound"] and "(served x" in lines["music"] and "(served" not in lines["speech"]
