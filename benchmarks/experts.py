@@ -25,10 +25,18 @@ from pathlib import Path
 import datasets
 
 from fusion_datasets.experts import STAGES, ExpertChain
-from fusion_datasets.pipeline.config import OutputConfig, build_steps, load_config, tiny_zoo_dir, uses_tiny_zoo
+from fusion_datasets.pipeline.config import (
+    OutputConfig,
+    PipelineConfig,
+    build_steps,
+    load_config,
+    tiny_zoo_dir,
+    uses_tiny_zoo,
+)
 from fusion_datasets.pipeline.dryrun import step_model
-from fusion_datasets.pipeline.executor import LocalExecutor, Work
+from fusion_datasets.pipeline.executors.local import LocalExecutor
 from fusion_datasets.pipeline.plan import Plan
+from fusion_datasets.pipeline.work import Work
 from fusion_datasets.testing import media
 from fusion_datasets.testing.zoo import build_tiny_zoo
 
@@ -73,8 +81,8 @@ def clips_per_second(run, count: int) -> float:
 def pipeline_throughput(ds: datasets.Dataset, steps: list, batch_size: int) -> dict[str, float]:
     """Clips/s of each step of a whole-pipeline run by the local executor (its per-stage counters)."""
     plan = Plan(tuple(steps))
-    _, counters = LocalExecutor(plan, OutputConfig(batch_size=batch_size)).run(
-        ds, [Work(tuple(plan.stages), tuple(range(ds.num_rows)))])
+    config = PipelineConfig(output=OutputConfig(batch_size=batch_size))
+    _, counters = LocalExecutor(plan, config).run_part(ds, [Work(tuple(plan.stages), tuple(range(ds.num_rows)))])
     return {stage: round(ds.num_rows / counts["seconds"], 3) for stage, counts in counters.items()
             if counts.get("seconds")}
 

@@ -30,9 +30,10 @@ from fusion_datasets.chat.backends import ServerBackendConfig
 from fusion_datasets.experts.chain import ExpertChain
 from fusion_datasets.llm.fusion import CaptionFuser
 from fusion_datasets.llm.qa import QAGenerator
-from fusion_datasets.pipeline.config import OutputConfig
-from fusion_datasets.pipeline.executor import LocalExecutor, Work
+from fusion_datasets.pipeline.config import PipelineConfig
+from fusion_datasets.pipeline.executors.local import LocalExecutor
 from fusion_datasets.pipeline.plan import Plan
+from fusion_datasets.pipeline.work import Work
 from fusion_datasets.testing import media
 from fusion_datasets.testing.stub_chat import StubChatServer
 from fusion_datasets.testing.zoo.fixed_answer import FUSION_ANSWER, QA_ANSWER
@@ -62,7 +63,7 @@ def _steps(url: str, concurrency: int) -> list:
 
 def _streamed(ds: datasets.Dataset, url: str, concurrency: int) -> datasets.Dataset:
     plan = Plan(tuple(_steps(url, concurrency)))
-    cues, _ = LocalExecutor(plan, OutputConfig()).run(ds, [Work(tuple(plan.stages), tuple(range(ds.num_rows)))])
+    cues, _ = LocalExecutor(plan, PipelineConfig()).run_part(ds, [Work(tuple(plan.stages), tuple(range(ds.num_rows)))])
     return cues
 
 

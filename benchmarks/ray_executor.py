@@ -24,11 +24,11 @@ import datasets
 from fusion_datasets.chat.backends import ServerBackendConfig
 from fusion_datasets.llm.fusion import CaptionFuser
 from fusion_datasets.pipeline.config import load_config, tiny_zoo_dir
-from fusion_datasets.pipeline.executor import LocalExecutor, Work
+from fusion_datasets.pipeline.executors.local import LocalExecutor
+from fusion_datasets.pipeline.executors.ray import RayExecutor
 from fusion_datasets.pipeline.plan import Plan
-from fusion_datasets.pipeline.ray_executor import RayExecutor
 from fusion_datasets.pipeline.runner import PipelineRunner
-from fusion_datasets.pipeline.work import PartWork
+from fusion_datasets.pipeline.work import PartWork, Work
 from fusion_datasets.testing import media
 from fusion_datasets.testing.dummies import Busy, spin
 from fusion_datasets.testing.stub_chat import StubChatServer
@@ -80,7 +80,7 @@ def bench_overlap(args: argparse.Namespace) -> None:
         config = load_config("tiny", ["output.batch_size=8", f"ray.resources.fusion.batch_size={8 * args.concurrency}",
                                       "ray.resources.fusion.num_cpus=0.5"])
         start = time.perf_counter()
-        LocalExecutor(plan, config.output).run(rows, work)
+        LocalExecutor(plan, config).run_part(rows, work)
         local = time.perf_counter() - start
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
         parts = [(PartWork("part-bench-0000", tuple(ids), tuple(work)), rows)]

@@ -120,6 +120,15 @@ def test_the_checker_names_an_import_that_breaks_the_layers():
     assert _crossing("fusion_datasets.llm.step", "", "fusion_datasets.chat.backends") is None
 
 
+def test_the_executors_import_their_base_not_each_other():
+    engines = {name for name in MODULES if name.startswith("fusion_datasets.pipeline.executors.")} - {
+        "fusion_datasets.pipeline.executors.base"}
+    assert engines == {"fusion_datasets.pipeline.executors.local", "fusion_datasets.pipeline.executors.ray"}
+    for engine in engines:
+        imported = {_module(name) for _, name in _imports(MODULES[engine])}
+        assert "fusion_datasets.pipeline.executors.base" in imported and not imported & (engines - {engine})
+
+
 def test_the_steps_and_the_plumbing_import_no_driver():
     for module, tree in MODULES.items():
         if _layer(module) >= 2 and not module.startswith("fusion_datasets.testing"):  # the kit sits apart

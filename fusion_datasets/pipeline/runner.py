@@ -20,7 +20,6 @@ from typing import Any
 
 import datasets
 import pyarrow as pa
-from tqdm.auto import tqdm
 
 from fusion_datasets import __version__
 from fusion_datasets.clip_audio import typed_audio, write_parquet
@@ -31,7 +30,7 @@ from fusion_datasets.hub.push import HubPublisher, parse_hub_output, staging_dir
 from fusion_datasets.layout import CARD, LOCAL_MODELS, MANIFEST
 from fusion_datasets.pipeline.card import PLOT, render_card, render_status_card
 from fusion_datasets.pipeline.config import PipelineConfig, dump_config, load_run_config
-from fusion_datasets.pipeline.executor import LocalExecutor
+from fusion_datasets.pipeline.executors import make_executor
 from fusion_datasets.pipeline.inputs import clip_ids, input_files, read_input
 from fusion_datasets.pipeline.outputs import (
     EXPORT,
@@ -90,10 +89,8 @@ class PipelineRunner:
         self.plan = Plan.from_config(config)
         self.state = RunState(self.root)
         self.input_unreadable = 0  # folders of the input that could not be read
-        if config.engine == "ray":
-            from fusion_datasets.pipeline.ray_executor import import_ray
-
-            import_ray()  # without the extra: one line saying how to install it, before any work
+        # an engine without its extra fails here, in one line saying how to install it, before any work
+        self.executor = make_executor(self.plan, config, self.root)
 
     def read(self) -> tuple[datasets.Dataset, list[str], pa.Table]:
         """The input, its ids (checked) and the files its clips name; reads nothing of the output."""
@@ -168,15 +165,7 @@ class PipelineRunner:
     def _execute(self, ds: datasets.Dataset, rows: dict[str, int], mine: list[PartWork], progress: bool
                  ) -> Iterator[tuple[PartWork, datasets.Dataset, dict[str, dict[str, float]]]]:
         """Each part's cues and counters, as the engine finishes them (with progress bars if ``progress``)."""
-        if self.config.engine == "ray":
-            from fusion_datasets.pipeline.ray_executor import RayExecutor
-
-            executor = RayExecutor(self.plan, self.config, self.root)
-            yield from executor.run((item, self._table(ds, rows, item)) for item in mine)
-            return
-        local = LocalExecutor(self.plan, self.config.output, progress, self.config.input.max_seconds)
-        for item in tqdm(mine, desc="parts", unit="part", disable=not progress):
-            yield (item, *local.run(self._table(ds, rows, item), item.work, desc=item.name))
+        yield from self.executor.run(((item, self._table(ds, rows, item)) for item in mine), progress)
 
     def _table(self, ds: datasets.Dataset, rows: dict[str, int], item: PartWork) -> datasets.Dataset:
         """A part's rows before its work: the input's for new clips; for a part to rewrite, its kept cues with the

@@ -30,11 +30,61 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from fusion_datasets.experts.base import ERRORS
 from fusion_datasets.experts.chain import DECODE
 from fusion_datasets.pipeline.config import OutputConfig
-from fusion_datasets.pipeline.executor import Work, clear_stages, replace_rows
 from fusion_datasets.pipeline.plan import Plan
 from fusion_datasets.pipeline.state import OutputMismatch, Part, RunState, part_name
+
+ROW = "_row"  # a helper column: a row's place in its part
+
+
+@dataclass(frozen=True)
+class Work:
+    """``stages`` (in plan order) to run on the part's ``rows``, as the rows stand: a redo's rows come with
+    those stages' columns back at the input's values (:func:`~fusion_datasets.pipeline.work.redo_rows`)."""
+
+    stages: tuple[str, ...]
+    rows: tuple[int, ...]
+
+
+def _clear(batch: dict[str, list], columns: Sequence[str], stages: set[str]) -> dict[str, list]:
+    """Empty ``columns`` and drop the errors of ``stages``: what a rerun of those stages fills again."""
+    size = len(batch[ERRORS])
+    cleared: dict[str, list] = {column: [None] * size for column in columns}
+    cleared[ERRORS] = [[error for error in row or [] if error["stage"] not in stages] for row in batch[ERRORS]]
+    return cleared
+
+
+def with_plan_columns(plan: Plan, table: datasets.Dataset) -> datasets.Dataset:
+    """``table`` with every column of the plan's steps (empty where missing), typed as the output's ``cues``."""
+    features = plan.output_features(table.features)
+    missing = [name for name in features if name not in table.column_names]
+    if not missing:
+        return table
+    return table.map(lambda batch: {name: [None] * len(next(iter(batch.values()))) for name in missing},
+                     batched=True, features=features, desc="preparing rows")
+
+
+def clear_stages(plan: Plan, rows: datasets.Dataset, stages: Sequence[str]) -> datasets.Dataset:
+    """``rows`` without what ``stages`` wrote and without their errors (and decode's, where they read audio)."""
+    steps = [plan.step(stage) for stage in stages]
+    dropped = {*stages, *([DECODE] if any(step.audio_column in step.reads() for step in steps) else [])}
+    columns = [name for step in steps for name in step.writes() if name in rows.features]
+    return rows.map(_clear, batched=True, fn_kwargs={"columns": columns, "stages": dropped}, features=rows.features,
+                    desc="clearing the stages to redo")
+
+
+def replace_rows(table: datasets.Dataset, rows: Sequence[int], replacement: datasets.Dataset) -> datasets.Dataset:
+    """``table`` with its ``rows`` replaced by those of ``replacement``, in order."""
+    if len(rows) == table.num_rows:
+        return replacement.flatten_indices()
+    replaced = set(rows)
+    kept = [row for row in range(table.num_rows) if row not in replaced]
+    merged = datasets.concatenate_datasets([table.select(kept).add_column(ROW, kept),
+                                            replacement.add_column(ROW, list(rows))])
+    order = sorted(range(merged.num_rows), key=merged[ROW].__getitem__)
+    return merged.select(order).remove_columns(ROW).flatten_indices()
 
 
 def owner(key: str, world_size: int) -> int:

@@ -15,9 +15,10 @@ from fusion_datasets.experts import ASTAudioTagger
 from fusion_datasets.llm.fusion import CaptionFuser
 from fusion_datasets.llm.qa import QAGenerator
 from fusion_datasets.media import MediaBatch
-from fusion_datasets.pipeline.config import OutputConfig, load_config
-from fusion_datasets.pipeline.executor import LocalExecutor, Work
+from fusion_datasets.pipeline.config import load_config
+from fusion_datasets.pipeline.executors.local import LocalExecutor
 from fusion_datasets.pipeline.plan import Plan
+from fusion_datasets.pipeline.work import Work
 from fusion_datasets.testing.stub_chat import StubChatServer
 from fusion_datasets.testing.zoo.fixed_answer import FUSION_ANSWER
 
@@ -34,7 +35,7 @@ def test_an_llm_stage_keeps_max_concurrency_in_flight_over_the_whole_part():
         plan = Plan((CaptionFuser(backend=_stub_backend(server.base_url, 16)),))
         # a map batch of 8 would cap the requests in flight at 8: the executor gives the stage every row
         work = [Work(("fusion",), tuple(range(rows)))]
-        cues, counters = LocalExecutor(plan, OutputConfig(batch_size=8)).run(ds, work)
+        cues, counters = LocalExecutor(plan, load_config("tiny", ["output.batch_size=8"])).run_part(ds, work)
         assert server.peak_in_flight == 16 and server.requests == rows
     assert all(caption for caption in cues["caption"])
     assert counters["fusion"]["rows"] == rows and counters["fusion"]["errors"] == 0

@@ -16,9 +16,8 @@ from fusion_datasets.demo import write_sample_clips
 from fusion_datasets.layout import config_files
 from fusion_datasets.media import decode_audio
 from fusion_datasets.pipeline.config import load_config
-from fusion_datasets.pipeline.executor import Work
 from fusion_datasets.pipeline.plan import Plan
-from fusion_datasets.pipeline.work import redo_rows
+from fusion_datasets.pipeline.work import Work, redo_rows
 from fusion_datasets.testing import media
 
 FAST = ("--set", "experts.separation.enabled=false", "--set", "experts.visual.enabled=false",

@@ -26,10 +26,9 @@ from fusion_datasets.experts import ASTAudioTagger
 from fusion_datasets.experts.chain import COUNTERS
 from fusion_datasets.llm.fusion import CaptionFuser
 from fusion_datasets.pipeline.config import load_config
-from fusion_datasets.pipeline.executor import Work, with_plan_columns
+from fusion_datasets.pipeline.executors.ray import PCM, STAGES, PassActor, RayExecutor, decode_ahead, import_ray
 from fusion_datasets.pipeline.plan import Plan
-from fusion_datasets.pipeline.ray_executor import PCM, STAGES, PassActor, RayExecutor, decode_ahead, import_ray
-from fusion_datasets.pipeline.work import PartWork
+from fusion_datasets.pipeline.work import PartWork, Work, with_plan_columns
 from fusion_datasets.testing import media
 from fusion_datasets.testing.dummies import DiesOnce
 from fusion_datasets.testing.stub_chat import StubChatServer

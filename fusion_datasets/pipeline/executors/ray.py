@@ -37,10 +37,10 @@ from fusion_datasets.experts.chain import COUNTERS, ExpertChain
 from fusion_datasets.files import write_text_atomically
 from fusion_datasets.media import MediaError, decode_audio
 from fusion_datasets.pipeline.config import PipelineConfig
-from fusion_datasets.pipeline.executor import ROW, sum_counters, with_plan_columns
+from fusion_datasets.pipeline.executors.base import Executor, PartCues, PartRows, media_batch_size, sum_counters
 from fusion_datasets.pipeline.plan import Plan
 from fusion_datasets.pipeline.stats import add_up
-from fusion_datasets.pipeline.work import PartWork
+from fusion_datasets.pipeline.work import ROW, PartWork, with_plan_columns
 
 logger = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ def wait_for_cluster(address: str, timeout: float) -> None:
             time.sleep(0.5)
 
 
-class RayExecutor:
+class RayExecutor(Executor):
     """Runs the parts of a run on Ray; ``run`` yields each part's cues and counters as it completes.
 
     Example:
@@ -154,9 +154,8 @@ class RayExecutor:
     """
 
     def __init__(self, plan: Plan, config: PipelineConfig, root: Path | None = None) -> None:
+        super().__init__(plan, config, root)
         self.ray = import_ray()
-        self.plan = plan
-        self.config = config
         # the processes of a local Ray this run starts are listed here, for the next run if this one is killed
         self.leftovers = root / ".cache" / "ray-processes.json" if root else None
 
@@ -176,7 +175,7 @@ class RayExecutor:
             record_processes(self.leftovers)
         return not address
 
-    def _rows(self, parts: Iterable[tuple[PartWork, datasets.Dataset]]) -> tuple[list[Any], dict[str, PartWork]]:
+    def _rows(self, parts: Iterable[PartRows]) -> tuple[list[Any], dict[str, PartWork]]:
         """Each part's rows as an Arrow table with the helper columns, and the parts by name (in order)."""
         tables, items = [], {}
         for item, table in parts:
@@ -193,12 +192,12 @@ class RayExecutor:
             items[item.name] = item
         return tables, items
 
-    def run(self, parts: Iterable[tuple[PartWork, datasets.Dataset]]
-            ) -> Iterator[tuple[PartWork, datasets.Dataset, dict[str, dict[str, float]]]]:
+    def run(self, parts: Iterable[PartRows], progress: bool = True) -> Iterator[PartCues]:
         tables, items = self._rows(parts)
         if not tables:
             return
         started = self._init()
+        self.ray.data.DataContext.get_current().enable_progress_bars = progress
         try:
             yield from self._stream(tables, items)
         finally:
@@ -208,7 +207,7 @@ class RayExecutor:
                     self.leftovers.unlink(missing_ok=True)
 
     def _stream(self, tables: list[Any], items: dict[str, PartWork]
-                ) -> Iterator[tuple[PartWork, datasets.Dataset, dict[str, dict[str, float]]]]:
+                ) -> Iterator[PartCues]:
         data = self.ray.data
         features = _union_features(tables)
         # blocks of one map batch: a block is what flows from one stage's actors to the next, so small
@@ -244,7 +243,7 @@ class RayExecutor:
             elif steps[0].streaming:  # an in-process LLM stage batches many rows per call
                 size = 256
             else:
-                size = max(self.config.output.batch_size, *(step.batch_size or 0 for step in steps))
+                size = media_batch_size(self.config.output.batch_size, steps)
         readers, max_seconds = _audio_readers(steps), self.config.input.max_seconds
         if readers:
             stream = stream.map_batches(partial(decode_ahead, readers=readers, max_seconds=max_seconds),
@@ -258,7 +257,7 @@ class RayExecutor:
         )  # Ray Data's actor pools restart dead actors and retry their tasks by default
 
     def _gather(self, stream: Any, items: dict[str, PartWork], sizes: dict[str, int], features: datasets.Features
-                ) -> Iterator[tuple[PartWork, datasets.Dataset, dict[str, dict[str, float]]]]:
+                ) -> Iterator[PartCues]:
         """Each part once all its rows are out of the pipeline: its cues in order, and its counters."""
         import pyarrow as pa
         import pyarrow.compute as pc
