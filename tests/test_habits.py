@@ -11,6 +11,8 @@ import fusion_datasets
 
 REPOSITORY = Path(__file__).parents[1]
 TEXT = (".py", ".md", ".yaml", ".yml", ".cfg", ".toml", ".txt", ".sh", ".json", ".jinja", ".html", ".js", ".css")
+# files kept byte for byte as the toolkit wrote them (an output from before a refactor), as pre-commit excludes them
+RECORDED = "tests/data/pre_change_output/"
 
 
 def test_pre_commit_runs_the_ruff_ci_runs():
@@ -27,13 +29,14 @@ def test_text_files_end_with_one_newline_and_no_trailing_spaces():
     untidy = []
     for name in tracked.stdout.split():
         path = REPOSITORY / name
-        if not name.endswith(TEXT) or not path.is_file():
+        if not name.endswith(TEXT) or name.startswith(RECORDED) or not path.is_file():
             continue
         text = path.read_text(encoding="utf-8")
         if text and (not text.endswith("\n") or text.endswith("\n\n")) or any(
                 line != line.rstrip() for line in text.split("\n")):
             untidy.append(name)
     assert untidy == []
+    assert yaml.safe_load((REPOSITORY / ".pre-commit-config.yaml").read_text())["exclude"] == f"^{RECORDED}"
 
 
 def test_the_changelog_has_the_version_being_made():
