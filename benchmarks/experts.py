@@ -24,7 +24,7 @@ from pathlib import Path
 
 import datasets
 
-from fusion_datasets.experts import STAGES, ExpertChain
+from fusion_datasets.experts import ExpertChain
 from fusion_datasets.pipeline.config import (
     OutputConfig,
     PipelineConfig,
@@ -37,6 +37,7 @@ from fusion_datasets.pipeline.dryrun import step_model
 from fusion_datasets.pipeline.executors.local import LocalExecutor
 from fusion_datasets.pipeline.plan import Plan
 from fusion_datasets.pipeline.work import Work
+from fusion_datasets.registry import EXPERT_STAGES
 from fusion_datasets.testing import media
 from fusion_datasets.testing.zoo import build_tiny_zoo
 
@@ -102,7 +103,7 @@ def main() -> None:
         if uses_tiny_zoo(args.config):
             build_tiny_zoo(tiny_zoo_dir())
         steps = build_steps(load_config(args.config))
-        experts = [step for step in steps if step.stage in STAGES]
+        experts = [step for step in steps if step.stage in EXPERT_STAGES]
         for expert in experts:  # load every model once, outside the timings
             expert(ds.select(range(2))[:])
         rows = ds.to_dict()

@@ -26,6 +26,17 @@ class ConfigError(UserError):
     """A config key or value that is not allowed; the message names the field, the value and what is allowed."""
 
 
+def resource(default: Any) -> Any:
+    """A config field that says how a step runs (device, batch size, server addresses), not what it computes:
+    it stays out of the step's fingerprint, so changing it never reruns a stage."""
+    return dataclasses.field(default=default, metadata={"resource": True})
+
+
+def is_resource(item: dataclasses.Field) -> bool:
+    """Whether a dataclass field was declared with :func:`resource`."""
+    return bool(item.metadata.get("resource"))
+
+
 def _describe(kind: Any) -> str:
     names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
     return names.get(kind, getattr(kind, "__name__", str(kind)))

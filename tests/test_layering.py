@@ -1,6 +1,7 @@
 """The import arrows run one way: command line -> runner, builders, hub, eval, train -> steps (experts, LLM
-stages, CLAP) -> chat backends -> media, runtime and the other plumbing; the test kit is imported by tests and
-the CLI's and demo's tiny paths only.
+stages, CLAP) -> the step protocol and registry -> chat backends -> media, runtime and the other plumbing; the
+test kit is imported by tests and the CLI's and demo's tiny paths only. The steps know each other only through
+the protocol and the registry.
 
 Imports are read with ``ast`` (nothing is imported), each with the top-level function it sits in, so a
 lazy import counts as much as one at the top of a module, and an import for annotations only
@@ -21,13 +22,17 @@ LAYERS = {
     "cli": 0, "demo": 0,
     "pipeline": 1, "builders": 1, "hub": 1, "eval": 1, "train": 1, "export": 1, "evaluate_modules": 1, "cards": 1,
     "fetch": 1,
-    "experts": 2, "llm": 2, "clap": 2, "prompts": 2,
-    "chat": 3,
+    "experts": 2, "llm": 2, "clap": 2,
+    "steps": 3, "registry": 3, "cues": 3, "prompts": 3,
+    "chat": 4,
 }
-BOTTOM = 4  # media, media_files, runtime, files, loading, layout, config, errors, http_errors, labels, ...
-NAMES = {0: "commands", 1: "drivers", 2: "steps", 3: "chat backends", BOTTOM: "plumbing"}
-# (importer, imported) packages of one layer whose arrow would run back up
-SIDEWAYS = {("experts", "llm"): "the experts do not build on the LLM stages (both build on the chat backends)"}
+BOTTOM = 5  # media, media_files, runtime, files, loading, layout, config, errors, http_errors, labels, ...
+NAMES = {0: "commands", 1: "drivers", 2: "steps", 3: "protocol and registry", 4: "chat backends", BOTTOM: "plumbing"}
+# (importer, imported) packages of one layer whose arrow would run back up, or sideways between the steps
+SIDEWAYS = {("experts", "llm"): "the experts do not build on the LLM stages (both build on the chat backends)",
+            ("llm", "experts"): "the LLM stages know the experts through the registry, not by import",
+            ("clap", "experts"): "the CLAP filter is a step of its own (the step protocol is in steps)",
+            ("clap", "llm"): "the CLAP filter does not build on the LLM stages"}
 # (module, top-level function) where code outside tests may import the test kit
 TEST_KIT_ALLOWED = {("fusion_datasets.cli", "_tiny_zoo"), ("fusion_datasets.cli", "_tiny_model_name"),
                     ("fusion_datasets.cli", "_build_tiny_zoo"),
@@ -113,6 +118,10 @@ def test_imports_run_one_way_and_the_test_kit_stays_in_tests():
 def test_the_checker_names_an_import_that_breaks_the_layers():
     assert _crossing("fusion_datasets.chat.backends", "", "fusion_datasets.llm.step") == \
         "chat backends import steps, a layer above"
+    assert _crossing("fusion_datasets.steps", "", "fusion_datasets.experts.speech") == \
+        "protocol and registry import steps, a layer above"
+    assert _crossing("fusion_datasets.llm.fusion", "", "fusion_datasets.experts.tagging") == \
+        SIDEWAYS["llm", "experts"]
     assert _crossing("fusion_datasets.experts.served", "", "fusion_datasets.llm.fusion") == \
         SIDEWAYS["experts", "llm"]
     assert _crossing("fusion_datasets.eval.qa", "run_qa_eval", "fusion_datasets.pipeline.runner") == \

@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from fusion_datasets.experts import build_step
-from fusion_datasets.experts.base import Expert
 from fusion_datasets.media import Waveform, resample
 from fusion_datasets.pipeline.config import load_config
+from fusion_datasets.registry import build_step
+from fusion_datasets.steps import Step
 
 CONFIG = "paper-inprocess"  # the paper's experts, all in this process (paper serves the generative ones)
 # New tokens per clip, fixed for timing: about what a real answer takes with the Qwen/Whisper tokenizers.
@@ -60,11 +60,11 @@ class Stage:
 
     name: str  # the stage name ``run --dry-run`` estimates
     model: str  # a key of ``gpu_models.SPECS``
-    prepare: Callable[[Any, Any, Clips, Rows, Expert, str], Any]  # (model, processor, clips, rows, expert, device)
-    call: Callable[[Any, Any, Expert, int | None], None]  # (model, inputs, expert, new tokens)
+    prepare: Callable[[Any, Any, Clips, Rows, Step, str], Any]  # (model, processor, clips, rows, expert, device)
+    call: Callable[[Any, Any, Step, int | None], None]  # (model, inputs, expert, new tokens)
     new_tokens: int | None = None  # the fixed generation length (None: no generation)
 
-    def expert(self, folder: str, device: str, batch_size: int) -> Expert:
+    def expert(self, folder: str, device: str, batch_size: int) -> Step:
         """The toolkit's step for this stage, with :data:`CONFIG`'s options and the local model folder."""
         from fusion_datasets.clap.filter import ClapSimilarityFilter
 
@@ -85,36 +85,36 @@ def _to(inputs: Any, device: str, dtype: Any) -> Any:
     return inputs.to(device, dtype)  # a BatchFeature casts only its floating tensors
 
 
-def _prepare_separation(model: Any, processor: Any, clips: Clips, rows: Rows, expert: Expert, device: str) -> Any:
+def _prepare_separation(model: Any, processor: Any, clips: Clips, rows: Rows, expert: Step, device: str) -> Any:
     import torch
 
     mix = torch.from_numpy(np.stack([clips.audio[row] for row in rows])).to(device)
     return (mix - mix.mean(dim=(1, 2), keepdim=True)) / (mix.std(dim=(1, 2), keepdim=True) + 1e-8)
 
 
-def _call_separation(model: Any, inputs: Any, expert: Expert, new_tokens: int | None) -> None:
+def _call_separation(model: Any, inputs: Any, expert: Step, new_tokens: int | None) -> None:
     from demucs.apply import apply_model
 
     apply_model(model, inputs, shifts=expert.config.shifts, split=True, overlap=expert.config.overlap,
                 device=inputs.device, progress=False)
 
 
-def _prepare_features(model: Any, processor: Any, clips: Clips, rows: Rows, expert: Expert, device: str) -> Any:
+def _prepare_features(model: Any, processor: Any, clips: Clips, rows: Rows, expert: Step, device: str) -> Any:
     extractor = getattr(processor, "feature_extractor", processor)
     rate = extractor.sampling_rate
     return _to(extractor(clips.mono(rows, rate), sampling_rate=rate, return_tensors="pt"), device, model.dtype)
 
 
-def _call_whisper(model: Any, inputs: Any, expert: Expert, new_tokens: int | None) -> None:
+def _call_whisper(model: Any, inputs: Any, expert: Step, new_tokens: int | None) -> None:
     model.generate(**inputs, language="en", task=expert.config.task, min_new_tokens=new_tokens,
                    max_new_tokens=new_tokens)
 
 
-def _call_forward(model: Any, inputs: Any, expert: Expert, new_tokens: int | None) -> None:
+def _call_forward(model: Any, inputs: Any, expert: Step, new_tokens: int | None) -> None:
     model(**inputs)
 
 
-def _prepare_audio_llm(model: Any, processor: Any, clips: Clips, rows: Rows, expert: Expert, device: str) -> Any:
+def _prepare_audio_llm(model: Any, processor: Any, clips: Clips, rows: Rows, expert: Step, device: str) -> Any:
     text = processor.apply_chat_template([{"role": "user", "content": [
         {"type": "audio", "audio_url": "clip"}, {"type": "text", "text": expert.config.prompt}]}],
         add_generation_prompt=True, tokenize=False)
@@ -124,11 +124,11 @@ def _prepare_audio_llm(model: Any, processor: Any, clips: Clips, rows: Rows, exp
     return _to(inputs, device, model.dtype)
 
 
-def _call_generate(model: Any, inputs: Any, expert: Expert, new_tokens: int | None) -> None:
+def _call_generate(model: Any, inputs: Any, expert: Step, new_tokens: int | None) -> None:
     model.generate(**inputs, min_new_tokens=new_tokens, max_new_tokens=new_tokens, do_sample=False)
 
 
-def _prepare_visual(model: Any, processor: Any, clips: Clips, rows: Rows, expert: Expert, device: str) -> Any:
+def _prepare_visual(model: Any, processor: Any, clips: Clips, rows: Rows, expert: Step, device: str) -> Any:
     from fusion_datasets.experts.visual import read_clip
 
     clip = read_clip(clips.video, num_frames=expert.config.num_frames, fps=expert.config.fps)
@@ -141,7 +141,7 @@ def _prepare_visual(model: Any, processor: Any, clips: Clips, rows: Rows, expert
     return inputs.to(device)
 
 
-def _prepare_clap(model: Any, processor: Any, clips: Clips, rows: Rows, expert: Expert, device: str) -> Any:
+def _prepare_clap(model: Any, processor: Any, clips: Clips, rows: Rows, expert: Step, device: str) -> Any:
     import torch
 
     rate = processor.feature_extractor.sampling_rate
@@ -153,7 +153,7 @@ def _prepare_clap(model: Any, processor: Any, clips: Clips, rows: Rows, expert: 
             "text": text.to(device)}
 
 
-def _call_clap(model: Any, inputs: Any, expert: Expert, new_tokens: int | None) -> None:
+def _call_clap(model: Any, inputs: Any, expert: Step, new_tokens: int | None) -> None:
     model.get_audio_features(**inputs["audio"])
     model.get_text_features(**inputs["text"])
 

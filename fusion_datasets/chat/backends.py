@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 
 from fusion_datasets import runtime
 from fusion_datasets.chat.base import ChatBackend, Completion, Conversation, FollowUp, converse_in_rounds
+from fusion_datasets.config import resource
 from fusion_datasets.http_errors import NotJSONError, is_transient, redact, retry_delay
 from fusion_datasets.loading import loading_model
 
@@ -77,10 +78,10 @@ class TransformersBackendConfig(BackendConfig):
     """``kind: transformers``: the model runs in this process, ``batch_size`` conversations per call."""
 
     kind: str = "transformers"
-    device: str | None = None
+    device: str | None = resource(None)
     dtype: str = "auto"
     trust_remote_code: bool = False
-    batch_size: int = 8
+    batch_size: int = resource(8)
 
     def __post_init__(self) -> None:
         self._check({"dtype": (self.dtype in DTYPES, f"one of {DTYPES}"),
@@ -99,12 +100,12 @@ class ServerBackendConfig(BackendConfig):
     # rerun over an earlier run's output does not redo its LLM stages
     fingerprint_extras: ClassVar[dict[str, Any]] = {"dtype": "auto", "trust_remote_code": False}
     kind: str = "server"
-    base_urls: tuple[str, ...] = ()
-    max_concurrency: int = 16
-    timeout: float = 120.0
-    max_retries: int = 5
-    backoff: float = 1.0
-    token_env: str | None = None
+    base_urls: tuple[str, ...] = resource(())
+    max_concurrency: int = resource(16)
+    timeout: float = resource(120.0)
+    max_retries: int = resource(5)
+    backoff: float = resource(1.0)
+    token_env: str | None = resource(None)
 
     def __post_init__(self) -> None:
         # YAML gives lists; a tuple keeps the config hashable (it is the backend's cache key)

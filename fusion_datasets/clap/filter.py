@@ -16,8 +16,10 @@ import numpy as np
 from fusion_datasets import runtime
 from fusion_datasets.clap.base import ClapEmbedder
 from fusion_datasets.clap.embed import CLAP_KINDS, DEFAULT_CLAP, clap_scores, load_clap
-from fusion_datasets.experts.base import Expert, ExpertConfig
+from fusion_datasets.config import resource
 from fusion_datasets.media import MediaBatch
+from fusion_datasets.registry import register
+from fusion_datasets.steps import ModelConfig, ModelStep
 
 PAPER_THRESHOLD = 0.08
 # Fixed edges over the whole cosine range, so that the histograms of several parts add up.
@@ -25,7 +27,7 @@ HISTOGRAM_EDGES = tuple(np.round(np.linspace(-1.0, 1.0, 41), 6).tolist())
 
 
 @dataclass(frozen=True)
-class ClapFilterConfig(ExpertConfig):
+class ClapFilterConfig(ModelConfig):
     model: str = DEFAULT_CLAP
     # The threshold was calibrated on float32 scores, and CLAP is small enough not to need less.
     dtype: str = "float32"
@@ -34,7 +36,7 @@ class ClapFilterConfig(ExpertConfig):
     threshold: float = PAPER_THRESHOLD
     caption_column: str = "caption"
     audio_column: str = "audio"
-    batch_size: int = 16
+    batch_size: int = resource(16)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -47,7 +49,8 @@ class ClapFilterConfig(ExpertConfig):
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size!r}")
 
 
-class ClapSimilarityFilter(Expert[ClapFilterConfig]):
+@register("clap_filter", "clap")
+class ClapSimilarityFilter(ModelStep[ClapFilterConfig]):
     """Writes ``clap_score`` (cosine of audio and caption) and ``clap_keep`` (score >= threshold).
 
     ``clap_score`` is ``None`` where the caption is missing or blank, or the audio failed (the row gets
@@ -78,6 +81,19 @@ class ClapSimilarityFilter(Expert[ClapFilterConfig]):
         scored = sum(score is not None for score in outputs["clap_score"])
         kept = sum(bool(keep) for keep in outputs["clap_keep"])
         return {"scored": scored, "kept": kept, "removed": scored - kept}
+
+    def data_counts(self, cues: Any) -> dict[str, Any]:
+        """Captions scored, those removed, and the histogram of their scores (:data:`HISTOGRAM_EDGES`)."""
+        scored = [row for row in cues.select_columns(["clap_score", "clap_keep"]) if row["clap_score"] is not None]
+        return {"clap_scored": len(scored), "removed_by_filter": sum(1 for row in scored if not row["clap_keep"]),
+                "clap_histogram": score_histogram([row["clap_score"] for row in scored])}
+
+    def summary(self, totals: Mapping[str, Any]) -> dict[str, Any]:
+        """The histogram's bin edges (its counts cover ``[edges[i], edges[i + 1])``, the last bin closed) and the
+        share of scored captions removed."""
+        scored = totals.get("clap_scored", 0)
+        return {"clap_histogram_edges": list(HISTOGRAM_EDGES),
+                "filter_removal_rate": round(totals.get("removed_by_filter", 0) / scored, 4) if scored else 0.0}
 
     def clap(self, rank: int | None = None) -> ClapEmbedder:
         """This worker's CLAP model, loaded once per process."""

@@ -1,9 +1,8 @@
 """Stage 1: expert models that turn clips into contextual cues, as ``datasets.map`` transforms.
 
-Each expert is a picklable callable over a batch dict (see :mod:`fusion_datasets.experts.base`);
-:class:`ExpertChain` runs several on one batch so they share decoded audio and separated tracks.
-Each stage (:data:`STAGES`, in the plan's order) runs the expert its config's ``type`` names
-(:mod:`fusion_datasets.experts.registry`).
+Each expert is a model step (:class:`~fusion_datasets.steps.ModelStep`), a picklable callable over a batch dict;
+:class:`ExpertChain` runs several on one batch so they share decoded audio and separated tracks. Each expert
+stage runs the expert its config's ``type`` names (:mod:`fusion_datasets.registry`).
 """
 
 from fusion_datasets.experts.audio_llm import (
@@ -12,9 +11,7 @@ from fusion_datasets.experts.audio_llm import (
     MusicConfig,
     SoundConfig,
 )
-from fusion_datasets.experts.base import Expert, ExpertConfig
 from fusion_datasets.experts.chain import ExpertChain
-from fusion_datasets.experts.registry import STAGES, build_step, register, stage_classes, step_class, step_types
 from fusion_datasets.experts.separation import HTDemucsSeparator, SeparationConfig
 from fusion_datasets.experts.speech import SpeechConfig, WhisperTranscriber
 from fusion_datasets.experts.tagging import ASTAudioTagger, AudioClassificationTagger, TaggerConfig
@@ -22,14 +19,11 @@ from fusion_datasets.experts.visual import VideoDescriber, VisualConfig
 from fusion_datasets.experts.wav2vec2_tagging import Wav2Vec2AudioTagger, Wav2Vec2TaggerConfig
 
 __all__ = [
-    "STAGES",
     "ASTAudioTagger",
     "AudioClassificationTagger",
     "AudioLLMMusicCaptioner",
     "AudioLLMSoundDescriber",
-    "Expert",
     "ExpertChain",
-    "ExpertConfig",
     "HTDemucsSeparator",
     "MusicConfig",
     "SeparationConfig",
@@ -41,9 +35,4 @@ __all__ = [
     "Wav2Vec2AudioTagger",
     "Wav2Vec2TaggerConfig",
     "WhisperTranscriber",
-    "build_step",
-    "register",
-    "stage_classes",
-    "step_class",
-    "step_types",
 ]

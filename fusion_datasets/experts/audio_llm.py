@@ -21,8 +21,6 @@ from typing import Any, ClassVar
 import numpy as np
 
 from fusion_datasets.experts.audio_lm import AudioLM, load_audio_lm
-from fusion_datasets.experts.base import ConfigT, Expert, ExpertConfig
-from fusion_datasets.experts.registry import register
 from fusion_datasets.experts.served import (
     AUDIO_FORMATS,
     AUDIO_PARTS,
@@ -34,6 +32,8 @@ from fusion_datasets.experts.served import (
 )
 from fusion_datasets.media import MIX, MediaBatch
 from fusion_datasets.prompts import read_prompt
+from fusion_datasets.registry import register
+from fusion_datasets.steps import ModelConfig, ModelConfigT, ModelStep
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def _at_least(samples: np.ndarray, size: int) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class AudioLLMConfig(ExpertConfig, ServedOptions):
+class AudioLLMConfig(ModelConfig, ServedOptions):
     """Generation options shared by the audio-LLM experts; ``prompt`` is part of the fingerprint.
 
     Served (``backend.kind: server``), the clip goes at ``sampling_rate`` as ``audio_part`` in
@@ -97,7 +97,7 @@ class MusicConfig(AudioLLMConfig):
             raise ValueError(f"music_threshold must be between 0 and 1, got {self.music_threshold}")
 
 
-class AudioLLMExpert(ServedExpert, Expert[ConfigT]):
+class AudioLLMExpert(ServedExpert, ModelStep[ModelConfigT]):
     """The shared part: the audio LLM answers ``config.prompt`` for chosen rows, one generate per batch
     in this process, or one request per row to its server."""
 

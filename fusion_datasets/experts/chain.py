@@ -8,8 +8,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fusion_datasets import __version__
-from fusion_datasets.experts.base import ERRORS, Expert, merge_features
 from fusion_datasets.media import MediaBatch
+from fusion_datasets.steps import ERRORS, Step, merge_features
 
 COUNTERS = "_counters"  # each row's share of the counters per stage, as JSON (for the executor's stats)
 DECODE = "decode"  # the stage name of the errors of clips that cannot be decoded
@@ -27,7 +27,7 @@ class ExpertChain:
     the batch, which shares the rows' errors. With ``record_counters`` the chain also writes
     ``_counters``: each row's share, per stage, of the rows, the rows with an error of the stage, the
     seconds (the batch's, split evenly) and the expert's own
-    :meth:`~fusion_datasets.experts.base.Expert.counters`, as JSON, so the counts of any set of rows
+    :meth:`~fusion_datasets.steps.Step.counters`, as JSON, so the counts of any set of rows
     (a part, whichever batches and processes made it) add up.
 
     ``max_seconds`` (``input.max_seconds``) bounds the whole files the chain decodes.
@@ -37,7 +37,7 @@ class ExpertChain:
         >>> ds = ds.map(chain, batched=True, with_rank=True)  # doctest: +SKIP
     """
 
-    def __init__(self, experts: Sequence[Expert], record_counters: bool = False,
+    def __init__(self, experts: Sequence[Step], record_counters: bool = False,
                  max_seconds: float | None = None) -> None:
         self.experts = list(experts)
         self.record_counters = record_counters

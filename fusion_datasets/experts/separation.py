@@ -13,15 +13,15 @@ from typing import Any
 
 import numpy as np
 
-from fusion_datasets.experts.base import Expert, ExpertConfig
-from fusion_datasets.experts.registry import register
 from fusion_datasets.media import MediaBatch, Waveform
+from fusion_datasets.registry import register
+from fusion_datasets.steps import ModelConfig, ModelStep
 
 TRACKS = ("vocals", "accompaniment")
 
 
 @dataclass(frozen=True)
-class SeparationConfig(ExpertConfig):
+class SeparationConfig(ModelConfig):
     model: str = "htdemucs"  # a demucs model name or signature
     repo: str | None = None  # a local folder of demucs models (``<sig>.th``, ``<name>.yaml``); None: demucs' hub
     shifts: int = 0
@@ -31,7 +31,7 @@ class SeparationConfig(ExpertConfig):
 
 
 @register("separation", "htdemucs")
-class HTDemucsSeparator(Expert[SeparationConfig]):
+class HTDemucsSeparator(ModelStep[SeparationConfig]):
     """Splits each clip into ``vocals`` and ``accompaniment`` (every other Demucs source, summed).
 
     Example:

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from fusion_datasets.chat.backends import BackendConfig, ServerBackendConfig, make_backend
+from fusion_datasets.config import resource
 from fusion_datasets.media import MediaBatch
 from fusion_datasets.public import model_reference
 
@@ -72,7 +73,7 @@ class ServedOptions:
     error: size the server's request limit above it)."""
 
     backend: BackendConfig | None = None
-    max_request_bytes: int = 16 * 2**20
+    max_request_bytes: int = resource(16 * 2**20)
 
     def check_served(self) -> None:  # not __post_init__: the expert configs' own chain does not reach it
         """Raise ``ValueError`` where these options cannot work (call from ``__post_init__``)."""
@@ -107,7 +108,7 @@ class ServedExpert:
         return 4 * backend.max_concurrency if backend is not None else super().batch_size  # type: ignore[misc]
 
     def card_entry(self) -> dict[str, Any]:
-        entry = super().card_entry()  # type: ignore[misc]  # the Expert's, next in the class's order
+        entry = super().card_entry()  # type: ignore[misc]  # the Step's, next in the class's order
         backend = self.config.backend
         if backend is not None:
             model, revision = model_reference(backend.model, backend.revision)

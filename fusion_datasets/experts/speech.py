@@ -16,10 +16,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from fusion_datasets.experts.base import Expert, ExpertConfig
-from fusion_datasets.experts.cues import CueOptions
-from fusion_datasets.experts.registry import register
+from fusion_datasets.cues import CueOptions
 from fusion_datasets.media import MediaBatch, windows
+from fusion_datasets.registry import register
+from fusion_datasets.steps import ModelConfig, ModelStep
 
 # "<|nospeech|>" since large-v3, "<|nocaptions|>" before it
 _NO_SPEECH_TOKENS = ("<|nospeech|>", "<|nocaptions|>")
@@ -28,7 +28,7 @@ _PROMPT_LENGTH = 4  # <|startoftranscript|> <|language|> <|task|> <|notimestamps
 
 
 @dataclass(frozen=True)
-class SpeechConfig(ExpertConfig):
+class SpeechConfig(ModelConfig):
     model: str = "openai/whisper-large-v3"
     track: str = "vocals"  # rows without a separated vocal track fall back to the mix
     language: str | None = None  # None: detected per clip; else a code ("en") or a name ("english")
@@ -93,7 +93,7 @@ def _language_code(language: str | None, known: list[str]) -> str | None:
 
 
 @register("speech", "whisper")
-class WhisperTranscriber(Expert[SpeechConfig]):
+class WhisperTranscriber(ModelStep[SpeechConfig]):
     """Writes ``asr_text``, ``asr_language`` (ISO code), ``asr_no_speech_prob`` and ``has_speech``.
 
     Silent clips get ``asr_text=""``, ``asr_language=None``, ``asr_no_speech_prob=None`` (the model

@@ -17,14 +17,14 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from fusion_datasets.experts.base import Expert, ExpertConfig
-from fusion_datasets.experts.cues import CueOptions, format_tags
-from fusion_datasets.experts.registry import register
+from fusion_datasets.cues import CueOptions, format_tags
 from fusion_datasets.media import MediaBatch, windows
+from fusion_datasets.registry import register
+from fusion_datasets.steps import ModelConfig, ModelStep
 
 
 @dataclass(frozen=True)
-class TaggerConfig(ExpertConfig):
+class TaggerConfig(ModelConfig):
     model: str = "MIT/ast-finetuned-audioset-10-10-0.4593"
     top_k: int = 10
     min_score: float = 0.05
@@ -48,7 +48,7 @@ class _Tagger:
     dtype: Any
 
 
-class AudioClassificationTagger(Expert[TaggerConfig]):
+class AudioClassificationTagger(ModelStep[TaggerConfig]):
     """Writes ``audio_tags`` (``[{"label", "score"}]``, best first) and ``music_score`` with a
     transformers ``AutoModelForAudioClassification`` model; subclasses say which models and how the
     feature extractor batches windows of different lengths.

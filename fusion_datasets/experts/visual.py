@@ -19,11 +19,11 @@ from typing import Any, ClassVar
 import numpy as np
 
 from fusion_datasets import runtime
-from fusion_datasets.experts.base import Expert, ExpertConfig
-from fusion_datasets.experts.registry import register
 from fusion_datasets.experts.served import ServedExpert, ServedOptions, ask_server, image_part
 from fusion_datasets.media import MediaBatch, MediaError
 from fusion_datasets.prompts import read_prompt
+from fusion_datasets.registry import register
+from fusion_datasets.steps import ModelConfig, ModelStep
 
 SUPPORTED_MODEL_TYPES = ("qwen2_5_vl", "qwen2_vl")
 DEFAULT_PROMPT = read_prompt("visual_v1")
@@ -42,7 +42,7 @@ def _check_sampling(num_frames: int | None, fps: float | None) -> None:
 
 
 @dataclass(frozen=True)
-class VisualConfig(ExpertConfig, ServedOptions):
+class VisualConfig(ModelConfig, ServedOptions):
     """Served (``backend.kind: server``), the sampled frames go as JPEG images of at most ``frame_size``
     pixels a side, in time order, before the prompt (which gives their times)."""
 
@@ -186,7 +186,7 @@ class _Describer:
 
 
 @register("visual", "video-llm")
-class VideoDescriber(ServedExpert, Expert[VisualConfig]):
+class VideoDescriber(ServedExpert, ModelStep[VisualConfig]):
     """Writes ``video_caption``: ``MM:SS - description`` lines of what is visible in the clip's video.
 
     Rows without a video get ``None`` and no error; a video that cannot be read gets ``None`` and an error.

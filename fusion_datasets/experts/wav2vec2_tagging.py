@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from fusion_datasets.experts.registry import register
 from fusion_datasets.experts.tagging import AudioClassificationTagger, TaggerConfig
+from fusion_datasets.registry import register
 
 
 @dataclass(frozen=True)

@@ -15,12 +15,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from fusion_datasets.experts import Expert, stage_classes
-from fusion_datasets.experts.cues import CueOptions
+from fusion_datasets.cues import CueOptions
 from fusion_datasets.llm.parsing import SENTINEL, FusionAnswer, parse_fusion_answer
 from fusion_datasets.llm.step import ChatStepConfig, CueStep
 from fusion_datasets.media import MediaBatch
 from fusion_datasets.prompts import read_prompt
+from fusion_datasets.registry import register, stage_classes
+from fusion_datasets.steps import Step
 
 logger = logging.getLogger(__name__)
 DEFAULT_PROMPT = read_prompt("fusion_v1")
@@ -50,11 +51,11 @@ def fusion_cues(
     row: Mapping[str, Any],
     high_confidence: float = 0.5,
     max_chars: int = 1000,
-    experts: Sequence[type[Expert]] | None = None,
+    experts: Sequence[type[Step]] | None = None,
     prompt: str = DEFAULT_PROMPT,
 ) -> dict[str, str]:
     """The prompt data of one clip: the cues each of ``experts`` (default: each stage's default) gives
-    (:meth:`~fusion_datasets.experts.base.Expert.fusion_cues`; empty or missing cues are left out), in
+    (:meth:`~fusion_datasets.steps.Step.fusion_cues`; empty or missing cues are left out), in
     the order ``prompt`` names their keys (quoted), then the keys it does not name, in stage order.
 
     Example:
@@ -73,6 +74,7 @@ def fusion_cues(
     return dict(sorted(cues.items(), key=lambda item: position(item[0])))
 
 
+@register("fusion", "llm")
 class CaptionFuser(CueStep[FusionConfig]):
     """Writes ``caption``, ``caption_ambiguities``, ``caption_uncertain``, ``caption_reasoning``, provenance.
 
@@ -104,6 +106,11 @@ class CaptionFuser(CueStep[FusionConfig]):
 
     def reads(self) -> tuple[str, ...]:
         return tuple(column for expert in self.experts for column in expert.fusion_columns())
+
+    def data_counts(self, cues: Any) -> dict[str, Any]:
+        """Clips with a fused caption, and those the fusion LLM judged uncertain."""
+        return {name: sum(1 for value in cues[column] if value)
+                for name, column in (("captioned", "caption"), ("uncertain", "caption_uncertain"))}
 
     def pending_rows(self, media: MediaBatch) -> list[int]:
         captions, uncertain = media.column("caption"), media.column("caption_uncertain")

@@ -12,11 +12,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from fusion_datasets.experts import Expert, stage_classes
 from fusion_datasets.llm.parsing import ParseError, parse_qa_answer, validate_qa_pairs
 from fusion_datasets.llm.step import LLM_USAGE, PROVENANCE, ChatStepConfig, CueStep
 from fusion_datasets.media import MediaBatch
 from fusion_datasets.prompts import read_prompt
+from fusion_datasets.registry import register, stage_classes
+from fusion_datasets.steps import Step
 
 if TYPE_CHECKING:
     import datasets
@@ -54,11 +55,11 @@ class QAConfig(ChatStepConfig):
             raise ValueError(f"min_grounding must be between 0 and 1, got {self.min_grounding}")
 
 
-def qa_context(row: Mapping[str, Any], experts: Sequence[type[Expert]] | None = None) -> dict[str, str]:
+def qa_context(row: Mapping[str, Any], experts: Sequence[type[Step]] | None = None) -> dict[str, str]:
     """What the QA prompt shows of a clip, and what its answers must be grounded in.
 
     The caption, then the cues it came from that each of ``experts`` (default: each stage's default)
-    shows (:meth:`~fusion_datasets.experts.base.Expert.qa_context`): the built-in experts show the audio
+    shows (:meth:`~fusion_datasets.steps.Step.qa_context`): the built-in experts show the audio
     cues; the transcript and the video stay out (answers must neither quote speech nor describe what is seen).
 
     Example:
@@ -71,6 +72,7 @@ def qa_context(row: Mapping[str, Any], experts: Sequence[type[Expert]] | None = 
     return context
 
 
+@register("qa", "llm")
 class QAGenerator(CueStep[QAConfig]):
     """Writes ``qa_pairs`` (``[{question, answer, qa_type}]``), ``qa_rejected`` and ``provenance``.
 
@@ -102,6 +104,16 @@ class QAGenerator(CueStep[QAConfig]):
 
     def reads(self) -> tuple[str, ...]:
         return ("caption", FILTER_DECISION, *(column for expert in self.experts for column in expert.qa_columns()))
+
+    def data_counts(self, cues: Any) -> dict[str, Any]:
+        """Where the filter ran: the captions it removed, which QA asked nothing of (``qa_skipped``)."""
+        if FILTER_DECISION not in cues.column_names:
+            return {}
+        import pyarrow.compute as pc
+
+        table = cues.select_columns(["caption", FILTER_DECISION, "qa_pairs"]).with_format("arrow")[:]
+        removed = pc.and_(pc.is_valid(table["caption"]), pc.equal(table[FILTER_DECISION], False))
+        return {"qa_skipped": pc.sum(pc.and_(removed, pc.is_null(table["qa_pairs"]))).as_py() or 0}
 
     def pending_rows(self, media: MediaBatch) -> list[int]:
         captions, pairs = media.column("caption"), media.column("qa_pairs")

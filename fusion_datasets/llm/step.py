@@ -1,6 +1,6 @@
 """The shared machinery of the LLM steps (fusion, QA): backend, re-asking, errors, provenance, usage, reruns.
 
-A step is an :class:`~fusion_datasets.experts.base.Expert`: a picklable batched map function holding
+A step is an :class:`~fusion_datasets.steps.Step`: a picklable batched map function holding
 only its frozen config. Its chat backend is made at the first batch that needs it (``make_backend``
 keeps one per process). Each batch round sends every row that still needs an answer in one
 ``backend.generate`` call; an answer the step cannot parse is shown back to the model with the reason,
@@ -21,11 +21,11 @@ from typing import Any, ClassVar, TypeVar
 from fusion_datasets import __version__, prompts
 from fusion_datasets.chat.backends import BackendConfig, make_backend
 from fusion_datasets.chat.base import ChatBackend, Completion, Conversation
-from fusion_datasets.experts.base import Expert
-from fusion_datasets.experts.registry import stage_classes
 from fusion_datasets.llm.parsing import ParseError, split_reasoning
 from fusion_datasets.media import MediaBatch
 from fusion_datasets.public import model_reference
+from fusion_datasets.registry import stage_classes
+from fusion_datasets.steps import Step
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ def _replace_stage_entry(entries: list[dict] | None, entry: dict) -> list[dict]:
     return [*(item for item in entries or [] if item["stage"] != entry["stage"]), entry]
 
 
-class ChatStep(Expert[StepConfigT]):  # type: ignore[type-var]  # an Expert whose model is a chat backend
+class ChatStep(Step[StepConfigT]):  # a step whose model is a chat backend
     """Base of the LLM steps. Subclasses pick the rows, build the data, parse the answers, store results."""
 
     answer_format: ClassVar[str]  # what a re-ask asks for, in words
@@ -131,10 +131,6 @@ class ChatStep(Expert[StepConfigT]):  # type: ignore[type-var]  # an Expert whos
         return tuple(self.result_features())  # provenance and usage are shared: each step replaces its entry
 
     @property
-    def batch_size(self) -> int | None:
-        return None  # one call over every row: the backend batches (in-process) or streams (server)
-
-    @property
     def served_concurrency(self) -> int | None:
         return self.config.backend.served_concurrency
 
@@ -148,7 +144,7 @@ class ChatStep(Expert[StepConfigT]):  # type: ignore[type-var]  # an Expert whos
         return totals
 
     def card_entry(self) -> dict[str, Any]:
-        """The Expert's, with the served model and the prompt's name; a custom prompt's text too (the manifest
+        """The Step's, with the served model and the prompt's name; a custom prompt's text too (the manifest
         keeps it: its name and sha256 alone would not say what was asked)."""
         config = self.config
         model, revision = model_reference(config.backend.model, config.backend.revision)
@@ -269,7 +265,7 @@ class ChatStep(Expert[StepConfigT]):  # type: ignore[type-var]  # an Expert whos
         return reask_message(self.answer_format, problem)
 
 
-class CueStep(ChatStep[StepConfigT]):  # type: ignore[type-var]
+class CueStep(ChatStep[StepConfigT]):
     """A chat step whose prompt shows what a run's experts found about a clip (fusion, QA).
 
     ``experts`` are the run's expert classes, one per stage (default: each stage's default type;
@@ -278,10 +274,14 @@ class CueStep(ChatStep[StepConfigT]):  # type: ignore[type-var]
     """
 
     def __init__(
-        self, config: StepConfigT | None = None, *, experts: Sequence[type[Expert]] | None = None, **overrides: Any
+        self, config: StepConfigT | None = None, *, experts: Sequence[type[Step]] | None = None, **overrides: Any
     ) -> None:
         super().__init__(config, **overrides)
         self.experts = tuple(experts) if experts is not None else stage_classes()
+
+    @classmethod
+    def for_plan(cls, config: StepConfigT, experts: Sequence[type[Step]]) -> CueStep:
+        return cls(config, experts=experts)
 
     def __getstate__(self) -> dict[str, Any]:
         return {**super().__getstate__(), "experts": self.experts}

@@ -1,16 +1,16 @@
 """The pipeline config: input, expert stages, LLM backend, fusion, filter, QA and output, from YAML.
 
 Bundled configs (``tiny``, ``small``, ``paper``) live in ``fusion_datasets/configs/``; a config is
-named by one of those names or by a YAML path, then ``--set key=value`` overrides apply. An expert
-stage runs the class its ``type`` names (:mod:`fusion_datasets.experts.registry`; default: the paper's);
-its options are checked against that class' config dataclass when the config loads, so errors name
-``experts.speech.model`` and the allowed keys.
+named by one of those names or by a YAML path, then ``--set key=value`` overrides apply. Every stage
+runs the class its section's ``type`` names (:mod:`fusion_datasets.registry`; default: the paper's); its
+options are checked against that class' config dataclass, so errors name ``experts.speech.model`` and the
+allowed keys. The ``llm`` section is the chat backend every stage with a ``backend`` of its own starts from.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -19,14 +19,22 @@ import yaml
 
 from fusion_datasets.chat.backends import BackendConfig, TransformersBackendConfig
 from fusion_datasets.config import ConfigError, apply_overrides, from_mapping, to_mapping
-from fusion_datasets.experts import STAGES, Expert, build_step, stage_classes
 from fusion_datasets.hub.publish import PUBLISH_AUDIO
 from fusion_datasets.public import public_config
+from fusion_datasets.registry import (
+    EXPERT_STAGES,
+    LATER_STAGES,
+    STAGES,
+    build_step,
+    section,
+    stage_classes,
+    step_class,
+)
 from fusion_datasets.runtime import cache_dir
+from fusion_datasets.steps import Step
 
 BUNDLED = ("tiny", "small", "paper", "paper-inprocess")
 ENGINES = ("local", "ray")
-LLM_AND_FILTER_STAGES = ("fusion", "clap_filter", "qa")
 TINY_ZOO = "{tiny_zoo}"  # stands for the tiny zoo's folder in a config (the `tiny` config's models)
 
 
@@ -137,30 +145,29 @@ class PipelineConfig:
     ray: RayConfig = field(default_factory=RayConfig)
 
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.experts) - set(STAGES))
+        unknown = sorted(set(self.experts) - set(EXPERT_STAGES))
         if unknown:
-            raise ValueError(f"unknown expert stage {unknown[0]!r}; stages: {', '.join(STAGES)}")
+            raise ValueError(f"unknown expert stage {unknown[0]!r}; stages: {', '.join(EXPERT_STAGES)}")
         self.expert_steps()  # each stage's type and options checked now, not when the run reaches it
         if self.engine not in ENGINES:
             raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
         for stage in self.ray.resources:
-            if stage not in (*STAGES, *LLM_AND_FILTER_STAGES):
-                raise ValueError(f"ray.resources: unknown stage {stage!r}; stages: "
-                                 f"{', '.join((*STAGES, *LLM_AND_FILTER_STAGES))}")
+            if stage not in STAGES:
+                raise ValueError(f"ray.resources: unknown stage {stage!r}; stages: {', '.join(STAGES)}")
             self.ray.stage(stage)  # checked now, not when the run reaches it
 
-    def expert_steps(self) -> list[Expert]:
-        """The enabled expert stages' steps, in plan order (:data:`~fusion_datasets.experts.STAGES`)."""
+    def expert_steps(self) -> list[Step]:
+        """The enabled expert stages' steps, in plan order (:data:`~fusion_datasets.registry.EXPERT_STAGES`)."""
         steps = []
-        for stage in STAGES:
-            options = _enabled(self.experts.get(stage), f"experts.{stage}")
+        for stage in EXPERT_STAGES:
+            options = _enabled(self.experts.get(stage), section(stage))
             if stage in self.experts and options is not None:
                 steps.append(build_step(stage, options))
         return steps
 
-    def expert_classes(self) -> tuple[type[Expert], ...]:
+    def expert_classes(self) -> tuple[type[Step], ...]:
         """Each stage's expert class (its configured ``type``, enabled or not), for what the fusion and QA
-        steps and the card take from the experts (:func:`~fusion_datasets.experts.registry.stage_classes`)."""
+        steps and the card take from the experts (:func:`~fusion_datasets.registry.stage_classes`)."""
         return stage_classes({stage: (options or {}).get("type") for stage, options in self.experts.items()})
 
 
@@ -222,21 +229,16 @@ def _step_backend(llm: BackendConfig, own: dict[str, Any]) -> dict[str, Any]:
     return shared | own if own.get("kind", llm.kind) == llm.kind else own
 
 
-def build_steps(config: PipelineConfig) -> list[Expert]:
-    """The pipeline's steps in order: experts (paper order), fusion, CLAP filter, QA."""
-    from fusion_datasets.clap.filter import ClapSimilarityFilter
-    from fusion_datasets.llm.fusion import CaptionFuser
-    from fusion_datasets.llm.qa import QAGenerator
-
+def build_steps(config: PipelineConfig) -> list[Step]:
+    """The pipeline's steps in order (:data:`~fusion_datasets.registry.STAGES`): the experts, then fusion,
+    the CLAP filter and QA, each from the registry by its section's ``type``."""
     steps = config.expert_steps()
-    for name, step_class in (("fusion", CaptionFuser), ("qa", QAGenerator)):
-        options = _enabled(getattr(config, name), name)
-        if options is not None:
+    experts = config.expert_classes()
+    for stage in LATER_STAGES:
+        options = _enabled(getattr(config, section(stage)), section(stage))
+        if options is None:
+            continue
+        if "backend" in {item.name for item in fields(step_class(stage, options.get("type")).config_class)}:
             options = {**options, "backend": _step_backend(config.llm, options.get("backend") or {})}
-            step_config = from_mapping(step_class.config_class, options, name)
-            steps.append(step_class(step_config, experts=config.expert_classes()))
-        if name == "fusion":
-            options = _enabled(config.filter, "filter")
-            if options is not None:
-                steps.append(ClapSimilarityFilter(from_mapping(ClapSimilarityFilter.config_class, options, "filter")))
+        steps.append(build_step(stage, options, experts))
     return steps

@@ -6,15 +6,16 @@ The card (``README.md`` and its plot) is rendered by :func:`fusion_datasets.pipe
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import datasets
-import pyarrow.compute as pc
 
 from fusion_datasets.clip_audio import typed_audio
 from fusion_datasets.layout import CARD, CONFIGS, MANIFEST, config_files
 from fusion_datasets.llm.qa import FILTER_DECISION, explode_qa
+from fusion_datasets.steps import Step
 
 EXPORT = "fusionaudio.json"  # --export fusionaudio
 CARD_SOURCES = ("stats.json", "config.yaml", MANIFEST)  # what the card is rendered from, beside the data
@@ -49,35 +50,20 @@ def derived_configs(cues: datasets.Dataset) -> dict[str, datasets.Dataset]:
     return configs
 
 
-def data_counts(cues: datasets.Dataset, captions: datasets.Dataset | None, qa: datasets.Dataset | None) -> dict:
-    """What a part's data holds: clips, errors by stage, captions, QA pairs, the captions QA skipped (the filter
-    removed them), and the CLAP score histogram."""
-    columns = set(cues.column_names)
+def data_counts(steps: Sequence[Step], cues: datasets.Dataset, captions: datasets.Dataset | None,
+                qa: datasets.Dataset | None) -> dict:
+    """What a part's data holds: clips, errors by stage, captions and QA pairs kept, and what each of the plan's
+    ``steps`` counts of its own columns (:meth:`~fusion_datasets.steps.Step.data_counts`)."""
     errors = cues["errors"]
-
-    def count(column: str) -> int:
-        return sum(1 for value in cues[column] if value) if column in columns else 0
-
     counts: dict[str, Any] = {
         "clips": cues.num_rows,
         "clips_with_errors": sum(1 for row in errors if row),
         "errors_by_stage": dict(Counter(error["stage"] for row in errors for error in row or [])),
-        "captioned": count("caption"),
-        "uncertain": count("caption_uncertain"),
         "captions": captions.num_rows if captions is not None else 0,
         "qa_pairs": qa.num_rows if qa is not None else 0,
     }
-    if {"qa_pairs", FILTER_DECISION} <= columns:  # captions the filter removed: QA asked nothing of them
-        table = cues.select_columns(["caption", FILTER_DECISION, "qa_pairs"]).with_format("arrow")[:]
-        removed = pc.and_(pc.is_valid(table["caption"]), pc.equal(table[FILTER_DECISION], False))
-        counts["qa_skipped"] = pc.sum(pc.and_(removed, pc.is_null(table["qa_pairs"]))).as_py() or 0
-    if "clap_score" in columns:
-        from fusion_datasets.clap.filter import score_histogram
-
-        scored = [row for row in cues.select_columns(["clap_score", "clap_keep"]) if row["clap_score"] is not None]
-        counts["clap_scored"] = len(scored)
-        counts["removed_by_filter"] = sum(1 for row in scored if not row["clap_keep"])
-        counts["clap_histogram"] = score_histogram([row["clap_score"] for row in scored])
+    for step in steps:
+        counts.update(step.data_counts(cues))
     return counts
 
 

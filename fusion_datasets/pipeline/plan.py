@@ -1,7 +1,7 @@
 """The stage plan: the pipeline's steps in order, what each reads and writes, and what a change reruns.
 
-The plan knows its steps only through the expert protocol (``stage``, ``reads()``, ``writes()``,
-``fingerprint()``, ``streaming``, ``batch_size``). From it come:
+The plan knows its steps only through the step protocol (:mod:`fusion_datasets.steps`: ``stage``,
+``reads()``, ``writes()``, ``fingerprint()``, ``streaming``, ``batch_size``). From it come:
 
 - the fingerprint of each stage, recorded with every part of an output, so a rerun knows which stages
   made which clips;
@@ -19,9 +19,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from fusion_datasets.experts.base import Expert, merge_features
 from fusion_datasets.experts.chain import DECODE
 from fusion_datasets.pipeline.config import PipelineConfig, build_steps
+from fusion_datasets.steps import Step, merge_features
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class Plan:
         ['fusion', 'clap_filter', 'qa']
     """
 
-    steps: tuple[Expert, ...]
+    steps: tuple[Step, ...]
 
     @classmethod
     def from_config(cls, config: PipelineConfig) -> Plan:
@@ -44,7 +44,7 @@ class Plan:
     def stages(self) -> list[str]:
         return [step.stage for step in self.steps]
 
-    def step(self, stage: str) -> Expert:
+    def step(self, stage: str) -> Step:
         return next(step for step in self.steps if step.stage == stage)
 
     def fingerprints(self) -> dict[str, dict[str, Any]]:
@@ -83,12 +83,12 @@ class Plan:
                 return [stage for stage in self.stages if stage in wanted]
             wanted = grown
 
-    def passes(self, stages: Iterable[str]) -> list[list[Expert]]:
+    def passes(self, stages: Iterable[str]) -> list[list[Step]]:
         """The executor's passes over a part for ``stages``: runs of media steps computed here, runs of
         media steps answered by servers (their map batches are sized for the servers' concurrency, which
         the steps computed here must not take for their own), and each streaming step alone."""
         chosen = set(stages)
-        passes: list[list[Expert]] = []
+        passes: list[list[Step]] = []
         for step in self.steps:
             if step.stage not in chosen:
                 continue
@@ -99,5 +99,5 @@ class Plan:
         return passes
 
 
-def _pass_kind(step: Expert) -> str:
+def _pass_kind(step: Step) -> str:
     return "streaming" if step.streaming else "served" if step.served_concurrency else "media"

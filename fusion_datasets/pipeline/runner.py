@@ -195,7 +195,7 @@ class PipelineRunner:
             write_parquet(data, written[config])
         work = add_up(item.previous.work if item.previous else {}, counters)
         part = Part(item.name, list(item.ids), self.plan.fingerprints(),
-                    data_counts(cues, configs.get("captions"), configs.get("qa")), work,
+                    data_counts(self.plan.steps, cues, configs.get("captions"), configs.get("qa")), work,
                     self.config.output.embed_audio, [item.previous.name] if item.previous else [])
         with uninterruptible(), self.state.lock():
             self.state.commit(part, written)
@@ -208,7 +208,7 @@ class PipelineRunner:
         that killed at any point the folder never claims to be complete while its card lacks a clip, and its
         card lists one consistent state. Returns parts and stats."""
         parts = self.state.load()
-        stats = summarize(list(parts.values()), ids, self.plan.fingerprints(), self.input_unreadable)
+        stats = summarize(list(parts.values()), ids, self.plan, self.input_unreadable)
         writes = [partial(render_status_card, self.root, self.config, self.state.committed_files(parts), stats),
                   partial(write_text_atomically, self.root / "stats.json", json.dumps(stats, indent=2))]
         for write in writes if stats["complete"] else reversed(writes):

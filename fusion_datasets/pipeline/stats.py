@@ -1,9 +1,10 @@
 """``stats.json``: the counts of an output's data and the counters of the work that made it.
 
-Data counts (clips, errors by stage, captions, QA pairs, the CLAP score histogram) are those of each
-part's data, added up over the parts; ``clap_histogram_edges`` gives the histogram's bin edges (its 40 counts
-cover the cosine range [-1, 1] in steps of 0.05). Work counters are what each stage reported while it ran (rows,
-rows with its errors, seconds, tokens, retries, re-asks, filter removals): a part keeps the sum over
+Data counts (clips, errors by stage, captions, QA pairs, and what each step counts of its own columns, such as
+the CLAP score histogram) are those of each part's data, added up over the parts; each step of the plan then
+adds what it says of its totals (the CLAP filter: the histogram's bin edges, whose 40 counts cover the cosine
+range [-1, 1] in steps of 0.05, and its removal rate). Work counters are what each stage reported while it ran
+(rows, rows with its errors, seconds, tokens, retries, re-asks, filter removals): a part keeps the sum over
 every run that touched it, so a ``--retry-errors`` run adds its seconds to the first run's.
 """
 
@@ -12,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from fusion_datasets.clap.filter import HISTOGRAM_EDGES
 from fusion_datasets.llm.step import USAGE_FIELDS
+from fusion_datasets.pipeline.plan import Plan
 
 
 def add_up(total: Any, value: Any) -> Any:
@@ -36,17 +37,16 @@ def failed_stages(counters: Mapping[str, Mapping[str, float]]) -> list[str]:
     return [stage for stage, counts in counters.items() if counts.get("rows") and counts["errors"] >= counts["rows"]]
 
 
-def summarize(parts: Sequence[Any], input_ids: Iterable[str], fingerprints: Mapping[str, Any],
-              input_unreadable: int = 0) -> dict[str, Any]:
-    """``stats.json`` of the committed ``parts`` against the input's ids and the current plan (and what of the
+def summarize(parts: Sequence[Any], input_ids: Iterable[str], plan: Plan, input_unreadable: int = 0
+              ) -> dict[str, Any]:
+    """``stats.json`` of the committed ``parts`` against the input's ids and the current ``plan`` (and what of the
     input could not be read)."""
+    fingerprints = plan.fingerprints()
     total: dict[str, Any] = {"parts": len(parts)}
     stages: dict[str, Any] = {}
     for part in parts:
         total = add_up(total, part.counts)
         stages = add_up(stages, part.work)
-    if "clap_histogram" in total:  # what each count covers: [edges[i], edges[i + 1]), the last bin closed
-        total["clap_histogram_edges"] = list(HISTOGRAM_EDGES)
     total.setdefault("errors_by_stage", {})
     wanted = set(input_ids)
     done = {clip for part in parts for clip in part.ids}
@@ -62,6 +62,6 @@ def summarize(parts: Sequence[Any], input_ids: Iterable[str], fingerprints: Mapp
                                  if "seconds" in counts}
     total["llm_usage"] = {stage: {name: counts[name] for name in USAGE_FIELDS}
                           for stage, counts in total["stages"].items() if all(name in counts for name in USAGE_FIELDS)}
-    scored = total.get("clap_scored", 0)
-    total["filter_removal_rate"] = round(total.get("removed_by_filter", 0) / scored, 4) if scored else 0.0
+    for step in plan.steps:
+        total.update(step.summary(total))
     return total

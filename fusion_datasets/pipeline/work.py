@@ -30,11 +30,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from fusion_datasets.experts.base import ERRORS
 from fusion_datasets.experts.chain import DECODE
 from fusion_datasets.pipeline.config import OutputConfig
 from fusion_datasets.pipeline.plan import Plan
 from fusion_datasets.pipeline.state import OutputMismatch, Part, RunState, part_name
+from fusion_datasets.steps import ERRORS
 
 ROW = "_row"  # a helper column: a row's place in its part
 

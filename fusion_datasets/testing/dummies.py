@@ -17,17 +17,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fusion_datasets.experts.base import Expert, ExpertConfig
 from fusion_datasets.media import MediaBatch
+from fusion_datasets.steps import ModelConfig, ModelStep
 
 
 @dataclass(frozen=True)
-class FailingRowsConfig(ExpertConfig):
+class FailingRowsConfig(ModelConfig):
     model: str = "none"
     failing: tuple[int, ...] = ()  # rows (of a batch) whose model call raises
 
 
-class FailingRows(Expert[FailingRowsConfig]):
+class FailingRows(ModelStep[FailingRowsConfig]):
     """Writes ``dummy_value`` (10 x the row) through guarded batching; a call holding a ``failing`` row raises."""
 
     stage = "failing_rows"
@@ -55,12 +55,12 @@ class FailingRows(Expert[FailingRowsConfig]):
 
 
 @dataclass(frozen=True)
-class DiesOnceConfig(ExpertConfig):
+class DiesOnceConfig(ModelConfig):
     model: str = "none"
     marker: str = ""  # created by the first call, which then kills its own process
 
 
-class DiesOnce(Expert[DiesOnceConfig]):
+class DiesOnce(ModelStep[DiesOnceConfig]):
     """Writes ``survived``; its first call (no ``marker`` file yet) kills the process it runs in."""
 
     stage = "dies_once"
@@ -83,7 +83,7 @@ class DiesOnce(Expert[DiesOnceConfig]):
 
 
 @dataclass(frozen=True)
-class BusyConfig(ExpertConfig):
+class BusyConfig(ModelConfig):
     model: str = "none"
     iterations: int = 100_000  # of a single-threaded Python loop per clip
 
@@ -96,7 +96,7 @@ def spin(iterations: int) -> int:
     return total
 
 
-class Busy(Expert[BusyConfig]):
+class Busy(ModelStep[BusyConfig]):
     """A CPU-bound stand-in for the sound expert: ``sound_caption`` after the same work per clip."""
 
     stage = "sound"

@@ -6,19 +6,12 @@ from typing import ClassVar
 
 import pytest
 
+from fusion_datasets.clap.filter import ClapSimilarityFilter
 from fusion_datasets.config import ConfigError
-from fusion_datasets.experts import (
-    STAGES,
-    ASTAudioTagger,
-    AudioLLMSoundDescriber,
-    Wav2Vec2AudioTagger,
-    build_step,
-    register,
-    step_types,
-)
-from fusion_datasets.experts.registry import DEFAULTS
+from fusion_datasets.experts import ASTAudioTagger, AudioLLMSoundDescriber, Wav2Vec2AudioTagger
 from fusion_datasets.media import MediaBatch
 from fusion_datasets.pipeline.config import build_steps, load_config
+from fusion_datasets.registry import DEFAULTS, STAGES, build_step, register, section, step_types
 
 
 def test_every_stage_has_its_default_and_the_plan_keeps_the_stage_order():
@@ -30,7 +23,7 @@ def test_every_stage_has_its_default_and_the_plan_keeps_the_stage_order():
 
 def test_the_default_type_is_the_step_a_config_without_type_ran():
     plain = build_steps(load_config("paper"))
-    typed = build_steps(load_config("paper", [f"experts.{stage}.type={name}" for stage, name in DEFAULTS.items()]))
+    typed = build_steps(load_config("paper", [f"{section(stage)}.type={name}" for stage, name in DEFAULTS.items()]))
     assert [type(step) for step in typed] == [type(step) for step in plain]
     assert [step.fingerprint() for step in typed] == [step.fingerprint() for step in plain]
 
@@ -48,8 +41,29 @@ def test_register_refuses_a_taken_name_and_a_step_of_another_stage():
         register("tagging", "ast")(Wav2Vec2AudioTagger)
     with pytest.raises(ValueError, match="is a 'tagging' step, not a 'speech' step"):
         register("speech", "tagger")(Wav2Vec2AudioTagger)
-    with pytest.raises(ValueError, match="unknown expert stage 'tags'"):
+    with pytest.raises(ValueError, match="unknown stage 'tags'"):
         register("tags", "x")(Wav2Vec2AudioTagger)
+
+
+class StricterFilter(ClapSimilarityFilter):
+    """A filter of another kind, as a user's package would add one: one class and one ``register`` line."""
+
+    def counters(self, outputs):
+        return {**super().counters(outputs), "strict": 1}
+
+
+register("clap_filter", "stricter")(StricterFilter)
+
+
+def test_fusion_filter_and_qa_come_from_the_registry_by_type():
+    steps = {step.stage: step for step in build_steps(load_config("paper", ["filter.type=stricter",
+                                                                            "filter.threshold=0.5"]))}
+    assert type(steps["clap_filter"]) is StricterFilter and steps["clap_filter"].config.threshold == 0.5
+    assert [type(steps[stage]).__name__ for stage in ("fusion", "qa")] == ["CaptionFuser", "QAGenerator"]
+    with pytest.raises(ConfigError, match=r"qa.type: unknown type 'rules'; qa types: llm"):
+        build_steps(load_config("paper", ["qa.type=rules"]))
+    with pytest.raises(ConfigError, match=r"unknown key filter.treshold; allowed: audio_column"):
+        build_steps(load_config("paper", ["filter.type=stricter", "filter.treshold=0.5"]))
 
 
 def test_another_package_adds_a_type_through_its_entry_point(tmp_path):
@@ -68,7 +82,7 @@ def test_another_package_adds_a_type_through_its_entry_point(tmp_path):
     script = textwrap.dedent(f"""
         import sys
         sys.path.insert(0, {str(tmp_path)!r})
-        from fusion_datasets.experts import step_types
+        from fusion_datasets.registry import step_types
         from fusion_datasets.pipeline.config import load_config
         (step,) = load_config({str(tmp_path / "config.yaml")!r}).expert_steps()
         print(type(step).__name__, step.config.model, ",".join(step_types("tagging")))

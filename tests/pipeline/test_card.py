@@ -12,10 +12,11 @@ import yaml
 from huggingface_hub import DatasetCard
 
 from fusion_datasets.cli import main
-from fusion_datasets.experts import VideoDescriber, register
+from fusion_datasets.experts import VideoDescriber
 from fusion_datasets.pipeline.card import COUNT_LABELS, PLOT, count_label, count_rows, render_card, size_category
 from fusion_datasets.pipeline.config import load_config, load_run_config
 from fusion_datasets.prompts import read_prompt
+from fusion_datasets.registry import register
 from fusion_datasets.testing import media
 
 TOKEN = "hf_" + "Zq7" * 12  # shaped like a user access token

@@ -16,6 +16,7 @@ import os
 import shutil
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,9 +42,11 @@ def fixed_paths(tiny_zoo, monkeypatch):
     shutil.rmtree(FIXED, ignore_errors=True)
 
 
-def _files(folder: Path) -> dict[str, bytes]:
-    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*"))
-            if path.is_file() and ".cache" not in path.parts and path.suffix != ".png"}
+def _files(folder: Path) -> dict[str, Any]:
+    """Each file's bytes; a JSON file's data (the order of its keys is not what it says)."""
+    return {str(path.relative_to(folder)): json.loads(path.read_text()) if path.suffix == ".json" else path.read_bytes()
+            for path in sorted(folder.rglob("*")) if path.is_file() and ".cache" not in path.parts
+            and path.suffix != ".png"}
 
 
 def test_a_rerun_over_an_output_made_before_the_change_finds_nothing_to_do(tmp_path, fixed_paths, capsys):

@@ -14,11 +14,11 @@ from typing import Any
 
 import datasets
 
-from fusion_datasets.experts.base import Expert
 from fusion_datasets.pipeline.config import PipelineConfig
 from fusion_datasets.pipeline.plan import Plan
 from fusion_datasets.pipeline.stats import add_up
 from fusion_datasets.pipeline.work import PartWork
+from fusion_datasets.steps import Step
 
 PartRows = tuple[PartWork, datasets.Dataset]  # a part and its rows before its work
 PartCues = tuple[PartWork, datasets.Dataset, dict[str, dict[str, float]]]  # a part done: its cues and counters
@@ -57,6 +57,6 @@ def sum_counters(rows: Sequence[str | None]) -> dict[str, dict[str, float]]:
     return total
 
 
-def media_batch_size(batch_size: int, steps: Sequence[Expert]) -> int:
+def media_batch_size(batch_size: int, steps: Sequence[Step]) -> int:
     """Rows per call of a pass of media steps: the output's map batch, or more where a step asks for more."""
     return max(batch_size, *(step.batch_size or 0 for step in steps))

@@ -19,12 +19,12 @@ from collections.abc import Iterable, Iterator, Sequence
 import datasets
 from tqdm.auto import tqdm
 
-from fusion_datasets.experts.base import Expert
 from fusion_datasets.experts.chain import COUNTERS, ExpertChain
 from fusion_datasets.pipeline.executors.base import Executor, PartCues, PartRows, media_batch_size, sum_counters
 from fusion_datasets.pipeline.stats import add_up
 from fusion_datasets.pipeline.work import Work, replace_rows, with_plan_columns
 from fusion_datasets.runtime import progress_bars, raise_if_interrupted
+from fusion_datasets.steps import Step
 
 
 class LocalExecutor(Executor):
@@ -53,7 +53,7 @@ class LocalExecutor(Executor):
             table = replace_rows(table, item.rows, rows)
         return table, counters
 
-    def _pass(self, rows: datasets.Dataset, steps: list[Expert], features: datasets.Features, desc: str,
+    def _pass(self, rows: datasets.Dataset, steps: list[Step], features: datasets.Features, desc: str,
               progress: bool) -> tuple[datasets.Dataset, dict[str, dict[str, float]]]:
         output = self.config.output
         chain = ExpertChain(steps, record_counters=True, max_seconds=self.config.input.max_seconds)

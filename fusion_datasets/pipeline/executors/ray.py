@@ -32,7 +32,6 @@ import datasets
 import numpy as np
 
 from fusion_datasets.errors import UserError
-from fusion_datasets.experts.base import Expert
 from fusion_datasets.experts.chain import COUNTERS, ExpertChain
 from fusion_datasets.files import write_text_atomically
 from fusion_datasets.media import MediaError, decode_audio
@@ -41,6 +40,7 @@ from fusion_datasets.pipeline.executors.base import Executor, PartCues, PartRows
 from fusion_datasets.pipeline.plan import Plan
 from fusion_datasets.pipeline.stats import add_up
 from fusion_datasets.pipeline.work import ROW, PartWork, with_plan_columns
+from fusion_datasets.steps import Step
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def import_ray() -> Any:
 class PassActor:
     """One actor of a pass: its steps, their models loaded once (lazily, on the first batch)."""
 
-    def __init__(self, steps: list[Expert], features: datasets.Features, max_seconds: float | None = None) -> None:
+    def __init__(self, steps: list[Step], features: datasets.Features, max_seconds: float | None = None) -> None:
         self.steps = steps
         self.features = features
         self.max_seconds = max_seconds
@@ -222,7 +222,7 @@ class RayExecutor(Executor):
         sizes = {item.name: table.num_rows for item, table in zip(items.values(), tables)}
         yield from self._gather(stream, items, sizes, features)
 
-    def _map_pass(self, stream: Any, steps: list[Expert], features: datasets.Features) -> Any:
+    def _map_pass(self, stream: Any, steps: list[Step], features: datasets.Features) -> Any:
         """``stream`` through one pass: a pool of actors with the pass's resources, fed by decode tasks.
 
         A media pass's audio is decoded ahead by CPU tasks, so actors holding a GPU only run their
@@ -294,7 +294,7 @@ def _conform(table: Any, features: datasets.Features) -> Any:
     return table.select(list(features)).cast(schema)
 
 
-def _audio_readers(steps: list[Expert]) -> dict[str, frozenset[str]]:
+def _audio_readers(steps: list[Step]) -> dict[str, frozenset[str]]:
     """Per audio column, the stages of ``steps`` that decode it."""
     readers: dict[str, set[str]] = defaultdict(set)
     for step in steps:

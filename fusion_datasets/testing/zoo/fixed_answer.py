@@ -275,11 +275,11 @@ def demo_conversations(zoo: Path, stage: str) -> list[Conversation]:
     """The ``stage`` ("fusion" or "qa") prompts that ``run tiny`` sends for the demo's sample clips, from the
     cues the zoo's cue models (built into ``zoo`` first) give them; QA's on the caption ``fusion-lm`` answers."""
     from fusion_datasets.demo import write_sample_clips
-    from fusion_datasets.experts import STAGES
     from fusion_datasets.experts.chain import ExpertChain
     from fusion_datasets.media import MediaBatch
     from fusion_datasets.pipeline.config import InputConfig, build_steps, load_config
     from fusion_datasets.pipeline.inputs import load_input
+    from fusion_datasets.registry import EXPERT_STAGES
 
     from . import build_tiny_zoo
 
@@ -289,7 +289,7 @@ def demo_conversations(zoo: Path, stage: str) -> list[Conversation]:
     with tempfile.TemporaryDirectory() as folder:
         write_sample_clips(folder)
         batch = load_input(InputConfig(path=folder))[:]
-        batch.update(ExpertChain([steps[stage] for stage in STAGES if stage in steps])(batch))
+        batch.update(ExpertChain([steps[stage] for stage in EXPERT_STAGES if stage in steps])(batch))
     batch["caption"] = [FUSION_CAPTION] * len(batch["id"])
     media, step = MediaBatch(batch), steps[stage]
     data = (step.prompt_data(media, row) for row in range(media.size))

@@ -1,12 +1,17 @@
-"""The expert protocol: a frozen config, the columns it writes, and a batched ``__call__``.
+"""The step protocol: what every stage of a plan is, whatever computes it (an expert's model, an LLM, CLAP).
 
-An expert is a picklable callable over a ``datasets`` batch dict, usable as
-``ds.map(expert, batched=True, with_rank=True)``. It holds only its config: models are loaded lazily
-into the per-process cache of :mod:`fusion_datasets.runtime`, so ``datasets`` fingerprints an expert
-by its config and the package version, and a rerun of the same map hits the cache.
+A step is a picklable callable over a ``datasets`` batch dict, usable as
+``ds.map(step, batched=True, with_rank=True)``. It holds only its frozen config: models are loaded lazily
+into the per-process cache of :mod:`fusion_datasets.runtime`, so ``datasets`` fingerprints a step by its
+config and the package version, and a rerun of the same map hits the cache. The plan and the executors know
+a step only through this protocol: its ``stage``, what it reads and writes, the features of its columns, its
+fingerprint, counters and card entry, and ``process``.
 
 Every failure becomes an entry of the row's ``errors`` list (``{"stage", "message"}``) and ``None``
-in the columns the expert could not fill; no row is ever dropped.
+in the columns the step could not fill; no row is ever dropped.
+
+:class:`Step` is the protocol; :class:`ModelStep` adds what a step running its own model needs (the device,
+loading once per process, ``from_pretrained`` options, batching with per-row recovery).
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ from dataclasses import dataclass, fields, replace
 from typing import Any, ClassVar, Generic, TypeVar
 
 from fusion_datasets import __version__, runtime
-from fusion_datasets.experts.cues import CueOptions, text_cues
+from fusion_datasets.config import is_resource, resource
+from fusion_datasets.cues import CueOptions, text_cues
 from fusion_datasets.loading import loading_model
 from fusion_datasets.media import MediaBatch
 from fusion_datasets.prompts import prompt_name
@@ -29,30 +35,9 @@ from fusion_datasets.public import model_reference
 logger = logging.getLogger(__name__)
 
 ERRORS = "errors"
-# Config fields that say how a step runs, not what it computes: they stay out of its fingerprint, so
-# changing them never reruns a stage.
-RESOURCE_FIELDS = frozenset({
-    "device", "batch_size", "max_concurrency", "base_urls", "timeout", "max_retries", "backoff", "token_env",
-    "max_request_bytes",
-})
 R = TypeVar("R")
-ConfigT = TypeVar("ConfigT", bound="ExpertConfig")
-
-
-@dataclass(frozen=True)
-class ExpertConfig:
-    """What every model-backed expert shares. ``device=None`` picks the device from the worker's rank."""
-
-    model: str
-    revision: str | None = None
-    device: str | None = None
-    dtype: str = "auto"
-    trust_remote_code: bool = False
-    batch_size: int | None = None  # clips per model call (None: every clip of the map batch at once)
-
-    def __post_init__(self) -> None:
-        if self.batch_size is not None and self.batch_size < 1:
-            raise ValueError(f"batch_size must be None or >= 1, got {self.batch_size}")
+ConfigT = TypeVar("ConfigT")
+ModelConfigT = TypeVar("ModelConfigT", bound="ModelConfig")
 
 
 def errors_feature() -> Any:
@@ -73,19 +58,34 @@ def merge_features(input_features: Any, produced: dict[str, Any]) -> Any:
     return Features({**input_features, **produced, ERRORS: errors_feature()})
 
 
-class Expert(ABC, Generic[ConfigT]):
-    """Base class of the experts. Subclasses set ``stage``, ``config_class``, ``features`` and ``process``."""
+class Step(ABC, Generic[ConfigT]):
+    """A stage of the plan. Subclasses set ``stage``, ``config_class`` (a frozen dataclass), ``features`` and
+    ``process``."""
 
     stage: ClassVar[str]
-    config_class: ClassVar[type[ExpertConfig]]
+    config_class: ClassVar[type]
     # a streaming step takes every row of a part in one call and keeps its backend busy by itself (LLM stages)
     streaming: ClassVar[bool] = False
-    # What the stage tells later steps about a clip (fusion_datasets.experts.cues): the text columns it
-    # shows as they are, by prompt key, to the fusion LLM and to the QA LLM, and the card's modality
-    # coverage (name -> the column whose non-blank or true value means a clip has it).
+    # What the stage tells later steps about a clip (fusion_datasets.cues): the text columns it shows as they
+    # are, by prompt key, to the fusion LLM and to the QA LLM, and the card's modality coverage (name -> the
+    # column whose non-blank or true value means a clip has it).
     fusion_texts: ClassVar[dict[str, str]] = {}
     qa_texts: ClassVar[dict[str, str]] = {}
     coverage: ClassVar[dict[str, str]] = {}
+
+    def __init__(self, config: ConfigT | None = None, **overrides: Any) -> None:
+        if config is None:
+            config = self.config_class(**overrides)
+        elif overrides:
+            config = replace(config, **overrides)
+        if not isinstance(config, self.config_class):
+            raise TypeError(f"{type(self).__name__} takes a {self.config_class.__name__}, got {type(config).__name__}")
+        self.config: ConfigT = config
+
+    @classmethod
+    def for_plan(cls, config: Any, experts: Sequence[type[Step]]) -> Step:
+        """This step in a plan whose expert stages run ``experts`` (a step that shows their cues keeps them)."""
+        return cls(config)
 
     @classmethod
     def fusion_columns(cls) -> tuple[str, ...]:
@@ -109,7 +109,7 @@ class Expert(ABC, Generic[ConfigT]):
 
     @abstractmethod
     def features(self) -> dict[str, Any]:
-        """The ``datasets`` feature of each column this expert writes (``errors`` aside)."""
+        """The ``datasets`` feature of each column this step writes (``errors`` aside)."""
 
     def columns(self) -> tuple[str, ...]:
         return tuple(self.features())
@@ -129,7 +129,7 @@ class Expert(ABC, Generic[ConfigT]):
     @property
     def batch_size(self) -> int | None:
         """Clips per model call (``None``: the whole map batch)."""
-        return self.config.batch_size
+        return None
 
     @property
     def served_concurrency(self) -> int | None:
@@ -139,6 +139,15 @@ class Expert(ABC, Generic[ConfigT]):
 
     def counters(self, outputs: Mapping[str, Sequence[Any]]) -> dict[str, float]:
         """This step's own counts over one batch of its ``outputs``, added up into ``stats.json``."""
+        return {}
+
+    def data_counts(self, cues: Any) -> dict[str, Any]:
+        """What this step's columns hold in a part's ``cues`` (a ``datasets.Dataset`` that has them), for
+        ``stats.json``: numbers, or lists of numbers (histograms), that add up over the parts."""
+        return {}
+
+    def summary(self, totals: Mapping[str, Any]) -> dict[str, Any]:
+        """What ``stats.json`` says of this step beyond the ``totals`` of its data counts (rates, bin edges)."""
         return {}
 
     def fingerprint(self) -> str:
@@ -152,7 +161,7 @@ class Expert(ABC, Generic[ConfigT]):
 
     def fingerprint_settings(self) -> dict[str, Any]:
         """The config fields :meth:`fingerprint` hashes: all but the resources."""
-        return {f.name: getattr(self.config, f.name) for f in fields(self.config) if f.name not in RESOURCE_FIELDS}
+        return {f.name: getattr(self.config, f.name) for f in fields(self.config) if not is_resource(f)}
 
     def card_entry(self) -> dict[str, Any]:
         """What the dataset card says of this step: its model, revision and numeric settings."""
@@ -176,15 +185,6 @@ class Expert(ABC, Generic[ConfigT]):
         """The features of ``ds.map(self, ...)`` over a dataset with ``input_features``."""
         return merge_features(input_features, self.features())
 
-    def __init__(self, config: ConfigT | None = None, **overrides: Any) -> None:
-        if config is None:
-            config = self.config_class(**overrides)
-        elif overrides:
-            config = replace(config, **overrides)
-        if not isinstance(config, self.config_class):
-            raise TypeError(f"{type(self).__name__} takes a {self.config_class.__name__}, got {type(config).__name__}")
-        self.config: ConfigT = config
-
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config!r})"
 
@@ -203,7 +203,32 @@ class Expert(ABC, Generic[ConfigT]):
 
     @abstractmethod
     def process(self, media: MediaBatch, rank: int | None = None) -> dict[str, list]:
-        """Fill this expert's columns for every row of ``media`` (``None`` where it failed)."""
+        """Fill this step's columns for every row of ``media`` (``None`` where it failed)."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What every step running its own model shares. ``device=None`` picks the device from the worker's rank."""
+
+    model: str
+    revision: str | None = None
+    device: str | None = resource(None)
+    dtype: str = "auto"
+    trust_remote_code: bool = False
+    batch_size: int | None = resource(None)  # clips per model call (None: every clip of the map batch at once)
+
+    def __post_init__(self) -> None:
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ValueError(f"batch_size must be None or >= 1, got {self.batch_size}")
+
+
+class ModelStep(Step[ModelConfigT]):
+    """A step that runs its own model (the experts, the CLAP filter): loaded once per process and device, called
+    ``batch_size`` clips at a time, a failing call redone row by row."""
+
+    @property
+    def batch_size(self) -> int | None:
+        return self.config.batch_size
 
     def device(self, rank: int | None) -> str:
         return runtime.resolve_device(self.config.device, rank)
@@ -213,13 +238,13 @@ class Expert(ABC, Generic[ConfigT]):
         else the loader's result depends on (a loader shared by several classes that check differently)."""
         device = self.device(rank)
         dtype = runtime.resolve_dtype(self.config.dtype, device)
-        # keyed by the loader, so experts that share one (sound and music captions) share the model
+        # keyed by the loader, so steps that share one (sound and music captions) share the model
         key = (loader.__qualname__, self.config.model, self.config.revision, device, str(dtype), *key)
         with loading_model(self.config.model):
             return runtime.cached_model(key, lambda: loader(device, dtype))
 
     def pretrained_kwargs(self) -> dict[str, Any]:
-        """The keyword arguments of every ``from_pretrained`` call of this expert."""
+        """The keyword arguments of every ``from_pretrained`` call of this step."""
         return {"revision": self.config.revision, "trust_remote_code": self.config.trust_remote_code}
 
     def check_architecture(self, supported: Sequence[str]) -> None:
@@ -262,9 +287,9 @@ def _is_number(value: Any) -> bool:
 
 
 def _plain(value: Any) -> Any:
-    """Config values as JSON data (nested configs as mappings), for fingerprints."""
+    """Config values as JSON data (nested configs as mappings, resources aside), for fingerprints."""
     if hasattr(value, "__dataclass_fields__"):
-        settings = {f.name: _plain(getattr(value, f.name)) for f in fields(value) if f.name not in RESOURCE_FIELDS}
+        settings = {f.name: _plain(getattr(value, f.name)) for f in fields(value) if not is_resource(f)}
         return {**getattr(value, "fingerprint_extras", {}), **settings}
     if isinstance(value, Mapping):
         return {key: _plain(item) for key, item in value.items()}

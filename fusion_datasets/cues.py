@@ -1,7 +1,7 @@
 """What an expert tells the later steps about a clip: its fusion cues, its QA context, its card coverage.
 
-Each expert class says it of its own columns (:meth:`~fusion_datasets.experts.base.Expert.fusion_cues`,
-:meth:`~fusion_datasets.experts.base.Expert.qa_context`, ``coverage``); the fusion and QA steps and the
+Each expert class says it of its own columns (:meth:`~fusion_datasets.steps.Step.fusion_cues`,
+:meth:`~fusion_datasets.steps.Step.qa_context`, ``coverage``); the fusion and QA steps and the
 dataset card ask the experts a run was configured with, so a new expert brings its cues with it.
 
 Example:
