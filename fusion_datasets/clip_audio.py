@@ -49,7 +49,7 @@ def segment_name(path: str | None, start: float | None, end: float | None) -> st
 
     Example:
         >>> segment_name("/data/rec.wav", None, None), segment_name("/data/rec.wav", 10.0, 20.0)
-        ('rec.wav', 'rec@10-20.flac')
+        ('rec.wav', 'rec@10-20.0.flac')
     """
     name = PurePath(path or "clip.wav").name
     if start is None and end is None:

@@ -76,8 +76,12 @@ def loading_model(model: str) -> Iterator[None]:
     Hub, a folder without its files) becomes a :class:`UserError` naming it and saying what to do.
 
     Example:
-        >>> with loading_model("org/missing"):  # doctest: +SKIP
-        ...     AutoModel.from_pretrained("org/missing")
+        >>> with loading_model("models/missing"):
+        ...     raise OSError("models/missing does not appear to have a file named config.json")
+        Traceback (most recent call last):
+        fusion_datasets.errors.UserError: cannot load the model 'models/missing': models/missing does not appear to
+        have a file named config.json. Download it while online (`hf download models/missing`) or give the folder of
+        a local copy; offline (HF_HUB_OFFLINE=1) only models already in the Hugging Face cache load
     """
     try:
         yield

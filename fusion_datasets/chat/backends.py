@@ -6,10 +6,11 @@ type, and gets the live backend from :func:`make_backend`, which keeps one per p
 (:data:`KINDS`; default ``transformers``), so each kind's options are checked when the config loads.
 
 Example:
-    >>> config = ServerBackendConfig(model="Qwen/QwQ-32B", base_urls=("http://127.0.0.1:8080",))
-    >>> backend = make_backend(config)
-    >>> backend.generate([[{"role": "user", "content": "Hi"}]], max_new_tokens=8)  # doctest: +SKIP
-    [Completion(text='Hello! How can I help?', error=None, prompt_tokens=9, completion_tokens=8, retries=0)]
+    >>> from fusion_datasets.testing.stub_chat import StubChatServer  # a server answering as told
+    >>> with StubChatServer(answer=lambda request: "Hello! How can I help?") as server:
+    ...     backend = make_backend(ServerBackendConfig(model="stub", base_urls=(server.base_url,)))
+    ...     backend.generate([[{"role": "user", "content": "Hi"}]], max_new_tokens=8)
+    [Completion(text='Hello! How can I help?', error=None, prompt_tokens=12, completion_tokens=4, retries=0)]
 """
 
 from __future__ import annotations

@@ -179,10 +179,6 @@ def calibrate_filter(
     ``judgements`` is one file or several (one per reviewer, say): their rows are pooled. ``model`` may be a
     run's public name of a local model (``local:NAME``, as its config.yaml says) where the judgements are a
     review's of that run (``OUT/review/*.jsonl``): the folder the run recorded is loaded.
-
-    Example:
-        >>> result = calibrate_filter("ratings.csv", "laion/clap-htsat-unfused", "out")  # doctest: +SKIP
-        >>> print(result.summary())  # doctest: +SKIP
     """
     files = [judgements] if isinstance(judgements, (str, Path)) else list(judgements)
     table = load_all_judgements(files, score_cutoff=score_cutoff, higher_is_better=higher_is_better)

@@ -39,7 +39,9 @@ def load_judgements(
     ``>=`` with ``higher_is_better`` for quality ratings).
 
     Example:
-        >>> judgements = load_judgements("ratings.csv", score_cutoff=2)  # doctest: +SKIP
+        >>> _ = Path("ratings.csv").write_text("id,caption,score\\na,A dog barks.,1\\nb,A cat sings opera.,4\\n")
+        >>> list(load_judgements("ratings.csv", score_cutoff=2)["good"])
+        [True, False]
     """
     import datasets
 

@@ -63,11 +63,6 @@ class LaionClap:
 
     Audio is quantised to 16 bits and prepared exactly as ``CLAP_Module.get_audio_embedding_from_data``
     does, each clip under a fixed seed. It runs in float32 only (laion_clap has no bfloat16 path).
-
-    Example:
-        >>> clap = LaionClap("630k-audioset-best.pt", text_encoder="/models/roberta-base")  # doctest: +SKIP
-        >>> clap.embed_text(["a dog barks"]).shape  # doctest: +SKIP
-        (1, 512)
     """
 
     sampling_rate = 48000

@@ -16,9 +16,6 @@ Predictions that name no clip of the benchmark are refused (a wrong file); a cov
 
 The text encoder is a transformers checkpoint: a sentence-transformers model (mean pooling over the
 tokens, as those models pool) or a CLAP (its text tower).
-
-Example:
-    >>> run_classification_eval("preds.jsonl", "data/esc50", "reports/esc50")  # doctest: +SKIP
 """
 
 from __future__ import annotations

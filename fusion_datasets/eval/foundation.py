@@ -17,9 +17,13 @@ Both report accuracy per ``<task_name>_<dataset_name>`` (:func:`foundation_group
 groups it, and per task over its datasets under the protocol's ``/per-task`` label.
 
 Example:
-    >>> aligner = OptionAligner(backend=TransformersBackendConfig(model="Qwen/Qwen2.5-7B-Instruct"))  # doctest: +SKIP
-    >>> aligner({"question": ["Which genre?"], "options": [["rock", "jazz"]], "prediction": ["Jazz, I think"]})
-    ... # doctest: +SKIP
+    >>> from fusion_datasets.chat.backends import ServerBackendConfig
+    >>> from fusion_datasets.testing.stub_chat import StubChatServer  # an aligner that always replies "B"
+    >>> with StubChatServer(answer=lambda request: "B") as server:
+    ...     aligner = OptionAligner(backend=ServerBackendConfig(model="aligner", base_urls=(server.base_url,)))
+    ...     aligner({"id": ["q1"], "question": ["Which genre?"], "options": [["rock", "jazz"]],
+    ...              "prediction": ["Jazz, I think"]})["aligned_letter"]
+    ['B']
 """
 
 from __future__ import annotations

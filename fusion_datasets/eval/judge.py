@@ -17,8 +17,13 @@ shown back to the judge with the reason and re-asked (``max_reasks``), then reco
 the judge's answer (``judge_answer``), its model and prompt version (``provenance``) are kept per row.
 
 Example:
-    >>> judge = AnswerJudge(backend=TransformersBackendConfig(model="Qwen/Qwen2.5-7B-Instruct"))  # doctest: +SKIP
-    >>> judge({"question": ["What barks?"], "answer": ["A dog."], "prediction": ["A dog."]})  # doctest: +SKIP
+    >>> from fusion_datasets.chat.backends import ServerBackendConfig
+    >>> from fusion_datasets.testing.stub_chat import StubChatServer  # a judge that always gives 4
+    >>> with StubChatServer(answer=lambda request: "Explanation: same source.\\nRating: 4") as server:
+    ...     judge = AnswerJudge(backend=ServerBackendConfig(model="judge", base_urls=(server.base_url,)))
+    ...     verdicts = judge({"question": ["What barks?"], "answer": ["A dog."], "prediction": ["A dog."]})
+    >>> verdicts["judge_score"], verdicts["errors"]
+    ([4.0], [[]])
 """
 
 from __future__ import annotations

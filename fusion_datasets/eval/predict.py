@@ -4,10 +4,6 @@ Each line of the output is ``{"id", "audio_id", "instruction", "prediction"}`` (
 row failed: a clip that cannot be decoded, a failed generation). A rerun skips the rows already answered
 and answers again those that failed. :func:`read_predictions` reads that file back, and the FusionAudio
 format too (the benchmark's JSON list with ``output`` replaced by the model's answer).
-
-Example:
-    >>> run_predict("Qwen/Qwen2-Audio-7B-Instruct", "data/clotho-aqa", "preds.jsonl")  # doctest: +SKIP
-    {'answered': 1000, 'failed': 0, 'skipped': 0}
 """
 
 from __future__ import annotations
@@ -52,9 +48,6 @@ class PredictConfig(AudioLLMConfig):
 
 class AudioLLMAnswerer(AudioLLMExpert[PredictConfig]):
     """Writes ``prediction``: the audio LM's greedy answer to each row's ``instruction`` about its ``audio``.
-
-    Example:
-        >>> answers = AudioLLMAnswerer(model="Qwen/Qwen2-Audio-7B-Instruct")(batch)  # doctest: +SKIP
     """
 
     stage = "predict"

@@ -401,11 +401,6 @@ def run_qa_eval(
     the judge aligns each answer to an option, sampling with ``align_seed`` at AIR-Bench's mix of
     temperatures, or at ``align_temperature`` when one is given (named in the protocol). A
     reasoning judge needs a ``judge_max_new_tokens`` that leaves room for its trace.
-
-    Example:
-        >>> judge = ServerBackendConfig(model="Qwen/Qwen2.5-72B-Instruct",
-        ...                       base_urls=("http://127.0.0.1:8080",))  # doctest: +SKIP
-        >>> run_qa_eval("preds.jsonl", "data/audiocaps-qa", "reports/acqa", judge=judge)  # doctest: +SKIP
     """
     name = benchmark_name(benchmark)
     kind = kind or KINDS.get(name)

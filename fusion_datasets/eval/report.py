@@ -184,7 +184,9 @@ def benchmark_extent(benchmark: str | Path, scored: int) -> dict[str, Any]:
     ``partial`` when fewer were scored. A partial benchmark is logged as a warning.
 
     Example:
-        >>> benchmark_extent("data/clotho-eval", 20)  # doctest: +SKIP
+        >>> Path("clotho-eval").mkdir()
+        >>> _ = Path("clotho-eval/stats.json").write_text('{"benchmark_clips": 1045}')
+        >>> benchmark_extent("clotho-eval", 20)
         {'scored': 20, 'size': 1045, 'partial': True}
     """
     stats = Path(benchmark) / "stats.json"
@@ -220,7 +222,10 @@ def write_report(path_dir: str | Path, model: str, results: Iterable[Mapping[str
     benchmark's :func:`benchmark_extent`.
 
     Example:
-        >>> write_report("reports/clotho", "laion/clap-htsat-unfused", rows)  # doctest: +SKIP
+        >>> rows = [{"benchmark": "esc50", "task": "zero-shot", "metric": "accuracy", "value": 80.0, "n": 400}]
+        >>> report = write_report("reports/esc50", "my-model", rows)
+        >>> sorted(path.name for path in Path("reports/esc50").iterdir()), report["results"][-1]["task"]
+        (['report.json', 'report.md'], 'overall')
     """
     report: dict[str, Any] = {"model": str(model), "results": with_overall(results)}
     if settings:
@@ -242,7 +247,11 @@ def model_index(report: Mapping[str, Any], task_type: str,
     and ``skip_metrics`` are left out.
 
     Example:
-        >>> entries = model_index(report, "audio-classification", skip_metrics=["coverage"])  # doctest: +SKIP
+        >>> rows = [{"benchmark": "esc50", "task": "zero-shot", "metric": metric, "value": value, "n": 400}
+        ...         for metric, value in [("accuracy", 80.0), ("coverage", 99.5)]]
+        >>> entry = model_index({"model": "my-model", "results": rows}, "audio-classification", ["coverage"])[0]
+        >>> entry["results"][0]["metrics"]
+        [{'type': 'accuracy', 'value': 80.0, 'name': 'accuracy (zero-shot)'}]
     """
     from huggingface_hub import EvalResult
     from huggingface_hub.repocard_data import eval_results_to_model_index

@@ -325,8 +325,10 @@ def retrieval_confidence_intervals(
     """A bootstrap ``level`` interval of each :func:`retrieval_metrics` value, resampling audios.
 
     Example:
-        >>> intervals = retrieval_confidence_intervals(text, audio, text_to_audio)  # doctest: +SKIP
-        >>> low, high = intervals["t2a_R@1"]  # doctest: +SKIP
+        >>> audio = np.eye(2)
+        >>> text = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.2]])  # caption 2 is closer to audio 0
+        >>> retrieval_confidence_intervals(text, audio, [0, 1, 1], n_resamples=100)["t2a_R@1"]
+        (50.0, 100.0)
     """
     return bootstrap_intervals(
         retrieval_ranks(text_embeds, audio_embeds, text_to_audio), n_resamples, seed, level, map_protocol

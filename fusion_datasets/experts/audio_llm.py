@@ -155,7 +155,10 @@ class AudioLLMSoundDescriber(AudioLLMExpert[SoundConfig]):
     """Writes ``sound_caption``: a description of everything heard in the clip (the paper's GAMA step).
 
     Example:
-        >>> ds = ds.map(AudioLLMSoundDescriber(), batched=True, with_rank=True)  # doctest: +SKIP
+        >>> from fusion_datasets.synthetic import noise, write_audio
+        >>> describer = AudioLLMSoundDescriber(model=str(tiny_zoo["qwen2-audio"]), max_new_tokens=4)
+        >>> sorted(describer({"audio": [str(write_audio("noise.wav", noise(2.0, 16000), 16000))]}))
+        ['errors', 'sound_caption']
     """
 
     stage = "sound"
@@ -182,8 +185,12 @@ class AudioLLMMusicCaptioner(AudioLLMExpert[MusicConfig]):
     ``has_music`` is ``None`` where ``music_score`` is; clips without music never reach the model.
 
     Example:
-        >>> chain = ExpertChain([ASTAudioTagger(), AudioLLMMusicCaptioner()])  # doctest: +SKIP
-        >>> ds = ds.map(chain, batched=True, with_rank=True, batch_size=8)  # doctest: +SKIP
+        >>> from fusion_datasets.synthetic import music, write_audio
+        >>> clip = str(write_audio("music.wav", music(2.0, 16000), 16000))
+        >>> captioner = AudioLLMMusicCaptioner(model=str(tiny_zoo["qwen2-audio"]), max_new_tokens=4)
+        >>> captions = captioner({"audio": [clip] * 3, "music_score": [0.9, 0.1, None]})
+        >>> captions["has_music"], [caption is not None for caption in captions["music_caption"]]
+        ([True, False, None], [True, False, False])
     """
 
     stage = "music"

@@ -5,9 +5,12 @@ the conversation, passed as an array at the processor's sampling rate) and its a
 left-padded and greedy. What differs between families lives in :data:`FAMILIES`, one row each.
 
 Example:
-    >>> lm = load_audio_lm("nvidia/audio-flamingo-3-hf", device="cuda", dtype=torch.bfloat16)  # doctest: +SKIP
-    >>> lm.generate([clip], ["Describe the audio."], max_new_tokens=64)  # doctest: +SKIP
-    ['A dog barks while ...']
+    >>> import torch
+    >>> lm = load_audio_lm(str(tiny_zoo["qwen2-audio"]), device="cpu", dtype=torch.float32)  # a Qwen2-Audio, tiny
+    >>> clip = np.zeros(2 * lm.sampling_rate, dtype=np.float32)
+    >>> answers = lm.generate([clip], ["Describe the audio."], max_new_tokens=4)  # ['A dog barks while ...']
+    >>> len(answers), type(answers[0])
+    (1, <class 'str'>)
 """
 
 from __future__ import annotations

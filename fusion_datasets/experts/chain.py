@@ -33,8 +33,15 @@ class ExpertChain:
     ``max_seconds`` (``input.max_seconds``) bounds the whole files the chain decodes.
 
     Example:
-        >>> chain = ExpertChain([ASTAudioTagger(model=tags), WhisperTranscriber(model=asr)])  # doctest: +SKIP
-        >>> ds = ds.map(chain, batched=True, with_rank=True)  # doctest: +SKIP
+        >>> import datasets
+        >>> from fusion_datasets.experts.speech import WhisperTranscriber
+        >>> from fusion_datasets.experts.tagging import ASTAudioTagger
+        >>> from fusion_datasets.synthetic import speech, write_audio
+        >>> ds = datasets.Dataset.from_dict({"audio": [str(write_audio("speech.wav", speech(2.0, 16000), 16000))]})
+        >>> chain = ExpertChain([ASTAudioTagger(model=str(tiny_zoo["ast-audioset"])),
+        ...                      WhisperTranscriber(model=str(tiny_zoo["whisper"]), max_new_tokens=4)])
+        >>> ds.map(chain, batched=True, with_rank=True).column_names
+        ['audio', 'audio_tags', 'music_score', 'asr_text', 'asr_language', 'asr_no_speech_prob', 'has_speech', 'errors']
     """
 
     def __init__(self, experts: Sequence[Step], record_counters: bool = False,

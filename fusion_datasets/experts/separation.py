@@ -35,7 +35,10 @@ class HTDemucsSeparator(ModelStep[SeparationConfig]):
     """Splits each clip into ``vocals`` and ``accompaniment`` (every other Demucs source, summed).
 
     Example:
-        >>> ds = ds.map(HTDemucsSeparator(model="htdemucs"), batched=True, with_rank=True)  # doctest: +SKIP
+        >>> from fusion_datasets.synthetic import music, write_audio
+        >>> separator = HTDemucsSeparator(model="htdemucs", repo=str(tiny_zoo["htdemucs"]))  # a local model repo
+        >>> sorted(separator({"audio": [str(write_audio("music.wav", music(2.0, 16000), 16000))]}))
+        ['accompaniment', 'errors', 'vocals']
     """
 
     stage = "separation"

@@ -100,8 +100,10 @@ class WhisperTranscriber(ModelStep[SpeechConfig]):
     never saw them) and ``has_speech=False``.
 
     Example:
-        >>> expert = WhisperTranscriber(model="openai/whisper-large-v3", language="en")  # doctest: +SKIP
-        >>> ds = ds.map(expert, batched=True, with_rank=True, batch_size=8)  # doctest: +SKIP
+        >>> from fusion_datasets.synthetic import silence, write_audio
+        >>> expert = WhisperTranscriber(model=str(tiny_zoo["whisper"]), max_new_tokens=4)  # openai/whisper-large-v3
+        >>> expert({"audio": [str(write_audio("silence.wav", silence(2.0, 16000), 16000))]})
+        {'asr_text': [''], 'asr_language': [None], 'asr_no_speech_prob': [None], 'has_speech': [False], 'errors': [[]]}
     """
 
     stage = "speech"

@@ -150,5 +150,9 @@ class ASTAudioTagger(AudioClassificationTagger):
     there were types.
 
     Example:
-        >>> ds = ds.map(ASTAudioTagger(model="MIT/ast-finetuned-audioset-10-10-0.4593"), batched=True)  # doctest: +SKIP
+        >>> from fusion_datasets.synthetic import music, write_audio
+        >>> tagger = ASTAudioTagger(model=str(tiny_zoo["ast-audioset"]))  # MIT/ast-finetuned-audioset-10-10-0.4593
+        >>> tags = tagger({"audio": [str(write_audio("music.wav", music(2.0, 16000), 16000))]})
+        >>> sorted(tags), sorted(tags["audio_tags"][0][0])
+        (['audio_tags', 'errors', 'music_score'], ['label', 'score'])
     """

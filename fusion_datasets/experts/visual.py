@@ -157,8 +157,10 @@ def read_clip(
 ) -> VideoClip:
     """Read the frames of the clip ``[start, end)`` seconds of a video; raises :class:`MediaError` if it cannot.
 
-    >>> read_clip("10fps.mp4", start=2.0, end=6.0, num_frames=8).times[:2]  # doctest: +SKIP
-    [0.0, 0.6]
+    >>> from fusion_datasets.synthetic import write_video
+    >>> clip = read_clip(str(write_video("10fps.mp4", duration=8.0, fps=10)), start=2.0, end=6.0, num_frames=8)
+    >>> clip.frames.shape, clip.times[:2]
+    ((8, 64, 96, 3), [0.0, 0.6])
     """
     decord = runtime.require("decord", "video")
     source = _video_source(value)
@@ -192,9 +194,9 @@ class VideoDescriber(ServedExpert, ModelStep[VisualConfig]):
     Rows without a video get ``None`` and no error; a video that cannot be read gets ``None`` and an error.
 
     Example:
-        >>> expert = VideoDescriber(model="Qwen/Qwen2.5-VL-7B-Instruct", num_frames=8)
-        >>> features = expert.output_features(ds.features)  # doctest: +SKIP
-        >>> ds = ds.map(expert, batched=True, with_rank=True, features=features)  # doctest: +SKIP
+        >>> expert = VideoDescriber(model=str(tiny_zoo["qwen2.5-vl"]), num_frames=4)  # Qwen/Qwen2.5-VL-7B-Instruct
+        >>> expert({"audio": ["a.wav"], "video": [None]})
+        {'video_caption': [None], 'errors': [[]]}
     """
 
     stage = "visual"

@@ -30,7 +30,10 @@ class Wav2Vec2AudioTagger(AudioClassificationTagger):
     """Writes ``audio_tags`` and ``music_score`` with a wav2vec 2.0-family audio classifier.
 
     Example:
-        >>> ds = ds.map(Wav2Vec2AudioTagger(model="my-org/hubert-base-audioset-tagger"), batched=True)  # doctest: +SKIP
+        >>> from fusion_datasets.synthetic import music, write_audio
+        >>> tagger = Wav2Vec2AudioTagger(model=str(tiny_zoo["wav2vec2-audioset"]))
+        >>> sorted(tagger({"audio": [str(write_audio("music.wav", music(2.0, 16000), 16000))]}))
+        ['audio_tags', 'errors', 'music_score']
     """
 
     config_class = Wav2Vec2TaggerConfig

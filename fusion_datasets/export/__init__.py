@@ -10,8 +10,8 @@ Every export reads the output part by part, resumes (``export.json`` records the
 wrote and skipped (:mod:`.base`).
 
 Example:
-    >>> export("out", "messages", "sft").written  # doctest: +SKIP
-    {'clips': 2, 'qa_pairs': 9}
+    >>> export("out", "messages", "sft").written  # "out": a run's output folder
+    {'clips': 4, 'qa_pairs': 8}
 """
 
 from __future__ import annotations

@@ -45,7 +45,7 @@ def sample_key(clip_id: str) -> str:
 
     Example:
         >>> sample_key("dog_bark-1"), sample_key("rec/a@10-20")
-        ('dog_bark-1', 'rec_a_10-20-4ec4c5f5')
+        ('dog_bark-1', 'rec_a_10-20-5c9e624b')
     """
     if _KEY.fullmatch(clip_id):
         return clip_id

@@ -9,8 +9,12 @@ it as a path); each row also keeps its clip's ``id``.
 fusionaudio``); ``run --export fusionaudio`` writes them into the output folder at the end of a run.
 
 Example:
-    >>> rows = to_fusionaudio(captions, explode_qa(captions), audio_root="clips")  # doctest: +SKIP
-    >>> write_fusionaudio(rows, "out/fusionaudio.json")  # doctest: +SKIP
+    >>> from fusion_datasets.export import export
+    >>> export("out", "fusionaudio", "release").written
+    {'clips': 4, 'qa_pairs': 8}
+    >>> rows = json.loads(Path("release/fusionaudio.json").read_text())
+    >>> len(rows), sorted(rows[0])
+    (12, ['audio_id', 'dataset', 'id', 'input', 'instruction', 'output', 'task'])
 """
 
 from __future__ import annotations

@@ -4,7 +4,14 @@
 seconds, as WavCaps' retrieval and captioning loaders read them.
 
 Example:
-    >>> export("out", "wavcaps", "wavcaps")  # doctest: +SKIP
+    >>> import json
+    >>> from pathlib import Path
+    >>> from fusion_datasets.export import export
+    >>> export("out", "wavcaps", "wavcaps").written
+    {'clips': 4}
+    >>> wavcaps = json.loads(Path("wavcaps/wavcaps.json").read_text())
+    >>> wavcaps["num_captions_per_audio"], sorted(wavcaps["data"][0])
+    (1, ['audio', 'caption', 'duration', 'id'])
 """
 
 from __future__ import annotations

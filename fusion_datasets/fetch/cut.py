@@ -4,8 +4,9 @@ Audio becomes FLAC at the source's rate and channels; video becomes H.264 + AAC 
 torchcodec read), cut at the exact times (re-encoded, not cut at keyframes).
 
 Example:
-    >>> cut(Path("source.webm"), 30.0, 40.0, Path(".a.flac.tmp"), "flac")  # doctest: +SKIP
-    >>> probe_audio(Path(".a.flac.tmp"))  # doctest: +SKIP
+    >>> from fusion_datasets.synthetic import noise, write_audio
+    >>> source = write_audio("source.wav", noise(12.0, 48000, channels=2), 48000)  # a downloaded stream, say
+    >>> probe_audio(cut(source, 1.0, 11.0, Path(".a.flac.tmp"), "flac"))
     AudioFacts(duration=10.0, sample_rate=48000, channels=2)
 """
 

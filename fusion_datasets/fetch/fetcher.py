@@ -7,10 +7,6 @@ once (:mod:`fusion_datasets.fetch.manifest`). A rerun, after a kill too, fetches
 record, a retryable failure or a status named in ``retry``; a clip file that lost its record to a kill is
 taken as it is. At most ``jobs`` downloads run at once; a rate-limited answer (HTTP 429) pauses every job
 with an exponential, jittered backoff.
-
-Example:
-    >>> summary = fetch("audioset", ["eval_segments.csv"], "media/", FetchOptions(jobs=4))  # doctest: +SKIP
-    >>> summary["by_status"]["ok"], summary["available"]  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -15,7 +15,9 @@ Under every mode but ``auto`` the Parquet files are rewritten into a view of the
 :func:`fusion_datasets.pipeline.outputs.publish_view` renders the card; ``video`` keeps its file's name only.
 
 Example:
-    >>> published_files(Path("out"), [Path("out/data/cues/part-1.parquet")], "embed")  # doctest: +SKIP
+    >>> view, files = published_files(Path("out"), sorted(Path("out").glob("data/*/*.parquet")), "embed")
+    >>> view.as_posix(), len(files)
+    ('out/.cache/publish/embed', 6)
     >>> public_source("dQw4w9WgXcQ_30_40", "audioset", "/clips/dQw4w9WgXcQ_30_40.wav", None, None)
     ('dQw4w9WgXcQ', 30.0, 40.0)
 """

@@ -3,11 +3,11 @@
 The token is huggingface_hub's own business (``HF_TOKEN`` or ``hf auth login``): this module never passes
 one, and every message it logs or raises names the repository and the HTTP status, with tokens scrubbed.
 
-Example:
-    >>> publisher = HubPublisher("my-org/fusion-captions")  # doctest: +SKIP
-    >>> publisher.publish(root, [root / "data/cues/part-3fa9c2d1e0b4-0000.parquet"], "0")  # doctest: +SKIP
-    >>> push_folder("output", "my-org/fusion-captions")  # doctest: +SKIP
-    'https://huggingface.co/datasets/my-org/fusion-captions'
+Usage (it uploads, so it is not run as a doctest)::
+
+    publisher = HubPublisher("my-org/fusion-captions")
+    publisher.publish(root, [root / "data/cues/part-3fa9c2d1e0b4-0000.parquet"], "0")  # a part, while a run goes
+    push_folder("output", "my-org/fusion-captions")  # 'https://huggingface.co/datasets/my-org/fusion-captions'
 """
 
 from __future__ import annotations

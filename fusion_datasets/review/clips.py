@@ -5,9 +5,11 @@ shows of a clip (:meth:`ReviewClip.public`) names no machine path: the media is 
 place in the sample, error messages lose their folders, tokens are redacted.
 
 Example:
-    >>> clips = read_clips(root, load_candidates(root)[:5])  # doctest: +SKIP
-    >>> clips[0].public(0, "media/{index}/{kind}")["caption"]  # doctest: +SKIP
-    'A dog barks twice while a car passes.'
+    >>> root = Path("out")  # a run's output folder
+    >>> clips = read_clips(root, load_candidates(root)[:5])
+    >>> public = clips[0].public(0, "media/{index}/{kind}")
+    >>> public["caption"], public["audio_url"]
+    ('A dog barks twice while one car passes by on the wet road.', 'media/0/audio')
 """
 
 from __future__ import annotations

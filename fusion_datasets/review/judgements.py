@@ -6,8 +6,12 @@ One JSON Lines file per reviewer, ``<output>/review/<reviewer>.jsonl``: a row pe
 so a closed tab or a killed server loses nothing; a clip judged again keeps its place with the new label.
 
 Example:
-    >>> store = JudgementStore(Path("out/review/alice.jsonl"))  # doctest: +SKIP
-    >>> store.record(clip, "good", note="")  # doctest: +SKIP
+    >>> from fusion_datasets.review.clips import load_candidates, read_clips
+    >>> clip = read_clips(Path("out"), load_candidates(Path("out"))[:1])[0]  # "out": a run's output folder
+    >>> store = JudgementStore(Path("out/review/alice.jsonl"))
+    >>> _ = store.record(clip, "good", note="")
+    >>> store.labels() == {clip.id: {"label": "good", "note": ""}}
+    True
 """
 
 from __future__ import annotations

@@ -5,8 +5,10 @@ writes it read-only beside copies of the sampled clips and the calibration plot,
 anywhere without the server and names no machine path.
 
 Example:
-    >>> export_review(open_review("out"), "review-page")  # doctest: +SKIP
-    PosixPath('review-page/index.html')
+    >>> from fusion_datasets.review.session import open_review
+    >>> page = export_review(open_review("out"), "review-page")  # "out": a run's output folder
+    >>> page.parent.name, page.name
+    ('review-page', 'index.html')
 """
 
 from __future__ import annotations

@@ -6,8 +6,11 @@ included, is a 404. Requests must name the server by a loopback host (no DNS reb
 is accepted only as JSON from the page's own origin.
 
 Example:
-    >>> server = start_server(open_review("out"), port=8765)  # doctest: +SKIP
-    >>> server.serve_forever()  # doctest: +SKIP
+    >>> from fusion_datasets.review.session import open_review
+    >>> server = start_server(open_review("out"), port=0)  # "out": a run's output folder; port 0: any free port
+    >>> server.server_address[0]  # then server.serve_forever()
+    '127.0.0.1'
+    >>> server.server_close()
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """A review of one output: its sampled clips, the reviewer's judgements, the filter and its calibration.
 
 Example:
-    >>> session = open_review("out", sample=50, seed=0, reviewer="alice")  # doctest: +SKIP
-    >>> session.judge(0, "good")  # doctest: +SKIP
+    >>> session = open_review("out", sample=50, seed=0, reviewer="alice")  # "out": a run's output folder
+    >>> session.judge(0, "good")
+    {'sampled': 4, 'judged': 1, 'good': 1, 'bad': 0, 'threshold': -1.0, 'scored': 0, 'agreement': None}
 """
 
 from __future__ import annotations

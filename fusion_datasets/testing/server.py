@@ -4,10 +4,15 @@
 :class:`FaultProxy` forwards to it and, as told by :class:`Faults`, answers 500, stalls, or spoils bodies.
 
 Example:
-    >>> faults = Faults(fail_first=2, stall=frozenset({5}))
-    >>> with serve_model(tiny_zoo["chat-lm"]) as server, FaultProxy(server.base_url, faults) as proxy:
-    ...     backend = ServerChatBackend(ServerBackendConfig(model=str(tiny_zoo["chat-lm"]),
-    ...                                               base_urls=(proxy.base_url,)))  # doctest: +SKIP
+    >>> from fusion_datasets.chat.backends import ServerBackendConfig, ServerChatBackend
+    >>> from fusion_datasets.testing.stub_chat import StubChatServer  # serve_model(tiny_zoo["chat-lm"]) takes seconds
+    >>> with StubChatServer(answer=lambda request: "A dog barks.") as server:
+    ...     with FaultProxy(server.base_url, Faults(fail_first=1)) as proxy:
+    ...         backend = ServerChatBackend(ServerBackendConfig(model="stub", base_urls=(proxy.base_url,)))
+    ...         backend.generate([[{"role": "user", "content": "What barks?"}]])[0].retries
+    1
+    >>> [request.status for request in proxy.requests]
+    [500, 200]
 """
 
 from __future__ import annotations

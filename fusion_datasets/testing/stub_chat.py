@@ -2,10 +2,12 @@
 tests and benchmarks: what it measures is the client (requests in flight, waiting), not a model.
 
 Example:
-    >>> with StubChatServer(answer=lambda request: "A dog barks.", latency=0.2) as server:
-    ...     backend = ServerChatBackend(ServerBackendConfig(model="stub",
-    ...                                               base_urls=(server.base_url,)))  # doctest: +SKIP
-    ...     server.peak_in_flight  # doctest: +SKIP
+    >>> from fusion_datasets.chat.backends import ServerBackendConfig, ServerChatBackend
+    >>> with StubChatServer(answer=lambda request: "A dog barks.", latency=0.5) as server:
+    ...     backend = ServerChatBackend(ServerBackendConfig(model="stub", base_urls=(server.base_url,)))
+    ...     answers = backend.generate([[{"role": "user", "content": "What barks?"}]] * 4)
+    >>> [answer.text for answer in answers] == ["A dog barks."] * 4, server.requests, server.peak_in_flight
+    (True, 4, 4)
 """
 
 from __future__ import annotations

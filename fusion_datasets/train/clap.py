@@ -12,10 +12,6 @@ The parts: :mod:`~fusion_datasets.train.data` (clips and batches), :mod:`~fusion
 - ``best/``: the epoch with the highest ``t2a_R@1 + a2t_R@1`` (``save_pretrained``, model and processor),
   and ``report.json`` / ``report.md`` with its retrieval table;
 - ``train_stats.json``: steps, clips seen, undecodable clips (each skipped and listed, never fatal).
-
-Example:
-    >>> config = load_train_config(train=["runs/out"], eval="audiocaps", output="ft")  # doctest: +SKIP
-    >>> train_clap(config).best["metrics"]["t2a_R@1"]  # doctest: +SKIP
 """
 
 from __future__ import annotations

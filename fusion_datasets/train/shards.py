@@ -13,9 +13,11 @@ tar, so it reads each tar once and holds no more than two shards' member offsets
 dataset's size.
 
 Example:
-    >>> table = open_shards("exports/wds", "train")  # doctest: +SKIP
-    >>> table.num_rows, table[0]["captions"]  # doctest: +SKIP
-    (4, 'A dog barks twice.')
+    >>> from fusion_datasets.export import export
+    >>> _ = export("out", "webdataset", "exports/wds")
+    >>> table = open_shards("exports/wds", "train")
+    >>> table.num_rows, table[0]["captions"]
+    (4, 'A dog barks twice while one car passes by on the wet road.')
 """
 
 from __future__ import annotations

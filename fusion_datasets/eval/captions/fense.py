@@ -42,11 +42,6 @@ class ErrorDetector:
 
     ``base`` replaces the checkpoint's ``model_type`` (``bert-base-uncased``), whose config and tokenizer
     build the network: a local folder of it runs offline.
-
-    Example:
-        >>> detector = ErrorDetector("echecker.ckpt", base="/models/bert-base-uncased")  # doctest: +SKIP
-        >>> detector(["a a a", "a dog barks"])  # doctest: +SKIP
-        [True, False]
     """
 
     def __init__(self, checkpoint: str, base: str | None = None, device: str | None = None,

@@ -96,8 +96,8 @@ class CiderD:
     references, so each clip's score is the same whichever clips are scored with it.
 
     Example:
-        >>> cider = CiderD([[["a", "dog", "barks"]], [["rain", "falls"]]])
-        >>> round(cider.score(["a", "dog", "barks"], 0), 4), cider.score([], 1)
+        >>> cider = CiderD([[["a", "dog", "barks", "twice"]], [["rain", "falls"]]])
+        >>> round(cider.score(["a", "dog", "barks", "twice"], 0), 4), cider.score([], 1)
         (10.0, 0.0)
     """
 

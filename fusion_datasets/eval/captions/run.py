@@ -111,10 +111,6 @@ def run_captions_eval(
     Beside ``report.json`` / ``report.md`` (metrics that could not run are listed under ``left_out`` with
     their reason): ``items.jsonl`` (each clip's caption, tokens and scores) and ``details.json`` (counts,
     tokenizer, models). ``clap_model``: also CLAP-sim, the mean cosine of each clip with its caption.
-
-    Example:
-        >>> run_captions_eval("preds.jsonl", "data/clotho", "reports/clotho",
-        ...                   options=CaptionOptions(corenlp="/models/corenlp"))  # doctest: +SKIP
     """
     options = options or CaptionOptions()
     name = benchmark_name(benchmark)

@@ -75,12 +75,12 @@ class CaptionScores:
 
 
 def simple_tokenize(text: str) -> str:
-    """Lower case, words split as the PTB tokenizer splits them (``can't`` -> ``ca n't``, ``dog's`` ->
-    ``dog 's``), punctuation dropped (pycocoevalcap keeps a bracket as ``-lrb-`` and a run like ``!!!``).
+    """Lower case, words split as the PTB tokenizer splits them (``can't`` -> ``ca n't``; unlike it, ``dog's`` stays
+    whole), punctuation dropped (pycocoevalcap keeps a bracket as ``-lrb-`` and a run like ``!!!``).
 
     Example:
         >>> simple_tokenize("A dog's bark, can't stop (loud)!")
-        "a dog 's bark ca n't stop loud"
+        "a dog's bark ca n't stop loud"
     """
     text = re.sub(r"(\w)n't\b", r"\1 n't", text.lower())
     tokens = re.findall(r"n't|'\w+|\w+(?:[-.']\w+)*|[^\w\s]", text)
@@ -170,10 +170,6 @@ def score_captions(hypotheses: Sequence[str], references: Sequence[Sequence[str]
                    options: CaptionOptions | None = None) -> CaptionScores:
     """Every metric of ``hypotheses`` (one caption per clip, ``""`` for none) against each clip's
     ``references`` (at least one each). No figure depends on the clips' order or on ``batch_size``.
-
-    Example:
-        >>> scores = score_captions(["a dog barks"], [["a dog is barking", "a dog barks loudly"]])  # doctest: +SKIP
-        >>> scores.values()["CIDEr-D"]  # doctest: +SKIP
     """
     options = options or CaptionOptions()
     if len(hypotheses) != len(references) or any(not refs for refs in references):

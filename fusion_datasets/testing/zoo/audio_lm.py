@@ -4,8 +4,10 @@ The processor is the real ``Qwen2AudioProcessor`` (128-bin Whisper features, cli
 with the Qwen2-Audio-7B-Instruct chat template, so ``<|AUDIO|>`` expands to one token per 40 ms of audio.
 
 Example:
-    >>> build_tiny_qwen2_audio(Path("/tmp/qwen2-audio"))  # doctest: +SKIP
-    >>> AutoModelForMultimodalLM.from_pretrained("/tmp/qwen2-audio")  # doctest: +SKIP
+    >>> from transformers import AutoProcessor
+    >>> processor = AutoProcessor.from_pretrained(tiny_zoo["qwen2-audio"])  # built by build_tiny_qwen2_audio
+    >>> type(processor).__name__, processor.feature_extractor.feature_size
+    ('Qwen2AudioProcessor', 128)
 """
 
 from __future__ import annotations

@@ -5,8 +5,9 @@ on the zoo's local BPE, with the family's audio placeholders and a chat template
 audio content part is) and a small config of the family's model class.
 
 Example:
-    >>> build_tiny_audioflamingo3(Path("/tmp/audioflamingo3"))  # doctest: +SKIP
-    >>> AutoModelForSeq2SeqLM.from_pretrained("/tmp/audioflamingo3")  # doctest: +SKIP
+    >>> from transformers import AutoProcessor
+    >>> type(AutoProcessor.from_pretrained(tiny_zoo["audioflamingo3"])).__name__  # built by build_tiny_audioflamingo3
+    'AudioFlamingo3Processor'
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """A tiny random-weight chat LM shaped like Qwen2-Instruct: ChatML turns, left padding, eos ``<|im_end|>``.
 
 Example:
-    >>> build_tiny_chat_lm(Path("/tmp/chat-lm"))  # doctest: +SKIP
-    >>> AutoModelForCausalLM.from_pretrained("/tmp/chat-lm")  # doctest: +SKIP
+    >>> from transformers import AutoTokenizer
+    >>> AutoTokenizer.from_pretrained(tiny_zoo["chat-lm"]).eos_token  # built by build_tiny_chat_lm
+    '<|im_end|>'
 """
 
 from __future__ import annotations

@@ -14,10 +14,6 @@ the runner-up by :data:`MARGIN` logits: far more than float rounding on another 
 can move. Training goes on in bounded rounds until they do; a model that cannot get there fails the
 build (:class:`ZooBuildError`) naming itself and the prompt. Training on another CPU gives other weights,
 never other answers.
-
-Example:
-    >>> build_tiny_fusion_lm(Path("/tmp/fusion-lm"))  # doctest: +SKIP
-    >>> AutoModelForCausalLM.from_pretrained("/tmp/fusion-lm")  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -4,8 +4,10 @@ Frames and images are resized to at most 56 * 56 pixels (16 patches of 14x14, me
 most 4 tokens per pair of frames), so a few-frame video costs a handful of tokens.
 
 Example:
-    >>> build_tiny_qwen2_5_vl(Path("/tmp/qwen2.5-vl"))  # doctest: +SKIP
-    >>> AutoModelForImageTextToText.from_pretrained("/tmp/qwen2.5-vl")  # doctest: +SKIP
+    >>> from transformers import AutoProcessor
+    >>> processor = AutoProcessor.from_pretrained(tiny_zoo["qwen2.5-vl"])  # built by build_tiny_qwen2_5_vl
+    >>> processor.image_processor.size["longest_edge"]  # pixels: 56 * 56
+    3136
 """
 
 from __future__ import annotations
