@@ -20,14 +20,11 @@ import fusion_datasets
 PACKAGE = Path(fusion_datasets.__file__).parent
 MODULES = sorted(".".join(("fusion_datasets", *path.relative_to(PACKAGE).with_suffix("").parts))
                  .removesuffix(".__init__") for path in PACKAGE.rglob("*.py"))
-# examples that fail in files being refactored (issue 32): each is fixed there, then its entry goes
-BROKEN = {
-    "fusion_datasets.pipeline.executors.local": "LocalExecutor's example names a plan, config and rows it never makes",
-}
 # a copy of one tiny run's output (tagger, fusion, QA over 4 clips: testing.runs.write_segmented_run) as ``out``
 READ_A_RUN = {
     "fusion_datasets.export", "fusion_datasets.export.fusionaudio", "fusion_datasets.export.lhotse",
     "fusion_datasets.export.wavcaps", "fusion_datasets.export.webdataset", "fusion_datasets.hub.publish",
+    "fusion_datasets.pipeline.card",
     "fusion_datasets.review.clips", "fusion_datasets.review.judgements", "fusion_datasets.review.page",
     "fusion_datasets.review.server", "fusion_datasets.review.session", "fusion_datasets.train.shards",
 }
@@ -41,9 +38,7 @@ def tiny_run(tiny_zoo, tmp_path_factory) -> Path:
     return write_segmented_run(tmp_path_factory.mktemp("clips"), tmp_path_factory.mktemp("run") / "out")
 
 
-@pytest.mark.parametrize("name", [
-    pytest.param(name, marks=pytest.mark.xfail(reason=BROKEN[name], strict=True)) if name in BROKEN else name
-    for name in MODULES])
+@pytest.mark.parametrize("name", MODULES)
 def test_docstring_examples_run(name, tiny_zoo, tmp_path, monkeypatch, request):
     module = importlib.import_module(name)
     monkeypatch.chdir(tmp_path)

@@ -56,10 +56,17 @@ class ClapSimilarityFilter(ModelStep[ClapFilterConfig]):
     ``clap_score`` is ``None`` where the caption is missing or blank, or the audio failed (the row gets
     an error); ``clap_keep`` is then false, so the caption is not kept.
 
-    Example:
-        >>> step = ClapSimilarityFilter(model="laion/clap-htsat-unfused", threshold=0.08)  # doctest: +SKIP
-        >>> features = step.output_features(ds.features)  # doctest: +SKIP
-        >>> ds = ds.map(step, batched=True, with_rank=True, features=features)  # doctest: +SKIP
+    Example (the tiny zoo's random CLAP scores noise: a threshold of -1 keeps every scored caption):
+        >>> from datasets import Dataset
+        >>> from fusion_datasets.synthetic import music, write_audio
+        >>> path = write_audio("tune.wav", music(1.0, 48000), 48000)
+        >>> rows = Dataset.from_dict({"id": ["tune", "silent"], "audio": [str(path)] * 2,
+        ...                           "caption": ["a piano melody", None]})
+        >>> step = ClapSimilarityFilter(model=str(tiny_zoo["clap"]), threshold=-1.0)
+        >>> scored = rows.map(step, batched=True, with_rank=True, features=step.output_features(rows.features))
+        >>> columns = scored[:]
+        >>> [score is not None and -1 <= score <= 1 for score in columns["clap_score"]], columns["clap_keep"]
+        ([True, False], [True, False])
     """
 
     stage = "clap_filter"

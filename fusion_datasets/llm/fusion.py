@@ -81,11 +81,17 @@ class CaptionFuser(CueStep[FusionConfig]):
     Rows that already have a caption or are uncertain (an earlier run) are kept as they are, so a rerun
     asks again only for the rows that failed. A clip without any cue is uncertain without asking.
 
-    Example:
-        >>> fuser = CaptionFuser(backend=ServerBackendConfig(model="Qwen/QwQ-32B",
-        ...                      base_urls=("http://127.0.0.1:8080",)))  # doctest: +SKIP
-        >>> features = fuser.output_features(ds.features)  # doctest: +SKIP
-        >>> ds = ds.map(fuser, batched=True, with_rank=True, features=features)  # doctest: +SKIP
+    Example (the tiny zoo's fusion LM answers one fixed caption, whatever it is shown):
+        >>> from datasets import Dataset
+        >>> from fusion_datasets.chat.backends import TransformersBackendConfig
+        >>> cues = Dataset.from_dict({"id": ["dog"], "audio_tags": [[{"label": "Dog", "score": 0.9}]],
+        ...                           "sound_caption": ["a dog barks"]})
+        >>> fuser = CaptionFuser(backend=TransformersBackendConfig(model=str(tiny_zoo["fusion-lm"])))
+        >>> fuser.prompt_data(MediaBatch(cues[:]), 0)
+        {'high-confidence audio tags': 'Dog(90%)', 'audio description': 'a dog barks'}
+        >>> fused = cues.map(fuser, batched=True, with_rank=True, features=fuser.output_features(cues.features))
+        >>> fused[0]["caption"], fused[0]["caption_uncertain"]
+        ('A dog barks twice while one car passes by on the wet road.', False)
     """
 
     stage = "fusion"

@@ -84,11 +84,15 @@ class QAGenerator(CueStep[QAConfig]):
     reruns QA. Rows that already have pairs (an earlier run) are kept, so a rerun asks again only for the
     clips that failed.
 
-    Example:
-        >>> qa = QAGenerator(backend=TransformersBackendConfig(model="Qwen/Qwen2.5-7B-Instruct"))  # doctest: +SKIP
-        >>> features = qa.output_features(ds.features)  # doctest: +SKIP
-        >>> ds = ds.map(qa, batched=True, with_rank=True, features=features)  # doctest: +SKIP
-        >>> explode_qa(ds)  # doctest: +SKIP
+    Example (the tiny zoo's QA LM answers fixed pairs):
+        >>> from datasets import Dataset
+        >>> from fusion_datasets.chat.backends import TransformersBackendConfig
+        >>> captions = Dataset.from_dict({"id": ["dog"], "caption": ["A dog barks twice."], "clap_keep": [True]})
+        >>> qa = QAGenerator(backend=TransformersBackendConfig(model=str(tiny_zoo["qa-lm"])))
+        >>> answered = captions.map(qa, batched=True, with_rank=True, features=qa.output_features(captions.features))
+        >>> pairs = explode_qa(answered)
+        >>> pairs[:]["id"], pairs[:]["question"]
+        (['dog-0', 'dog-1'], ['What barks?', 'How many times does the dog bark?'])
     """
 
     stage = "qa"

@@ -6,7 +6,8 @@ column at a time, batch by batch, so a large dataset stays cheap. The YAML metad
 ``huggingface_hub.DatasetCardData``; its ``configs`` make ``load_dataset(folder, "captions")`` work.
 
 Example:
-    >>> render_card("out", load_run_config("out"))  # doctest: +SKIP
+    >>> from fusion_datasets.pipeline.config import load_run_config
+    >>> render_card("out", load_run_config("out"))
     PosixPath('out/README.md')
 """
 

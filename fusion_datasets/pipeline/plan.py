@@ -29,9 +29,12 @@ class Plan:
     """The ordered steps of a run.
 
     Example:
-        >>> plan = Plan.from_config(load_config("tiny"))  # doctest: +SKIP
-        >>> plan.to_rerun({"fusion"})  # doctest: +SKIP
+        >>> from fusion_datasets.pipeline.config import load_config
+        >>> plan = Plan.from_config(load_config("tiny"))  # the steps and their configs: no model is loaded
+        >>> plan.to_rerun({"fusion"})
         ['fusion', 'clap_filter', 'qa']
+        >>> plan.to_rerun({"tagging"})  # fusion reads the tags, the music gate its score
+        ['tagging', 'music', 'fusion', 'clap_filter', 'qa']
     """
 
     steps: tuple[Step, ...]

@@ -66,8 +66,15 @@ class RunResult:
 class PipelineRunner:
     """Runs a :class:`PipelineConfig`; ``run()`` writes this rank's parts and returns a :class:`RunResult`.
 
-    Example:
-        >>> PipelineRunner(load_config("tiny", ["input.path=clips/"])).run().stats  # doctest: +SKIP
+    Example (the tiny config's random-weight models, less two stages):
+        >>> from fusion_datasets.demo import write_sample_clips
+        >>> from fusion_datasets.pipeline.config import load_config
+        >>> _ = write_sample_clips("clips")
+        >>> config = load_config("tiny", ["input.path=clips", "output.path=out", "experts.separation.enabled=false",
+        ...                               "experts.visual.enabled=false"])
+        >>> stats = PipelineRunner(config).run().stats
+        >>> stats["clips"], stats["captions"], stats["complete"]
+        (4, 4, True)
     """
 
     def __init__(self, config: PipelineConfig, retry_errors: bool = False, rank: int | None = None,

@@ -29,11 +29,7 @@ from fusion_datasets.steps import Step
 
 class LocalExecutor(Executor):
     """Runs each part's :class:`~fusion_datasets.pipeline.work.Work` over its rows with the steps of ``plan``,
-    one part after another.
-
-    Example:
-        >>> work = [Work(tuple(plan.stages), (0, 1))]
-        >>> cues, counters = LocalExecutor(plan, config).run_part(rows, work)  # doctest: +SKIP
+    one part after another (the runner's example runs it: :class:`~fusion_datasets.pipeline.runner.PipelineRunner`).
     """
 
     def run(self, parts: Iterable[PartRows], progress: bool = True) -> Iterator[PartCues]:

@@ -146,12 +146,8 @@ def wait_for_cluster(address: str, timeout: float) -> None:
 
 
 class RayExecutor(Executor):
-    """Runs the parts of a run on Ray; ``run`` yields each part's cues and counters as it completes.
-
-    Example:
-        >>> for item, cues, counters in RayExecutor(plan, config).run(parts):  # doctest: +SKIP
-        ...     commit(item, cues, counters)
-    """
+    """Runs the parts of a run on Ray; ``run`` yields each part's cues and counters as it completes (a run picks
+    it with ``engine: ray``)."""
 
     def __init__(self, plan: Plan, config: PipelineConfig, root: Path | None = None) -> None:
         super().__init__(plan, config, root)
