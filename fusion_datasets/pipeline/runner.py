@@ -147,6 +147,8 @@ class PipelineRunner:
         logger.info("rank %d of %d: %d new clips in all, %d parts to write, %d of them here",
                     self.rank, self.world_size, work.new_clips, len(work.parts), len(mine))
         publisher = HubPublisher(self.repo_id, self.config.output.private) if self.repo_id else None
+        if publisher and self.rank == 0:
+            self._publish_unpushed(publisher)
         rows = {clip: index for index, clip in enumerate(ids)}
         result = RunResult({})
         progress = not datasets.are_progress_bars_disabled()
@@ -238,6 +240,20 @@ class PipelineRunner:
             logger.info("exported %s", export_fusionaudio(self.root, self.config.output.export_audio_root))
         render_card(self.root, load_run_config(self.root))
         return stats
+
+    def _publish_unpushed(self, publisher: HubPublisher) -> None:
+        """Push the committed parts the Hub lacks, with the card that lists them: a run stopped between a part's
+        commit here and its push (killed, or the Hub down) left the Hub's card listing files it does not hold."""
+        with self.state.lock():
+            parts = self.state.load()
+        pushed = set(publisher.pushed_files())
+        missing = [name for name in sorted(parts) if any(
+            path.relative_to(self.root).as_posix() not in pushed for path in self.state.files(name))]
+        if missing:
+            logger.info("%d parts committed here are not on %s yet: pushing them first", len(missing), self.repo_id)
+            files = [path for name in missing for path in self.state.files(name)]
+            self._publish(publisher, [*files, self.root / CARD, self.root / "stats.json"],
+                          f"{len(missing)} parts committed, not pushed yet", whole=True)
 
     def _publish(self, publisher: HubPublisher, files: list[Path], message: str, whole: bool = False) -> None:
         """Push ``files`` as ``output.publish_audio`` publishes them (``whole``: with the card of every part as

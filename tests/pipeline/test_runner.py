@@ -243,6 +243,14 @@ def test_an_hf_output_pushes_each_shard_then_the_card(tmp_path, tiny_zoo, clip_f
     rerun = hubs[1].commits()
     assert rerun == []  # nor are the card, stats and config, unchanged
 
+    # as if the first run had been killed between committing this part here and pushing it
+    for path in remote.rglob(f"{first}.*"):
+        path.unlink()
+    _run(clip_folder, "hf://datasets/my-org/captions", *EMBED)  # nothing to compute: the part is pushed first
+    assert [(commit["message"], commit["paths"]) for commit in hubs[2].commits()] == [
+        ("1 parts committed, not pushed yet", sorted([*parquet, f"state/{first}.json"]))]
+    assert all(path.is_file() for config in CONFIGS for path in config_files(remote, config))
+
     _run(clip_folder, "hf://datasets/my-org/captions", *EMBED, "--set", "fusion.max_new_tokens=97")  # every part redone
     remote_parts = sorted(path.relative_to(remote) for path in (remote / "data").rglob("*.parquet"))
     assert remote_parts == sorted(path.relative_to(staging) for path in (staging / "data").rglob("*.parquet"))
