@@ -2,7 +2,9 @@
 
 A folder is a media folder (scanned for audio and video files, symlinked folders followed), a Parquet
 folder or a ``save_to_disk`` folder; ``input.format`` says which where the layout does not. A file is
-Parquet; anything else is a Hub dataset id. Every input is checked before any work: an ``id`` and an
+Parquet; anything else is a Hub dataset id or a URL (``hf://``, ``s3://``, ``gs://``): its Parquet files are
+indexed where they are and read a part at a time (:mod:`fusion_datasets.pipeline.remote`), other formats
+loaded whole with ``datasets.load_dataset``. Every input is checked before any work: an ``id`` and an
 ``audio`` (or ``video``) column. ``input.segment_seconds`` cuts long files into clips by their
 container's duration, which is read without decoding.
 """
@@ -26,6 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from fusion_datasets.errors import UserError
+from fusion_datasets.http_errors import redact
 from fusion_datasets.loading import undecoded
 from fusion_datasets.media import claimed_duration
 from fusion_datasets.media_files import (
@@ -37,6 +40,7 @@ from fusion_datasets.media_files import (
     shown_paths,
 )
 from fusion_datasets.pipeline.config import InputConfig
+from fusion_datasets.pipeline.remote import REMOTE_PREFIXES, RemoteParquet
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +59,7 @@ class Input:
 
     dataset: datasets.Dataset
     unreadable: tuple[str, ...] = ()
+    source: RemoteParquet | None = None  # a remote Parquet input, whose index ``dataset`` is
 
 
 def _clips(pairs: MediaPairs) -> datasets.Dataset:
@@ -112,6 +117,32 @@ def _read_folder(path: Path, config: InputConfig, exclude: Sequence[Path]) -> In
     cannot = f"; {len(unreadable)} folders cannot be read: {shown_paths(unreadable)}" if unreadable else ""
     raise InputError(f"no audio or video files in {path} (audio: {', '.join(AUDIO_SUFFIXES)}; "
                      f"video: {', '.join(VIDEO_SUFFIXES)}){cannot}")
+
+
+def _read_remote(config: InputConfig) -> Input:
+    """A URL or a Hub dataset id: its Parquet files indexed where they are. A Hub dataset of another format, or
+    one cut into segments (every clip's duration is read first), is loaded whole."""
+    if config.path.startswith(REMOTE_PREFIXES):
+        if config.segment_seconds is not None:
+            raise InputError(f"input.segment_seconds reads every file's duration: download {config.path} and "
+                             "give its folder as the input")
+        try:
+            source = RemoteParquet.find(config.path, config.split)
+        except Exception as error:  # a missing fsspec backend (s3fs, gcsfs), credentials, no such bucket
+            raise InputError(f"input {config.path!r} cannot be listed: "
+                             f"{redact(f'{type(error).__name__}: {error}')}") from error
+        if source is None:
+            raise InputError(f"input {config.path!r} holds no Parquet files")
+        return Input(source.index(), source=source)
+    if config.segment_seconds is None and _HUB_ID.fullmatch(config.path):
+        try:
+            source = RemoteParquet.find(config.path, config.split)
+        except Exception as error:  # noqa: BLE001 - load_dataset below says why it cannot be read, in its words
+            logger.debug("cannot list %s as Parquet files: %s", config.path, error)
+            source = None
+        if source is not None:
+            return Input(source.index(), source=source)
+    return Input(_load_hub(config))
 
 
 def _load_hub(config: InputConfig) -> datasets.Dataset:
@@ -207,7 +238,7 @@ def read_input(config: InputConfig, exclude: Sequence[Path] = ()) -> Input:
         raise InputError(f"input {config.path!r} is a file but not Parquet: give a folder of clips, a Parquet "
                          "file, a saved dataset or a Hub dataset id")
     else:
-        loaded = Input(_load_hub(config))
+        loaded = _read_remote(config)
     ds = _checked(loaded.dataset, config.path)
     if config.segment_seconds is not None:
         ds = segment(ds, config.segment_seconds)

@@ -31,7 +31,7 @@ from fusion_datasets.layout import CARD, LOCAL_MODELS, MANIFEST
 from fusion_datasets.pipeline.card import PLOT, render_card, render_status_card
 from fusion_datasets.pipeline.config import PipelineConfig, dump_config, load_run_config
 from fusion_datasets.pipeline.executors import make_executor
-from fusion_datasets.pipeline.inputs import clip_ids, input_files, read_input
+from fusion_datasets.pipeline.inputs import clip_ids, column_values, input_files, read_input
 from fusion_datasets.pipeline.outputs import (
     EXPORT,
     data_counts,
@@ -40,6 +40,7 @@ from fusion_datasets.pipeline.outputs import (
     publish_view,
 )
 from fusion_datasets.pipeline.plan import Plan
+from fusion_datasets.pipeline.remote import SOURCE_FILE, RemoteParquet
 from fusion_datasets.pipeline.state import STATE, Part, RunState
 from fusion_datasets.pipeline.stats import add_up, failed_stages, summarize
 from fusion_datasets.pipeline.work import PartWork, WorkPlan, plan_work, redo_rows
@@ -96,13 +97,14 @@ class PipelineRunner:
         self.plan = Plan.from_config(config)
         self.state = RunState(self.root)
         self.input_unreadable = 0  # folders of the input that could not be read
+        self.source: RemoteParquet | None = None  # a remote Parquet input, read a part at a time
         # an engine without its extra fails here, in one line saying how to install it, before any work
         self.executor = make_executor(self.plan, config, self.root)
 
     def read(self) -> tuple[datasets.Dataset, list[str], pa.Table]:
         """The input, its ids (checked) and the files its clips name; reads nothing of the output."""
         loaded = read_input(self.config.input, exclude=[self.root])
-        ds, self.input_unreadable = loaded.dataset, len(loaded.unreadable)
+        ds, self.input_unreadable, self.source = loaded.dataset, len(loaded.unreadable), loaded.source
         return ds, clip_ids(ds), input_files(ds, [step.audio_column for step in self.plan.steps])
 
     def prepare(self, read: tuple[datasets.Dataset, list[str], pa.Table] | None = None
@@ -150,6 +152,9 @@ class PipelineRunner:
         if publisher and self.rank == 0:
             self._publish_unpushed(publisher)
         rows = {clip: index for index, clip in enumerate(ids)}
+        if self.source:  # each remote file is fetched once, and removed after the last part that reads it
+            files = column_values(ds, SOURCE_FILE)
+            self.source.expect([files[rows[clip]] for clip in item.ids if clip in rows] for item in mine)
         result = RunResult({})
         progress = not datasets.are_progress_bars_disabled()
         with progress_bars(False):  # a bar for the parts and one per pass: not one per bookkeeping step
@@ -180,6 +185,8 @@ class PipelineRunner:
         """A part's rows before its work: the input's for new clips; for a part to rewrite, its kept cues with the
         input's columns as the input has them now (:func:`~fusion_datasets.pipeline.work.redo_rows`)."""
         current = ds.select([rows[clip] for clip in item.ids if clip in rows])  # a kept part's clips may be gone
+        if self.source:
+            current = self.source.materialize(current, self.root / ".cache" / "input-files")
         if item.previous is None:
             return current
         table = datasets.Dataset.from_parquet(str(self.state.data("cues", item.previous.name)))

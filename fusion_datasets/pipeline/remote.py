@@ -1,0 +1,158 @@
+"""Parquet inputs read where they live (a Hub dataset, ``hf://``, ``s3://``, ``gs://``): listed, indexed, and
+read a part at a time.
+
+Planning needs each clip's id and the names of its files, not its audio. The *index* holds every column of the
+input's Parquet files but the embedded media, whose ``path`` alone is read (a ranged read of the column chunks,
+not of the audio), with each row's file and row number (:data:`SOURCE_FILE`, :data:`SOURCE_ROW`). A part's rows
+get their media back from their files (:meth:`RemoteParquet.materialize`): each file is downloaded once into
+the output's cache, and removed as soon as no part of the run still needs it, so the disk holds the files of
+the parts in flight only. The index is kept in fusion_datasets' cache under the listing's fingerprint (each
+file's name, size and version), so a rerun over an unchanged input reads nothing but the listing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import datasets
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from fusion_datasets.files import temporary_path
+from fusion_datasets.runtime import cache_dir
+
+logger = logging.getLogger(__name__)
+
+SOURCE_FILE, SOURCE_ROW = "__source_file", "__source_row"  # where an index row's media are
+REMOTE_PREFIXES = ("hf://", "s3://", "gs://", "gcs://", "az://", "abfs://", "https://", "http://")
+
+
+def hub_url(path: str) -> str:
+    """The fsspec URL of an input path: a Hub dataset id ``ORG/NAME`` is ``hf://datasets/ORG/NAME``."""
+    return path if path.startswith(REMOTE_PREFIXES) else f"hf://datasets/{path}"
+
+
+def _in_split(relative: str, split: str) -> bool:
+    """Whether a file of a Hub dataset belongs to ``split`` by the Hub's file naming (``data/train-0000.parquet``,
+    ``train/0000.parquet``, ``data/ds-train.parquet``)."""
+    parts = PurePosixPath(relative).parts
+    name = parts[-1].lower()
+    return split in parts[:-1] or name.startswith((f"{split}-", f"{split}.", f"{split}_")) or f"-{split}-" in name \
+        or name.endswith((f"-{split}.parquet", f"_{split}.parquet"))
+
+
+def _version(info: dict[str, Any]) -> str:
+    """A listed file's size and version, as its file system gives one (a Hub blob id, an ETag, a time)."""
+    version = info.get("blob_id") or info.get("ETag") or info.get("etag") or info.get("mtime")
+    return json.dumps([info.get("size"), version], default=str)
+
+
+def _media_columns(schema: pa.Schema) -> list[str]:
+    """The columns whose values embed media bytes (``datasets.Audio`` and the like): left out of the index."""
+    return [field.name for field in schema
+            if pa.types.is_struct(field.type) and field.type.get_field_index("bytes") >= 0]
+
+
+class RemoteParquet:
+    """The Parquet files of a remote input, its index, and its files fetched a part at a time."""
+
+    def __init__(self, fs: Any, files: Sequence[str], versions: Sequence[str]) -> None:
+        self.fs = fs
+        self.files = list(files)  # the file system's own paths, as listed
+        self.versions = list(versions)  # each file's size and version, as listed (what the index is keyed by)
+        self.fetched: dict[str, Path] = {}  # file -> its local copy
+        self.needed: Counter[str] = Counter()  # file -> the parts still to read it
+
+    @classmethod
+    def find(cls, path: str, split: str) -> RemoteParquet | None:
+        """The Parquet files of ``path`` (a Hub dataset id, or a URL of a file, a folder or a glob) for ``split``,
+        as listed (nothing is downloaded); ``None`` where there are none (the input is not Parquet)."""
+        import fsspec
+
+        fs, root = fsspec.core.url_to_fs(hub_url(path))
+        if any(char in root for char in "*?["):
+            found = fs.glob(root, detail=True)
+        elif root.endswith(".parquet") and fs.isfile(root):
+            found = {root: fs.info(root)}
+        else:
+            found = fs.glob(f"{root.rstrip('/')}/**/*.parquet", detail=True)
+            if not path.startswith(REMOTE_PREFIXES):  # a Hub id: its split's files, as the Hub names them
+                found = {name: info for name, info in found.items()
+                         if _in_split(name.removeprefix(root).lstrip("/"), split)}
+        if not found:
+            return None
+        names = sorted(found)
+        return cls(fs, names, [_version(found[name]) for name in names])
+
+    def index(self) -> datasets.Dataset:
+        """Every row of the files less its media bytes, with its file and row (:data:`SOURCE_FILE`,
+        :data:`SOURCE_ROW`); kept in fusion_datasets' cache under the listing's fingerprint."""
+        key = hashlib.sha256(json.dumps([self.files, self.versions]).encode()).hexdigest()[:16]
+        kept = cache_dir() / "inputs" / f"{key}.parquet"
+        if not kept.is_file():
+            tables = [self._index_file(number, name) for number, name in enumerate(self.files)]
+            staging = temporary_path(kept)
+            pq.write_table(pa.concat_tables(tables, promote_options="permissive"), staging)
+            os.replace(staging, kept)
+            logger.info("indexed %d files of the input (%s)", len(self.files), kept)
+        return datasets.Dataset.from_parquet(str(kept))
+
+    def _index_file(self, number: int, name: str) -> pa.Table:
+        with self.fs.open(name, "rb") as handle:
+            file = pq.ParquetFile(handle)
+            schema = file.schema_arrow
+            media = _media_columns(schema)
+            columns = [field.name for field in schema if field.name not in media]
+            table = file.read(columns=[*columns, *(f"{column}.path" for column in media)])
+        for column in media:  # {path} back to the feature's {bytes, path}, the bytes left in the file
+            paths = table.column(column).combine_chunks().field("path")
+            full = pa.StructArray.from_arrays([pa.nulls(len(paths), pa.binary()), paths], ["bytes", "path"])
+            table = table.set_column(table.schema.get_field_index(column), column, full)
+        table = table.replace_schema_metadata(schema.metadata)  # the datasets features (Audio)
+        return (table.append_column(SOURCE_FILE, pa.array([name] * table.num_rows, pa.string()))
+                .append_column(SOURCE_ROW, pa.array(range(table.num_rows), pa.int64())))
+
+    def expect(self, parts: Iterable[Sequence[str]]) -> None:
+        """The files each part to run will read (its rows' :data:`SOURCE_FILE`): a file is kept until the last."""
+        for files in parts:
+            self.needed.update(set(files))
+
+    def materialize(self, rows: datasets.Dataset, folder: Path) -> datasets.Dataset:
+        """``rows`` of the index with their media read from their files (fetched once into ``folder``), without
+        the index's own columns; files no part still needs are removed from ``folder``."""
+        if rows.num_rows == 0:
+            return rows.remove_columns([SOURCE_FILE, SOURCE_ROW])
+        table = rows.with_format("arrow")[:]
+        files, numbers = table.column(SOURCE_FILE).to_pylist(), table.column(SOURCE_ROW).to_pylist()
+        media = [name for name in _media_columns(table.schema) if name in table.column_names]
+        read = {name: pq.read_table(self._fetch(name, folder), columns=media) for name in dict.fromkeys(files)}
+        for column in media:
+            values = [read[name].column(column)[number] for name, number in zip(files, numbers)]
+            full = pa.array([value.as_py() for value in values], read[files[0]].schema.field(column).type)
+            table = table.set_column(table.schema.get_field_index(column), column, full)
+        table = table.drop_columns([SOURCE_FILE, SOURCE_ROW])
+        features = datasets.Features({name: rows.features[name] for name in table.column_names})
+        for name in read:
+            self._release(name)
+        return datasets.Dataset(table).cast(features)
+
+    def _fetch(self, name: str, folder: Path) -> Path:
+        if name not in self.fetched:
+            local = folder / hashlib.sha256(name.encode()).hexdigest()[:16]
+            staging = temporary_path(local)
+            self.fs.get_file(name, str(staging))
+            os.replace(staging, local)
+            self.fetched[name] = local
+        return self.fetched[name]
+
+    def _release(self, name: str) -> None:
+        self.needed[name] -= 1
+        if self.needed[name] <= 0 and name in self.fetched:
+            os.unlink(self.fetched.pop(name))

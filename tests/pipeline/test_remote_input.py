@@ -1,0 +1,112 @@
+"""A Hub input is listed and indexed where it is, not downloaded whole: each part reads its rows' files, each file
+is fetched once and removed after the last part that reads it, and a rerun with nothing to do reads no file.
+
+The Hub is a test double here (:func:`~fusion_datasets.testing.hub.local_hub_files`: ``hf://`` paths read a local
+folder, through fsspec as the Hub's ``HfFileSystem`` would be); the Parquet files, their reads and the run are real.
+"""
+
+from __future__ import annotations
+
+import io
+from collections import Counter
+from pathlib import Path
+
+import datasets
+import fsspec
+import pyarrow.parquet as pq
+import pytest
+import soundfile
+
+from fusion_datasets.cli import main
+from fusion_datasets.layout import config_files
+from fusion_datasets.testing import media
+from fusion_datasets.testing.hub import local_hub_files
+
+RATE = 16000
+FAST = ("--set", "experts.separation.enabled=false", "--set", "experts.visual.enabled=false",
+        "--set", "experts.music.enabled=false", "--set", "output.shard_size=2")
+
+
+def _wav(seconds: float, seed: int) -> bytes:
+    buffer = io.BytesIO()
+    soundfile.write(buffer, media.noise(seconds, RATE, seed=seed).T, RATE, format="WAV")  # (channels, samples)
+    return buffer.getvalue()
+
+
+def _write_split(folder: Path, split: str, files: int, per_file: int) -> list[str]:
+    """``files`` Parquet files of ``per_file`` clips with embedded audio, named as the Hub names a split's files."""
+    features = datasets.Features({"id": datasets.Value("string"), "audio": datasets.Audio(),
+                                  "label": datasets.Value("string")})
+    names = []
+    for number in range(files):
+        ids = [f"{split}-{number}-{index}" for index in range(per_file)]
+        audio = [{"bytes": _wav(1.0, seed), "path": f"{clip}.wav"} for seed, clip in enumerate(ids)]
+        rows = {"id": ids, "audio": audio, "label": ["noise"] * per_file}
+        name = f"data/{split}-{number:05d}-of-{files:05d}.parquet"
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        datasets.Dataset.from_dict(rows, features=features).to_parquet(str(folder / name))
+        names.append(name)
+    return names
+
+
+@pytest.fixture
+def hub(tmp_path):
+    """A Hub dataset ``org/clips`` (train: 3 files of 2 clips; test: 1 file), and the reads of its files."""
+    repo = tmp_path / "remote" / "datasets" / "org" / "clips"
+    train, test = _write_split(repo, "train", 3, 2), _write_split(repo, "test", 1, 2)
+    reads = {"fetched": Counter(), "opened": Counter()}
+    with local_hub_files(tmp_path / "remote"):
+        hub_files = fsspec.get_filesystem_class("hf")
+
+        class Counting(hub_files):  # counts what a run reads of each file
+            def get_file(self, path, *args, **kwargs):
+                reads["fetched"][str(path).rsplit("clips/", 1)[-1]] += 1
+                return super().get_file(path, *args, **kwargs)
+
+            def open(self, path, *args, **kwargs):
+                reads["opened"][str(path).rsplit("clips/", 1)[-1]] += 1
+                return super().open(path, *args, **kwargs)
+
+        fsspec.register_implementation("hf", Counting, clobber=True)
+        yield {"train": train, "test": test, "reads": reads}
+
+
+def _run(output: Path, *extra: str) -> int:
+    return main(["run", "tiny", "--input", "org/clips", "--output", str(output), *FAST, *extra])
+
+
+def test_a_hub_input_is_read_a_part_at_a_time_and_a_rerun_reads_nothing(tmp_path, tiny_zoo, hub, capsys):
+    output = tmp_path / "out"
+    assert _run(output) == 0
+    reads = hub["reads"]
+    assert reads["fetched"] == Counter(hub["train"])  # each file of the split once, whole; the test split never
+    assert not any(name in reads["opened"] for name in hub["test"])
+    assert not any((output / ".cache" / "input-files").iterdir())  # each removed after the last part reading it
+
+    cues = pq.read_table(config_files(output, "cues")).to_pylist()
+    assert sorted(row["id"] for row in cues) == [f"train-{file}-{clip}" for file in range(3) for clip in range(2)]
+    assert all(row["audio"]["bytes"] and row["audio"]["path"] == f"{row['id']}.wav" for row in cues)
+    assert all(row["label"] == "noise" and not row["errors"] for row in cues)
+    assert not any(name.startswith("__source") for name in cues[0])
+    assert len(list((output / "data" / "cues").glob("*.parquet"))) == 3
+
+    reads["fetched"].clear()
+    reads["opened"].clear()
+    assert _run(output) == 0  # the index comes from the cache: only the listing is asked for
+    assert "0 parts written" in capsys.readouterr().out
+    assert reads["fetched"] == Counter() and reads["opened"] == Counter()
+
+    assert _run(output, "--set", "input.split=test", "--dry-run") == 0
+    assert "2 new clips to do" in capsys.readouterr().out
+
+
+def test_a_url_input_is_read_in_place_and_one_that_cannot_be_listed_is_a_user_error(tmp_path, hub, capsys):
+    def dry_run(url: str) -> int:
+        return main(["run", "tiny", "--input", url, "--output", str(tmp_path / "out"), "--dry-run"])
+
+    assert dry_run("hf://datasets/org/clips/data/train-0000[01]-*.parquet") == 0  # a glob: two files of three
+    assert "4 new clips to do" in capsys.readouterr().out and hub["reads"]["fetched"] == Counter()
+    assert dry_run("hf://datasets/org/clips/nothing-here") == 2
+    assert "holds no Parquet files" in capsys.readouterr().err
+    assert dry_run("az://container/clips") == 2  # no fsspec backend for it here (adlfs)
+    assert "input 'az://container/clips' cannot be listed: " in capsys.readouterr().err
