@@ -97,14 +97,14 @@ class RemoteParquet:
         key = hashlib.sha256(json.dumps([self.files, self.versions]).encode()).hexdigest()[:16]
         kept = cache_dir() / "inputs" / f"{key}.parquet"
         if not kept.is_file():
-            tables = [self._index_file(number, name) for number, name in enumerate(self.files)]
+            tables = [self._index_file(name) for name in self.files]
             staging = temporary_path(kept)
             pq.write_table(pa.concat_tables(tables, promote_options="permissive"), staging)
             os.replace(staging, kept)
             logger.info("indexed %d files of the input (%s)", len(self.files), kept)
         return datasets.Dataset.from_parquet(str(kept))
 
-    def _index_file(self, number: int, name: str) -> pa.Table:
+    def _index_file(self, name: str) -> pa.Table:
         with self.fs.open(name, "rb") as handle:
             file = pq.ParquetFile(handle)
             schema = file.schema_arrow
@@ -131,8 +131,9 @@ class RemoteParquet:
             return rows.remove_columns([SOURCE_FILE, SOURCE_ROW])
         table = rows.with_format("arrow")[:]
         files, numbers = table.column(SOURCE_FILE).to_pylist(), table.column(SOURCE_ROW).to_pylist()
-        media = [name for name in _media_columns(table.schema) if name in table.column_names]
-        read = {name: pq.read_table(self._fetch(name, folder), columns=media) for name in dict.fromkeys(files)}
+        media = _media_columns(table.schema)  # none: the files hold references only, and are not fetched
+        read = {name: pq.read_table(self._fetch(name, folder), columns=media) if media else None
+                for name in dict.fromkeys(files)}
         for column in media:
             values = [read[name].column(column)[number] for name, number in zip(files, numbers)]
             full = pa.array([value.as_py() for value in values], read[files[0]].schema.field(column).type)
