@@ -116,5 +116,4 @@ def build_step(stage: str, options: Mapping[str, Any], experts: Sequence[type[St
     if isinstance(backend, Mapping) and "model" not in backend:  # a served expert serves its own model
         own = options.get("model", getattr(cls.config_class, "model", None))  # the config's default model
         options["backend"] = {**backend, "model": own}
-    config = from_mapping(cls.config_class, options, section(stage))
-    return cls.for_plan(config, stage_classes() if experts is None else experts)
+    return cls.for_plan(from_mapping(cls.config_class, options, section(stage)), experts)

@@ -83,8 +83,9 @@ class Step(ABC, Generic[ConfigT]):
         self.config: ConfigT = config
 
     @classmethod
-    def for_plan(cls, config: Any, experts: Sequence[type[Step]]) -> Step:
-        """This step in a plan whose expert stages run ``experts`` (a step that shows their cues keeps them)."""
+    def for_plan(cls, config: Any, experts: Sequence[type[Step]] | None) -> Step:
+        """This step in a plan whose expert stages run ``experts`` (``None``: each stage's default type); a step
+        that shows their cues keeps them."""
         return cls(config)
 
     @classmethod

@@ -280,7 +280,7 @@ class CueStep(ChatStep[StepConfigT]):
         self.experts = tuple(experts) if experts is not None else stage_classes()
 
     @classmethod
-    def for_plan(cls, config: StepConfigT, experts: Sequence[type[Step]]) -> CueStep:
+    def for_plan(cls, config: StepConfigT, experts: Sequence[type[Step]] | None) -> CueStep:
         return cls(config, experts=experts)
 
     def __getstate__(self) -> dict[str, Any]:

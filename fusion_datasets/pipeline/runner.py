@@ -254,13 +254,13 @@ class PipelineRunner:
         with self.state.lock():
             parts = self.state.load()
         pushed = set(publisher.pushed_files())
-        missing = [name for name in sorted(parts) if any(
-            path.relative_to(self.root).as_posix() not in pushed for path in self.state.files(name))]
+        missing = [path for name in sorted(parts) for path in self.state.files(name)
+                   if path.relative_to(self.root).as_posix() not in pushed]
         if missing:
-            logger.info("%d parts committed here are not on %s yet: pushing them first", len(missing), self.repo_id)
-            files = [path for name in missing for path in self.state.files(name)]
-            self._publish(publisher, [*files, self.root / CARD, self.root / "stats.json"],
-                          f"{len(missing)} parts committed, not pushed yet", whole=True)
+            count = len({path.stem for path in missing})  # a part's files are all named after it
+            logger.info("%d parts committed here are not on %s yet: pushing them first", count, self.repo_id)
+            self._publish(publisher, [*missing, self.root / CARD, self.root / "stats.json"],
+                          f"{count} parts committed, not pushed yet", whole=True)
 
     def _publish(self, publisher: HubPublisher, files: list[Path], message: str, whole: bool = False) -> None:
         """Push ``files`` as ``output.publish_audio`` publishes them (``whole``: with the card of every part as
