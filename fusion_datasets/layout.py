@@ -33,6 +33,22 @@ def card_configs(files: Mapping[str, Sequence[str]]) -> list[dict[str, Any]]:
             for name, paths in files.items() if paths]
 
 
+def hub_configs(names: Sequence[str]) -> list[dict[str, Any]]:
+    """The card's ``configs`` as the Hub gets them: each config's files by glob (:func:`data_files`), a few lines
+    whatever the number of parts.
+
+    Exact on the Hub, where locally only a list is: a Hub commit is atomic, and an output's pushes take out the
+    files of a part that a redo replaces in the commit that brings its new generation in, so the repository
+    never holds a file outside its committed state. Exact lists grow with the parts (~650 KiB of YAML for the
+    4,688 parts of 1.2M clips), and the Hub's check of card metadata refuses large YAML (HTTP 413).
+
+    Example:
+        >>> hub_configs(["captions"])
+        [{'config_name': 'captions', 'data_files': [{'split': 'train', 'path': 'data/captions/*.parquet'}]}]
+    """
+    return [{"config_name": name, "data_files": [{"split": "train", "path": data_files(name)}]} for name in names]
+
+
 def _listed_files(root: Path) -> dict[str, list[str]] | None:
     """The files the card at ``root`` lists per config; ``None`` where it lists none (no card, or globs)."""
     from huggingface_hub.repocard import metadata_load
@@ -41,15 +57,19 @@ def _listed_files(root: Path) -> dict[str, list[str]] | None:
     configs = (metadata_load(card) or {}).get("configs") if card.is_file() else None
     if not configs or any(isinstance(config.get("data_files"), str) for config in configs):
         return None
-    return {config["config_name"]: [path for entry in config["data_files"]
-                                    for path in ([entry["path"]] if isinstance(entry["path"], str) else entry["path"])]
-            for config in configs}
+    listed = {config["config_name"]: [path for entry in config["data_files"] for path in
+                                      ([entry["path"]] if isinstance(entry["path"], str) else entry["path"])]
+              for config in configs}
+    if any(char in path for paths in listed.values() for path in paths for char in "*?["):
+        return None
+    return listed
 
 
 def config_files(root: Path, config: str) -> list[Path]:
     """``config``'s Parquet shards in the output's last committed state: the files its card lists.
 
-    An output whose card lists globs (written by earlier versions), or with no card yet: every finished shard.
+    An output whose card names globs (as on the Hub, or written by earlier versions), or with no card yet: every
+    finished shard.
     """
     listed = _listed_files(root)
     if listed is None:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from fusion_datasets.http_errors import is_transient, redact, retry_delay
-from fusion_datasets.layout import CONFIGS, config_files
+from fusion_datasets.layout import CARD, CONFIGS, config_files, hub_configs
 from fusion_datasets.runtime import cache_dir
 
 if TYPE_CHECKING:
@@ -130,11 +130,12 @@ class HubPublisher:
         operations: list[Any] = [CommitOperationDelete(path_in_repo=name) for name in deleted if name in remote]
         for path in files:
             name = Path(path).relative_to(root).as_posix()
+            content = hub_card(Path(path)) if name == CARD and self.repo_type == "dataset" else None
             known = remote.get(name)
-            if known is not None and _identity(Path(path), known) == known:
+            if known is not None and _identity(content or Path(path), known) == known:
                 logger.debug("%s is already on %s", name, self.repo_id)
                 continue
-            operations.append(CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(path)))
+            operations.append(CommitOperationAdd(path_in_repo=name, path_or_fileobj=content or str(path)))
         if not operations:
             logger.info("%s: nothing new to push for %r", self.repo_id, message)
             return
@@ -154,14 +155,27 @@ class HubPublisher:
         return self._remote
 
 
-def _identity(path: Path, like: tuple[str, int, str]) -> tuple[str, int, str] | None:
-    """How the Hub identifies ``path``'s content, in the kind of ``like`` (an LFS sha256 or a git blob id).
+def hub_card(card: Path) -> bytes | None:
+    """The dataset card at ``card`` as the Hub gets it: its ``configs`` name their files by glob
+    (:func:`~fusion_datasets.layout.hub_configs`); ``None`` for a card that declares no configs (kept as it is)."""
+    from huggingface_hub import DatasetCard
 
-    ``None`` when the sizes differ: no hash is worth reading the file for then.
-    """
-    if path.stat().st_size != like[1]:
+    loaded = DatasetCard.load(card)
+    names = [config["config_name"] for config in loaded.data.configs or []]
+    if not names:
         return None
-    data = path.read_bytes()
+    loaded.data.configs = hub_configs(names)
+    return str(loaded).encode()
+
+
+def _identity(content: Path | bytes, like: tuple[str, int, str]) -> tuple[str, int, str] | None:
+    """How the Hub identifies ``content`` (a file's, or bytes), in the kind of ``like`` (an LFS sha256 or a git
+    blob id). ``None`` when the sizes differ: no hash is worth reading the file for then.
+    """
+    size = len(content) if isinstance(content, bytes) else content.stat().st_size
+    if size != like[1]:
+        return None
+    data = content if isinstance(content, bytes) else content.read_bytes()
     if like[0] == "sha256":
         return ("sha256", len(data), hashlib.sha256(data).hexdigest())
     return ("git", len(data), hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest())
@@ -197,8 +211,10 @@ def push_folder(folder: str | Path, repo_id: str, private: bool = False, api: Hf
     """Upload a run's output folder to the dataset ``repo_id`` (created if needed); returns its URL.
 
     ``upload_folder`` is resumable (rerunning skips what is committed) and commits large folders in parts;
-    temporary files and caches are left out; a folder mid-run is refused unless ``allow_incomplete``, and so is
-    one whose rows name files of this machine (:func:`~fusion_datasets.hub.publish.check_publishable`: push its
+    temporary files and caches are left out. The card comes last, in a commit that also takes out the data the
+    repository holds of parts this folder no longer has, so that its globs (:func:`hub_card`) name the folder's
+    committed state. A folder mid-run is refused unless ``allow_incomplete``, and so is one whose rows name
+    files of this machine (:func:`~fusion_datasets.hub.publish.check_publishable`: push its
     :func:`~fusion_datasets.pipeline.outputs.publish_view` instead), before anything is uploaded.
     """
     from fusion_datasets.hub.publish import check_publishable
@@ -207,9 +223,13 @@ def push_folder(folder: str | Path, repo_id: str, private: bool = False, api: Hf
     check_run_output(folder, allow_incomplete)
     check_publishable([path for config in CONFIGS for path in config_files(folder, config)], "auto")
     publisher = HubPublisher(repo_id, private, api)
+    left_out = _not_committed(folder)
     publisher.call("upload the folder to", publisher.api.upload_folder, repo_id=repo_id, folder_path=folder,
-                   repo_type="dataset", ignore_patterns=[*IGNORED, *_not_committed(folder)],
+                   repo_type="dataset", ignore_patterns=[*IGNORED, CARD, *left_out],
                    commit_message=f"Upload {folder.name} with fusion-datasets")
+    stale = [name for name in publisher.pushed_files() if name.startswith(("data/", "state/"))
+             and (name in left_out or not (folder / name).is_file())]
+    publisher.publish(folder, [folder / CARD], "Dataset card", deleted=stale)
     logger.info("pushed %s to %s", folder, publisher.url)
     return publisher.url
 

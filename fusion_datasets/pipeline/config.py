@@ -76,6 +76,9 @@ class OutputConfig:
     license: str = "other"  # the dataset's license on its card (an id from the Hub's list)
     pretty_name: str | None = None  # the card's title (default: the name of the output folder or Hub repository)
     private: bool = False  # for hf:// outputs: create the repository private
+    # for hf:// outputs: seconds between Hub commits of the parts done since the last (0: a commit per part);
+    # the Hub limits commits per hour, and 1.2M clips are 4,688 parts
+    push_interval: float = 600.0
     removed_clips: str = "keep"  # clips of the output no longer in the input: "keep" them, or "drop" them
 
     def __post_init__(self) -> None:
@@ -83,6 +86,8 @@ class OutputConfig:
             raise ValueError(f"shard_size and batch_size must be >= 1, got {self.shard_size} and {self.batch_size}")
         if self.num_shards is not None and self.num_shards < 1:
             raise ValueError(f"num_shards must be >= 1, got {self.num_shards}")
+        if self.push_interval < 0:
+            raise ValueError(f"push_interval must be >= 0 seconds, got {self.push_interval}")
         if self.num_proc is not None and self.num_proc < 1:
             raise ValueError(f"num_proc must be >= 1, got {self.num_proc}")
         if self.export not in (None, "fusionaudio"):

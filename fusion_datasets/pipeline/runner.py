@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
@@ -157,6 +158,8 @@ class PipelineRunner:
             self.source.expect([files[rows[clip]] for clip in item.ids if clip in rows] for item in mine)
         result = RunResult({})
         progress = not datasets.are_progress_bars_disabled()
+        unpushed: list[PartWork] = []  # parts committed here since the last Hub commit
+        pushed_at = time.monotonic()
         with progress_bars(False):  # a bar for the parts and one per pass: not one per bookkeeping step
             for item, cues, counters in self._execute(ds, rows, mine, progress):
                 raise_if_interrupted()  # never commit a part whose work a swallowed Ctrl-C cut short
@@ -164,17 +167,30 @@ class PipelineRunner:
                 result.counters = add_up(result.counters, counters)
                 result.parts_written += 1
                 if publisher:
-                    # with the card that lists it: one Hub commit takes the part in and what it replaces out
-                    self._publish(publisher, [*self.state.files(item.name), self.root / CARD, self.root / "stats.json"],
-                                  f"Part {item.name} ({len(item.ids)} clips)")
-        with self.state.lock():  # the last rank to get here sees every part and writes last
+                    unpushed.append(item)
+                    if time.monotonic() - pushed_at >= self.config.output.push_interval:
+                        self._push_parts(publisher, unpushed)
+                        unpushed, pushed_at = [], time.monotonic()
+        with self.state.lock():  # the last rank to get here sees every part, writes last and pushes last
             result.stats = self._finish(ids)
-            if publisher and result.stats["complete"]:
-                files = [self.root / name for name in ("README.md", "stats.json", "config.yaml", MANIFEST, PLOT,
-                                                       EXPORT)]
-                self._publish(publisher, [path for path in files if path.exists()], "Dataset card, stats and config",
-                              whole=True)
+            if publisher:
+                self._push_parts(publisher, unpushed, finished=result.stats["complete"])
         return result
+
+    def _push_parts(self, publisher: HubPublisher, parts: list[PartWork], finished: bool = False) -> None:
+        """One Hub commit of ``parts`` with the card and stats (what the parts replace goes out in it), and with
+        ``finished`` the card, stats, config and manifest of the finished output."""
+        files = [path for item in parts for path in self.state.files(item.name)]
+        message = (f"Part {parts[0].name} ({len(parts[0].ids)} clips)" if len(parts) == 1 else
+                   f"{len(parts)} parts ({sum(len(item.ids) for item in parts)} clips)" if parts else "")
+        if finished:
+            names = (CARD, "stats.json", "config.yaml", MANIFEST, PLOT, EXPORT)
+            files += [path for name in names if (path := self.root / name).exists()]
+            message = "; ".join(filter(None, [message, "Dataset card, stats and config"]))
+        elif files:
+            files += [self.root / CARD, self.root / "stats.json"]
+        if files:
+            self._publish(publisher, files, message, whole=finished)
 
     def _execute(self, ds: datasets.Dataset, rows: dict[str, int], mine: list[PartWork], progress: bool
                  ) -> Iterator[tuple[PartWork, datasets.Dataset, dict[str, dict[str, float]]]]:

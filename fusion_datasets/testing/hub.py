@@ -54,7 +54,10 @@ class LocalHub(HfApi):
                 target.unlink()
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(operation.path_or_fileobj, target)
+            if isinstance(operation.path_or_fileobj, bytes):
+                target.write_bytes(operation.path_or_fileobj)
+            else:
+                shutil.copyfile(operation.path_or_fileobj, target)
         return CommitInfo(commit_url=f"https://huggingface.co/datasets/{repo_id}/commit/{len(self.calls)}",
                           commit_message=commit_message, commit_description="", oid=f"{len(self.calls):040x}")
 

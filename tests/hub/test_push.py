@@ -12,7 +12,8 @@ import pytest
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from fusion_datasets.cli import main
-from fusion_datasets.hub.push import HubError, HubPublisher, parse_hub_output, push_folder, staging_dir
+from fusion_datasets.hub.push import HubError, HubPublisher, hub_card, parse_hub_output, push_folder, staging_dir
+from fusion_datasets.layout import card_configs
 from fusion_datasets.testing.hub import LocalHub, http_error
 
 REPO = "my-org/fusion-captions"
@@ -138,7 +139,8 @@ def test_push_folder_uploads_a_run_output_that_loads(hub, output):
     local = {path.relative_to(output).as_posix() for path in output.rglob("*") if path.is_file()}
     left_out = {"data/cues/.shard-00001-of-00002.parquet.4242.tmp", ".cache/state.json", "review/ana.jsonl"}
     assert left_out < local and remote_files(hub) == local - left_out
-    assert len(hub.commits()) == 1
+    assert [commit["message"] for commit in hub.commits()] == [f"Upload {output.name} with fusion-datasets",
+                                                               "Dataset card"]  # the card after its data
     captions = datasets.load_dataset(str(hub.remote), "captions", split="train")
     assert sorted(captions["id"]) == ["a", "c", "d"]
     assert datasets.load_dataset(str(hub.remote), "cues", split="train").num_rows == 4
@@ -185,3 +187,32 @@ def test_the_token_appears_in_no_log_error_or_uploaded_file(hub, output, monkeyp
     assert any("HTTP 502" in line for line in logged)
     assert not any(FAKE_TOKEN in line or other in line for line in logged)
     assert not any(FAKE_TOKEN.encode() in (hub.remote / name).read_bytes() for name in remote_files(hub))
+
+
+def test_the_hub_card_names_files_by_glob_and_a_push_takes_out_replaced_parts(hub, output):
+    push_folder(output, REPO, api=hub)
+    # the folder's next state: shard 1 gone (a redo replaced it under another name), a card that lists the rest
+    for path in output.glob("data/*/shard-00001-of-00002.parquet"):
+        path.rename(path.with_name("shard-00001-of-00002-0001.parquet"))
+    push_folder(output, REPO, api=hub)
+
+    card = DatasetCard.load(hub.remote / "README.md")
+    assert [config["data_files"] for config in card.data.configs] == [
+        [{"split": "train", "path": f"data/{name}/*.parquet"}] for name in ("cues", "captions")]
+    assert not list(hub.remote.glob("data/*/shard-00001-of-00002.parquet"))  # out in the card's commit
+    assert hub.commits()[-1] == {"repo_id": REPO, "repo_type": "dataset", "message": "Dataset card", "paths": [
+        "data/captions/shard-00001-of-00002.parquet", "data/cues/shard-00001-of-00002.parquet"]}  # card unchanged
+    cues = datasets.load_dataset(str(hub.remote), "cues", split="train", download_mode="force_redownload")
+    assert sorted(cues["id"]) == ["a", "b", "c", "d"]  # each clip once
+
+
+def test_the_hub_card_of_a_million_clips_stays_small(tmp_path):
+    """4,688 parts (1.2M clips in parts of 256): exact lists locally, a few lines of globs on the Hub."""
+    names = [f"part-{index:012x}-0000" for index in range(4688)]
+    files = {config: [f"data/{config}/{name}.parquet" for name in names] for config in ("cues", "captions", "qa")}
+    DatasetCard.from_template(DatasetCardData(configs=card_configs(files)), template_str="---\n{{ card_data }}\n---\n"
+                              ).save(tmp_path / "README.md")
+    local, hub_side = (tmp_path / "README.md").stat().st_size, len(hub_card(tmp_path / "README.md"))
+    assert local > 600_000 and hub_side < 1_000
+    assert [config["config_name"] for config in DatasetCard(hub_card(tmp_path / "README.md").decode()).data.configs
+            ] == ["cues", "captions", "qa"]

@@ -217,13 +217,18 @@ def test_an_hf_output_pushes_each_shard_then_the_card(tmp_path, tiny_zoo, clip_f
 
         def create_commit(self, *args, **kwargs):
             info = super().create_commit(*args, **kwargs)
-            # after every commit, a reader of the repository sees one state: each file its card lists is there
-            assert all(path.is_file() for config in CONFIGS for path in config_files(remote, config))
+            # after every commit, a reader of the repository sees one state: the files its card's globs name
+            # hold each clip once, each of a part whose state is there too
+            cues = sorted(remote.glob("data/cues/*.parquet"))
+            ids = [clip for path in cues for clip in pq.read_table(path, columns=["id"])["id"].to_pylist()]
+            assert len(ids) == len(set(ids)) and all((remote / "state" / f"{path.stem}.json").is_file()
+                                                     for path in cues)
             return info
 
     monkeypatch.setattr(huggingface_hub, "HfApi", Hub)
     monkeypatch.setenv("FUSION_DATASETS_CACHE", str(tmp_path / "cache"))
-    _run(clip_folder, "hf://datasets/my-org/captions", *EMBED)
+    each = (*EMBED, "--set", "output.push_interval=0")  # a Hub commit per part
+    _run(clip_folder, "hf://datasets/my-org/captions", *each)
 
     staging = staging_dir("my-org/captions")
     assert staging == tmp_path / "cache" / "hub" / "my-org" / "captions" and (staging / "stats.json").exists()
@@ -237,21 +242,25 @@ def test_an_hf_output_pushes_each_shard_then_the_card(tmp_path, tiny_zoo, clip_f
     assert hub.commits()[0]["paths"] == sorted([*parquet, f"state/{first}.json", "README.md", "stats.json"])
     captions = datasets.load_dataset(str(remote), "captions", split="train")
     assert sorted(captions["id"]) == ["music", "speech"]
-    assert 'load_dataset("my-org/captions", "captions"' in (remote / "README.md").read_text()
+    card = (remote / "README.md").read_text()
+    assert 'load_dataset("my-org/captions", "captions"' in card and "path: data/captions/*.parquet" in card
 
-    _run(clip_folder, "hf://datasets/my-org/captions", *EMBED)  # a rerun: the parts' files are on the Hub already
+    _run(clip_folder, "hf://datasets/my-org/captions", *each)  # a rerun: the parts' files are on the Hub already
     rerun = hubs[1].commits()
     assert rerun == []  # nor are the card, stats and config, unchanged
 
     # as if the first run had been killed between committing this part here and pushing it
     for path in remote.rglob(f"{first}.*"):
         path.unlink()
-    _run(clip_folder, "hf://datasets/my-org/captions", *EMBED)  # nothing to compute: the part is pushed first
+    _run(clip_folder, "hf://datasets/my-org/captions", *each)  # nothing to compute: the part is pushed first
     assert [(commit["message"], commit["paths"]) for commit in hubs[2].commits()] == [
         ("1 parts committed, not pushed yet", sorted([*parquet, f"state/{first}.json"]))]
     assert all(path.is_file() for config in CONFIGS for path in config_files(remote, config))
 
-    _run(clip_folder, "hf://datasets/my-org/captions", *EMBED, "--set", "fusion.max_new_tokens=97")  # every part redone
+    # every part redone; in one commit with the finished card, the parts done within output.push_interval
+    _run(clip_folder, "hf://datasets/my-org/captions", *EMBED, "--set", "fusion.max_new_tokens=97")
+    assert [commit["message"] for commit in hubs[3].commits()] == [
+        f"2 parts ({sum(sizes.values())} clips); Dataset card, stats and config"]
     remote_parts = sorted(path.relative_to(remote) for path in (remote / "data").rglob("*.parquet"))
     assert remote_parts == sorted(path.relative_to(staging) for path in (staging / "data").rglob("*.parquet"))
     assert all(path.stem.endswith("-0001") for path in remote_parts)  # the replaced parts are gone
