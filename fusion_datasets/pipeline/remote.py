@@ -4,10 +4,12 @@ read a part at a time.
 Planning needs each clip's id and the names of its files, not its audio. The *index* holds every column of the
 input's Parquet files but the embedded media, whose ``path`` alone is read (a ranged read of the column chunks,
 not of the audio), with each row's file and row number (:data:`SOURCE_FILE`, :data:`SOURCE_ROW`). A part's rows
-get their media back from their files (:meth:`RemoteParquet.materialize`): each file is downloaded once into
-the output's cache, and removed as soon as no part of the run still needs it, so the disk holds the files of
-the parts in flight only. The index is kept in fusion_datasets' cache under the listing's fingerprint (each
-file's name, size and version), so a rerun over an unchanged input reads nothing but the listing.
+get their media back from their files: in this process (:meth:`RemoteParquet.materialize`) each file is
+downloaded once into the output's cache, and removed as soon as no part of the run still needs it, so the disk
+holds the files of the parts in flight only; in a Ray task (:meth:`RemoteParquet.read_rows`) the row groups that
+hold a part's rows are read, nothing written to disk. The index is kept in fusion_datasets' cache under the
+listing's fingerprint (each file's name, size and version), so a rerun over an unchanged input reads nothing but
+the listing.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ import hashlib
 import json
 import logging
 import os
+from bisect import bisect_right
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from itertools import accumulate
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -63,7 +67,8 @@ def _media_columns(schema: pa.Schema) -> list[str]:
 class RemoteParquet:
     """The Parquet files of a remote input, its index, and its files fetched a part at a time."""
 
-    def __init__(self, fs: Any, files: Sequence[str], versions: Sequence[str]) -> None:
+    def __init__(self, url: str, fs: Any, files: Sequence[str], versions: Sequence[str]) -> None:
+        self.url = url  # where the input is (its file system's protocol): what a worker opens it by
         self.fs = fs
         self.files = list(files)  # the file system's own paths, as listed
         self.versions = list(versions)  # each file's size and version, as listed (what the index is keyed by)
@@ -89,7 +94,16 @@ class RemoteParquet:
         if not found:
             return None
         names = sorted(found)
-        return cls(fs, names, [_version(found[name]) for name in names])
+        return cls(hub_url(path), fs, names, [_version(found[name]) for name in names])
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "fs": None}  # a worker opens the file system itself, with its own credentials
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        import fsspec
+
+        self.__dict__.update(state)
+        self.fs = fsspec.core.url_to_fs(self.url)[0]
 
     def index(self) -> datasets.Dataset:
         """Every row of the files less its media bytes, with its file and row (:data:`SOURCE_FILE`,
@@ -125,24 +139,41 @@ class RemoteParquet:
             self.needed.update(set(files))
 
     def materialize(self, rows: datasets.Dataset, folder: Path) -> datasets.Dataset:
-        """``rows`` of the index with their media read from their files (fetched once into ``folder``), without
-        the index's own columns; files no part still needs are removed from ``folder``."""
-        if rows.num_rows == 0:
-            return rows.remove_columns([SOURCE_FILE, SOURCE_ROW])
+        """``rows`` of the index with their media read from their files (fetched whole, once, into ``folder``),
+        without the index's own columns; files no part still needs are removed from ``folder``."""
         table = rows.with_format("arrow")[:]
-        files, numbers = table.column(SOURCE_FILE).to_pylist(), table.column(SOURCE_ROW).to_pylist()
         media = _media_columns(table.schema)  # none: the files hold references only, and are not fetched
-        read = {name: pq.read_table(self._fetch(name, folder), columns=media) if media else None
-                for name in dict.fromkeys(files)}
-        for column in media:
-            values = [read[name].column(column)[number] for name, number in zip(files, numbers)]
-            full = pa.array([value.as_py() for value in values], read[files[0]].schema.field(column).type)
-            table = table.set_column(table.schema.get_field_index(column), column, full)
-        table = table.drop_columns([SOURCE_FILE, SOURCE_ROW])
-        features = datasets.Features({name: rows.features[name] for name in table.column_names})
-        for name in read:
+        files = _files(table) if media else []
+        read = {name: (pq.read_table(self._fetch(name, folder), columns=media), None) for name in files}
+        table = _filled(table, media, read)
+        for name in files:
             self._release(name)
-        return datasets.Dataset(table).cast(features)
+        return datasets.Dataset(table).cast(
+            datasets.Features({name: rows.features[name] for name in table.column_names}))
+
+    def read_rows(self, table: pa.Table) -> pa.Table:
+        """``table`` (rows of the index) with their media read from their files, only the row groups that hold
+        them (ranged reads: nothing is written to disk), without the index's own columns; a Ray task's read."""
+        media = _media_columns(table.schema)
+        wanted: dict[str, set[int]] = {}
+        for name, number in zip(table.column(SOURCE_FILE).to_pylist(), table.column(SOURCE_ROW).to_pylist()):
+            if name is not None:
+                wanted.setdefault(name, set()).add(number)
+        read = {name: self._read_row_groups(name, numbers, media) for name, numbers in wanted.items()} if media else {}
+        return _filled(table, media, read)
+
+    def _read_row_groups(self, name: str, numbers: set[int], media: list[str]) -> tuple[pa.Table, dict[int, int]]:
+        """The ``media`` columns of the row groups of file ``name`` that hold rows ``numbers``, and where each of
+        those rows is in them."""
+        with self.fs.open(name, "rb") as handle:
+            file = pq.ParquetFile(handle)
+            sizes = [file.metadata.row_group(group).num_rows for group in range(file.num_row_groups)]
+            starts = list(accumulate(sizes, initial=0))
+            group_of = {number: bisect_right(starts, number) - 1 for number in numbers}
+            groups = sorted(set(group_of.values()))
+            table = file.read_row_groups(groups, columns=media)
+        offsets = dict(zip(groups, accumulate((sizes[group] for group in groups), initial=0)))
+        return table, {number: offsets[group] + number - starts[group] for number, group in group_of.items()}
 
     def _fetch(self, name: str, folder: Path) -> Path:
         if name not in self.fetched:
@@ -157,3 +188,28 @@ class RemoteParquet:
         self.needed[name] -= 1
         if self.needed[name] <= 0 and name in self.fetched:
             os.unlink(self.fetched.pop(name))
+
+
+def _files(table: pa.Table) -> list[str]:
+    """The files an index table's rows are in, in order, once each."""
+    return [name for name in dict.fromkeys(table.column(SOURCE_FILE).to_pylist()) if name is not None]
+
+
+def _filled(table: pa.Table, media: Sequence[str], read: dict[str, tuple[pa.Table, dict[int, int] | None]]
+            ) -> pa.Table:
+    """``table`` with each media cell that has no bytes taken from ``read`` (per file: its media rows, and the
+    position there of each row number, ``None`` for the whole file), less :data:`SOURCE_FILE`/:data:`SOURCE_ROW`.
+
+    A row of no file (a clip no longer in the input, in a part a rerun rewrites) or whose media are there already
+    (a kept part's embedded audio) keeps its cell.
+    """
+    files, numbers = table.column(SOURCE_FILE).to_pylist(), table.column(SOURCE_ROW).to_pylist()
+    for column in media:
+        cells = table.column(column).to_pylist()
+        for row, (name, number) in enumerate(zip(files, numbers)):
+            if name is not None and not (cells[row] or {}).get("bytes"):
+                rows, positions = read[name]
+                cells[row] = rows.column(column)[number if positions is None else positions[number]].as_py()
+        table = table.set_column(table.schema.get_field_index(column), column,
+                                 pa.array(cells, table.schema.field(column).type))
+    return table.drop_columns([SOURCE_FILE, SOURCE_ROW])

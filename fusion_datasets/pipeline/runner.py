@@ -195,14 +195,13 @@ class PipelineRunner:
     def _execute(self, ds: datasets.Dataset, rows: dict[str, int], mine: list[PartWork], progress: bool
                  ) -> Iterator[tuple[PartWork, datasets.Dataset, dict[str, dict[str, float]]]]:
         """Each part's cues and counters, as the engine finishes them (with progress bars if ``progress``)."""
-        yield from self.executor.run(((item, self._table(ds, rows, item)) for item in mine), progress)
+        yield from self.executor.run(((item, self._table(ds, rows, item)) for item in mine), progress, self.source)
 
     def _table(self, ds: datasets.Dataset, rows: dict[str, int], item: PartWork) -> datasets.Dataset:
         """A part's rows before its work: the input's for new clips; for a part to rewrite, its kept cues with the
-        input's columns as the input has them now (:func:`~fusion_datasets.pipeline.work.redo_rows`)."""
+        input's columns as the input has them now (:func:`~fusion_datasets.pipeline.work.redo_rows`). Of a remote
+        input, the rows of its index: the executor reads their media."""
         current = ds.select([rows[clip] for clip in item.ids if clip in rows])  # a kept part's clips may be gone
-        if self.source:
-            current = self.source.materialize(current, self.root / ".cache" / "input-files")
         if item.previous is None:
             return current
         table = datasets.Dataset.from_parquet(str(self.state.data("cues", item.previous.name)))

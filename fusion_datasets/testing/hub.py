@@ -96,12 +96,12 @@ def http_error(status: int, body: str, url: str = "https://huggingface.co/api/da
     raise ValueError(f"HTTP {status} is not an error")
 
 
-@contextmanager
-def local_hub_files(remote: Path) -> Iterator[None]:
-    """Inside the block, ``hf://`` paths read the local folder ``remote`` (``hf://datasets/org/name/x`` is
-    ``remote/datasets/org/name/x``) instead of the Hub: fsspec's ``hf`` protocol, which is huggingface_hub's
-    ``HfFileSystem``, is an fsspec ``DirFileSystem`` over ``remote`` until the block ends. It stands in for the
-    Hub's files only: revisions (``@rev``), tokens and the Hub's own paths are not checked."""
+def use_local_hub_files(remote: str | Path) -> type:
+    """From now on in this process, ``hf://`` paths read the local folder ``remote`` (``hf://datasets/org/name/x``
+    is ``remote/datasets/org/name/x``) instead of the Hub: fsspec's ``hf`` protocol, which is huggingface_hub's
+    ``HfFileSystem``, becomes an fsspec ``DirFileSystem`` over ``remote``. It stands in for the Hub's files only:
+    revisions (``@rev``), tokens and the Hub's own paths are not checked. Returns the class it replaced. A Ray
+    worker gets it as its ``worker_process_setup_hook``."""
     import fsspec
     from fsspec.implementations.dirfs import DirFileSystem
     from fsspec.implementations.local import LocalFileSystem
@@ -114,6 +114,15 @@ def local_hub_files(remote: Path) -> Iterator[None]:
 
     hub = fsspec.get_filesystem_class("hf")
     fsspec.register_implementation("hf", LocalHubFileSystem, clobber=True)
+    return hub
+
+
+@contextmanager
+def local_hub_files(remote: Path) -> Iterator[None]:
+    """Inside the block, ``hf://`` paths read the local folder ``remote`` (:func:`use_local_hub_files`)."""
+    import fsspec
+
+    hub = use_local_hub_files(remote)
     try:
         yield
     finally:

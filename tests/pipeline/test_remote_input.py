@@ -20,7 +20,7 @@ import soundfile
 from fusion_datasets.cli import main
 from fusion_datasets.layout import config_files
 from fusion_datasets.testing import media
-from fusion_datasets.testing.hub import local_hub_files
+from fusion_datasets.testing.hub import local_hub_files, use_local_hub_files
 
 RATE = 16000
 FAST = ("--set", "experts.separation.enabled=false", "--set", "experts.visual.enabled=false",
@@ -33,8 +33,9 @@ def _wav(seconds: float, seed: int) -> bytes:
     return buffer.getvalue()
 
 
-def _write_split(folder: Path, split: str, files: int, per_file: int) -> list[str]:
-    """``files`` Parquet files of ``per_file`` clips with embedded audio, named as the Hub names a split's files."""
+def _write_split(folder: Path, split: str, files: int, per_file: int, row_group: int | None = None) -> list[str]:
+    """``files`` Parquet files of ``per_file`` clips with embedded audio, named as the Hub names a split's files
+    (row groups of ``row_group`` rows, else datasets' own size)."""
     features = datasets.Features({"id": datasets.Value("string"), "audio": datasets.Audio(),
                                   "label": datasets.Value("string")})
     names = []
@@ -44,7 +45,7 @@ def _write_split(folder: Path, split: str, files: int, per_file: int) -> list[st
         rows = {"id": ids, "audio": audio, "label": ["noise"] * per_file}
         name = f"data/{split}-{number:05d}-of-{files:05d}.parquet"
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
-        datasets.Dataset.from_dict(rows, features=features).to_parquet(str(folder / name))
+        datasets.Dataset.from_dict(rows, features=features).to_parquet(str(folder / name), batch_size=row_group)
         names.append(name)
     return names
 
@@ -68,7 +69,7 @@ def hub(tmp_path):
                 return super().open(path, *args, **kwargs)
 
         fsspec.register_implementation("hf", Counting, clobber=True)
-        yield {"train": train, "test": test, "reads": reads}
+        yield {"train": train, "test": test, "reads": reads, "repo": repo}
 
 
 def _run(output: Path, *extra: str) -> int:
@@ -110,3 +111,39 @@ def test_a_url_input_is_read_in_place_and_one_that_cannot_be_listed_is_a_user_er
     assert "holds no Parquet files" in capsys.readouterr().err
     assert dry_run("az://container/clips") == 2  # no fsspec backend for it here (adlfs)
     assert "input 'az://container/clips' cannot be listed: " in capsys.readouterr().err
+
+
+def test_on_ray_each_part_reads_its_rows_media_in_a_task_and_the_driver_reads_none(tmp_path, tiny_zoo, hub, capsys):
+    """Parts of 3 clips over files of 2 in row groups of 1 row: a part's task reads the row groups of its rows in
+    two files. The driver reads the files' ids and paths for the index, never their audio."""
+    tiny_zoo.build_all()  # before any worker process needs it
+    names = _write_split(hub["repo"], "valid", 3, 2, row_group=1)
+    expected = {row["id"]: row["audio"]["bytes"] for name in names
+                for row in pq.read_table(hub["repo"] / name).to_pylist()}
+    output = tmp_path / "out"
+    ray = ("--engine", "ray", "--set", "input.split=valid", "--set", "output.shard_size=3")
+    import ray as ray_module
+
+    remote = tmp_path / "remote"
+
+    def hub_double() -> None:  # the Ray workers read hf:// paths through the same Hub double, uncounted
+        use_local_hub_files(remote)
+
+    ray_module.init(num_cpus=2, include_dashboard=False, runtime_env={"worker_process_setup_hook": hub_double})
+    try:
+        assert _run(output, *ray) == 0
+        reads = hub["reads"]
+        assert reads["fetched"] == Counter() and reads["opened"] == Counter(names)  # the index: once each
+        assert not (output / ".cache" / "input-files").exists()
+        cues = pq.read_table(config_files(output, "cues")).to_pylist()
+        assert {row["id"]: row["audio"]["bytes"] for row in cues} == expected
+        assert all(not row["errors"] and row["sound_caption"] for row in cues)
+
+        reads["opened"].clear()  # every part redone on Ray: its kept rows meet the index's, media read again
+        assert _run(output, *ray, "--set", "fusion.max_new_tokens=97") == 0
+        assert "2 parts written" in capsys.readouterr().out and reads == {"fetched": Counter(), "opened": Counter()}
+        cues = pq.read_table(config_files(output, "cues")).to_pylist()
+        assert {row["id"]: row["audio"]["bytes"] for row in cues} == expected
+        assert all(not row["errors"] for row in cues)
+    finally:
+        ray_module.shutdown()

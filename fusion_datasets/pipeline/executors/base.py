@@ -16,6 +16,7 @@ import datasets
 
 from fusion_datasets.pipeline.config import PipelineConfig
 from fusion_datasets.pipeline.plan import Plan
+from fusion_datasets.pipeline.remote import RemoteParquet
 from fusion_datasets.pipeline.stats import add_up
 from fusion_datasets.pipeline.work import PartWork
 from fusion_datasets.steps import Step
@@ -29,7 +30,7 @@ ENGINES = {"local": "local:LocalExecutor", "ray": "ray:RayExecutor"}
 
 class Executor(ABC):
     """Runs the work of a run's parts with the steps of ``plan``. ``root``: the output folder, for what an
-    engine keeps there (Ray's process list)."""
+    engine keeps there (Ray's process list, the files of a remote input it reads)."""
 
     def __init__(self, plan: Plan, config: PipelineConfig, root: Path | None = None) -> None:
         self.plan = plan
@@ -37,9 +38,11 @@ class Executor(ABC):
         self.root = root
 
     @abstractmethod
-    def run(self, parts: Iterable[PartRows], progress: bool = True) -> Iterator[PartCues]:
+    def run(self, parts: Iterable[PartRows], progress: bool = True, source: RemoteParquet | None = None
+            ) -> Iterator[PartCues]:
         """Each part with its cues (its rows in order, the work done) and the counters of each stage that ran,
-        as parts finish (not necessarily in the order given); ``progress``: progress bars."""
+        as parts finish (not necessarily in the order given); ``progress``: progress bars. With ``source`` (a
+        remote input), the parts' rows are rows of its index: the executor reads their media from its files."""
 
 
 def make_executor(plan: Plan, config: PipelineConfig, root: Path | None = None) -> Executor:
