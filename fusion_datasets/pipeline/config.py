@@ -47,6 +47,7 @@ def tiny_zoo_dir() -> Path:
 class InputConfig:
     path: str = ""  # a folder of media files, a Parquet file or folder, a saved dataset, or a Hub dataset id
     split: str = "train"  # the split of a saved DatasetDict or a Hub dataset
+    config: str | None = None  # a Hub dataset's config (its card's `configs`); default: its default one
     limit: int | None = None  # only the first N clips (a trial run)
     format: Literal["auto", "media", "parquet"] = "auto"  # how a folder is read; auto: see the README
     segment_seconds: float | None = None  # cut longer files into clips of this length (ids carry the offsets)

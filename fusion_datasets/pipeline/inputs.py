@@ -127,7 +127,7 @@ def _read_remote(config: InputConfig) -> Input:
             raise InputError(f"input.segment_seconds reads every file's duration: download {config.path} and "
                              "give its folder as the input")
         try:
-            source = RemoteParquet.find(config.path, config.split)
+            source = RemoteParquet.find(config.path, config.split, config.config)
         except Exception as error:  # a missing fsspec backend (s3fs, gcsfs), credentials, no such bucket
             raise InputError(f"input {config.path!r} cannot be listed: "
                              f"{redact(f'{type(error).__name__}: {error}')}") from error
@@ -136,7 +136,9 @@ def _read_remote(config: InputConfig) -> Input:
         return Input(source.index(), source=source)
     if config.segment_seconds is None and _HUB_ID.fullmatch(config.path):
         try:
-            source = RemoteParquet.find(config.path, config.split)
+            source = RemoteParquet.find(config.path, config.split, config.config)
+        except UserError:  # a config or split its card does not declare
+            raise
         except Exception as error:  # noqa: BLE001 - load_dataset below says why it cannot be read, in its words
             logger.debug("cannot list %s as Parquet files: %s", config.path, error)
             source = None
@@ -150,7 +152,7 @@ def _load_hub(config: InputConfig) -> datasets.Dataset:
         raise InputError(f"input {config.path!r} does not exist (a folder of clips, a Parquet file, a saved "
                          "dataset, or a Hub dataset id ORG/NAME)")
     try:
-        return datasets.load_dataset(config.path, split=config.split)
+        return datasets.load_dataset(config.path, config.config, split=config.split)
     except (FileNotFoundError, ConnectionError, ValueError) as error:
         raise InputError(f"input {config.path!r} is not a local path, and as a Hub dataset it cannot be loaded: "
                          f"{error}") from error

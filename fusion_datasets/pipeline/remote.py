@@ -29,6 +29,7 @@ import datasets
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from fusion_datasets.errors import UserError
 from fusion_datasets.files import temporary_path
 from fusion_datasets.runtime import cache_dir
 
@@ -50,6 +51,50 @@ def _in_split(relative: str, split: str) -> bool:
     name = parts[-1].lower()
     return split in parts[:-1] or name.startswith((f"{split}-", f"{split}.", f"{split}_")) or f"-{split}-" in name \
         or name.endswith((f"-{split}.parquet", f"_{split}.parquet"))
+
+
+def _declared_files(fs: Any, root: str, path: str, split: str, config: str | None) -> dict[str, Any] | None:
+    """The files of ``split`` of the Hub dataset at ``root`` as its card's ``configs`` declare them for
+    ``config`` (default: the one marked ``default``, the only one, or the one named ``default``), each pattern
+    listed; ``None`` when its card declares none (and no ``config`` is asked for)."""
+    from huggingface_hub import DatasetCard
+
+    card = f"{root}/README.md"
+    declared = (DatasetCard(fs.read_text(card, encoding="utf-8")).data.configs or []) if fs.isfile(card) else []
+    names = [entry["config_name"] for entry in declared]
+    if not declared:
+        if config is not None:
+            raise UserError(f"input.config is {config!r}, but the Hub dataset {path} declares no configs in its "
+                            "card: leave input.config out")
+        return None
+    if config is None:
+        chosen = next((entry for entry in declared if entry.get("default")), None) or (
+            declared[0] if len(declared) == 1 else next((e for e in declared if e["config_name"] == "default"), None))
+        if chosen is None:
+            raise UserError(f"the Hub dataset {path} has several configs ({', '.join(names)}): name one with "
+                            "input.config (--set input.config=NAME)")
+    elif config in names:
+        chosen = declared[names.index(config)]
+    else:
+        raise UserError(f"the Hub dataset {path} has no config {config!r}; its configs: {', '.join(names)}")
+    data_files = chosen.get("data_files")
+    if data_files is None:  # a config by its folder alone: the Hub's naming of splits under it
+        folder = f"{root}/{chosen.get('data_dir', '')}".rstrip("/")
+        return {name: info for name, info in fs.glob(f"{folder}/**/*.parquet", detail=True).items()
+                if _in_split(name.removeprefix(folder).lstrip("/"), split)}
+    splits = _split_patterns(data_files)
+    if split not in splits:
+        raise UserError(f"config {chosen['config_name']!r} of the Hub dataset {path} has no split {split!r}; its "
+                        f"splits: {', '.join(splits)} (input.split)")
+    return {name: info for pattern in splits[split] for name, info in fs.glob(f"{root}/{pattern}", detail=True).items()}
+
+
+def _split_patterns(data_files: Any) -> dict[str, list[str]]:
+    """A card config's ``data_files`` (a pattern, a list of them, or a list of ``{split, path}``) by split."""
+    if isinstance(data_files, str) or (data_files and all(isinstance(entry, str) for entry in data_files)):
+        return {"train": [data_files] if isinstance(data_files, str) else list(data_files)}
+    return {entry["split"]: [entry["path"]] if isinstance(entry["path"], str) else list(entry["path"])
+            for entry in data_files}
 
 
 def _version(info: dict[str, Any]) -> str:
@@ -76,21 +121,26 @@ class RemoteParquet:
         self.needed: Counter[str] = Counter()  # file -> the parts still to read it
 
     @classmethod
-    def find(cls, path: str, split: str) -> RemoteParquet | None:
-        """The Parquet files of ``path`` (a Hub dataset id, or a URL of a file, a folder or a glob) for ``split``,
-        as listed (nothing is downloaded); ``None`` where there are none (the input is not Parquet)."""
+    def find(cls, path: str, split: str, config: str | None = None) -> RemoteParquet | None:
+        """The Parquet files of ``path`` (a Hub dataset id, or a URL of a file, a folder or a glob) for ``split``
+        (of a Hub dataset's ``config``), as listed (nothing is downloaded); ``None`` where there are none (the
+        input is not Parquet)."""
         import fsspec
 
         fs, root = fsspec.core.url_to_fs(hub_url(path))
+        root = root.rstrip("/")
         if any(char in root for char in "*?["):
             found = fs.glob(root, detail=True)
         elif root.endswith(".parquet") and fs.isfile(root):
             found = {root: fs.info(root)}
-        else:
-            found = fs.glob(f"{root.rstrip('/')}/**/*.parquet", detail=True)
-            if not path.startswith(REMOTE_PREFIXES):  # a Hub id: its split's files, as the Hub names them
-                found = {name: info for name, info in found.items()
+        elif path.startswith(REMOTE_PREFIXES):
+            found = fs.glob(f"{root}/**/*.parquet", detail=True)
+        else:  # a Hub id: the files its card declares for the split, else those the Hub's naming puts in it
+            found = _declared_files(fs, root, path, split, config)
+            if found is None:
+                found = {name: info for name, info in fs.glob(f"{root}/**/*.parquet", detail=True).items()
                          if _in_split(name.removeprefix(root).lstrip("/"), split)}
+        found = {name: info for name, info in found.items() if name.endswith(".parquet")}
         if not found:
             return None
         names = sorted(found)

@@ -16,6 +16,7 @@ import fsspec
 import pyarrow.parquet as pq
 import pytest
 import soundfile
+from huggingface_hub import DatasetCard, DatasetCardData
 
 from fusion_datasets.cli import main
 from fusion_datasets.layout import config_files
@@ -111,6 +112,32 @@ def test_a_url_input_is_read_in_place_and_one_that_cannot_be_listed_is_a_user_er
     assert "holds no Parquet files" in capsys.readouterr().err
     assert dry_run("az://container/clips") == 2  # no fsspec backend for it here (adlfs)
     assert "input 'az://container/clips' cannot be listed: " in capsys.readouterr().err
+
+
+def test_a_hub_dataset_with_configs_is_read_as_its_card_declares_them(tmp_path, hub, capsys):
+    """A repository laid out as a run's output is: configs in subfolders, declared in its card's YAML."""
+    repo = tmp_path / "remote" / "datasets" / "org" / "configs"
+    for name, files in (("loud", 2), ("quiet", 1)):
+        for written in _write_split(repo / "data" / name, "train", files, 2):
+            (repo / "data" / name / written).rename(repo / "data" / name / Path(written).name)
+    configs = [{"config_name": "loud", "default": True, "data_files": [{"split": "train", "path": "data/loud/*"}]},
+               {"config_name": "quiet", "data_files": "data/quiet/*.parquet"}]
+    DatasetCard(f"---\n{DatasetCardData(configs=configs).to_yaml()}\n---\n").save(repo / "README.md")
+
+    def dry_run(*extra: str) -> int:
+        return main(["run", "tiny", "--input", "org/configs", "--output", str(tmp_path / "out"), "--dry-run",
+                     *extra])
+
+    assert dry_run() == 0 and "4 new clips to do" in capsys.readouterr().out  # the default config's files
+    assert dry_run("--set", "input.config=quiet") == 0 and "2 new clips to do" in capsys.readouterr().out
+    assert dry_run("--set", "input.config=noisy") == 2
+    assert "has no config 'noisy'; its configs: loud, quiet" in capsys.readouterr().err
+    assert dry_run("--set", "input.split=test") == 2
+    assert "config 'loud' of the Hub dataset org/configs has no split 'test'; its splits: train" in \
+        capsys.readouterr().err
+    assert dry_run("--input", "org/clips", "--set", "input.config=loud") == 2  # its card declares no configs
+    assert "declares no configs" in capsys.readouterr().err
+    assert hub["reads"]["fetched"] == Counter()
 
 
 def test_on_ray_each_part_reads_its_rows_media_in_a_task_and_the_driver_reads_none(tmp_path, tiny_zoo, hub, capsys):
