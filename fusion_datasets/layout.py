@@ -5,6 +5,7 @@ Here so that what reads an output (training, the card) need not import the pipel
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -49,12 +50,36 @@ def hub_configs(names: Sequence[str]) -> list[dict[str, Any]]:
     return [{"config_name": name, "data_files": [{"split": "train", "path": data_files(name)}]} for name in names]
 
 
+def card_yaml(metadata: Mapping[str, Any]) -> str:
+    """``metadata`` as a card's YAML block, as ``huggingface_hub`` writes it, by libyaml where PyYAML has it: the
+    card of an output mid-run lists every file and is written at every commit (~0.1 s for 4,688 parts, not ~1 s).
+
+    Example:
+        >>> print(card_yaml({"configs": [{"config_name": "qa", "data_files": "data/qa/*.parquet"}]}))
+        configs:
+        - config_name: qa
+          data_files: data/qa/*.parquet
+    """
+    import yaml
+
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    return yaml.dump(dict(metadata), Dumper=dumper, sort_keys=False, allow_unicode=True).strip()
+
+
+def card_metadata(card: Path) -> dict[str, Any]:
+    """The YAML metadata of the card at ``card`` (``{}`` without a YAML block), read by libyaml where PyYAML has it."""
+    import yaml
+
+    text = card.read_text(encoding="utf-8")
+    match = re.match(r"\s*---\r?\n(.*?)\r?\n---(?:\r?\n|$)", text, re.DOTALL)
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return (yaml.load(match.group(1), Loader=loader) or {}) if match else {}
+
+
 def _listed_files(root: Path) -> dict[str, list[str]] | None:
     """The files the card at ``root`` lists per config; ``None`` where it lists none (no card, or globs)."""
-    from huggingface_hub.repocard import metadata_load
-
     card = root / CARD
-    configs = (metadata_load(card) or {}).get("configs") if card.is_file() else None
+    configs = card_metadata(card).get("configs") if card.is_file() else None
     if not configs or any(isinstance(config.get("data_files"), str) for config in configs):
         return None
     listed = {config["config_name"]: [path for entry in config["data_files"] for path in

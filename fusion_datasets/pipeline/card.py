@@ -35,7 +35,7 @@ from fusion_datasets import __version__
 from fusion_datasets.files import write_bytes_atomically, write_text_atomically
 from fusion_datasets.http_errors import redact
 from fusion_datasets.hub.push import parse_hub_output
-from fusion_datasets.layout import CARD, CONFIGS, MANIFEST, card_configs, config_files
+from fusion_datasets.layout import CARD, CONFIGS, MANIFEST, card_configs, card_yaml, config_files
 
 if TYPE_CHECKING:  # the card describes a run from its files; its caller loads the config
     from fusion_datasets.pipeline.config import PipelineConfig
@@ -361,9 +361,10 @@ def render_status_card(root: Path, config: PipelineConfig, files: Mapping[str, S
     Written at every commit (cheap: no data is read), so that readers see one consistent state and are told
     it is not the finished dataset; the full card (:func:`render_card`) is written when a run finishes.
     """
-    from huggingface_hub import DatasetCard, DatasetCardData
+    from huggingface_hub import DatasetCardData
 
-    data = DatasetCardData(configs=card_configs(files), pretty_name=config.output.pretty_name or _dataset_name(config))
+    name = config.output.pretty_name or _dataset_name(config)
+    metadata = DatasetCardData(configs=card_configs(files), pretty_name=name).to_dict()
     if stats["complete"]:
         status = ("Every clip of the input is committed; the full card is written when the run ends "
                   "(`fusion-datasets card` writes it now).")
@@ -373,8 +374,7 @@ def render_status_card(root: Path, config: PipelineConfig, files: Mapping[str, S
                   f"parts made by an earlier config (each part's plan is in `state/`). The files listed "
                   "above are one consistent state, each clip once; rerun the same `fusion-datasets run` to "
                   "finish it.")
-    card = DatasetCard(f"---\n{data.to_yaml()}\n---\n\n# {data.pretty_name}\n\n{status}\n")
-    return write_text_atomically(root / CARD, str(card))
+    return write_text_atomically(root / CARD, f"---\n{card_yaml(metadata)}\n---\n\n# {name}\n\n{status}\n")
 
 
 def _dataset_name(config: PipelineConfig) -> str:
