@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -16,6 +17,8 @@ logger = logging.getLogger(__name__)
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac")
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".mov", ".avi")
+WEBDATASET_KEY = re.compile(r"^((?:.*/|)[^./]+)\.([^/]*)$")  # a tar member's key and extension: up to the first dot
+WEBDATASET_AUDIO = ("flac", "wav", "mp3", "ogg")  # a WebDataset sample's audio member, by extension, preferred first
 _SHOWN = 5  # paths named in a warning or an error
 
 

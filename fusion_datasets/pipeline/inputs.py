@@ -40,7 +40,7 @@ from fusion_datasets.media_files import (
     shown_paths,
 )
 from fusion_datasets.pipeline.config import InputConfig
-from fusion_datasets.pipeline.remote import REMOTE_PREFIXES, RemoteParquet
+from fusion_datasets.pipeline.remote import REMOTE_PREFIXES, RemoteInput, RemoteParquet, RemoteTars
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class Input:
 
     dataset: datasets.Dataset
     unreadable: tuple[str, ...] = ()
-    source: RemoteParquet | None = None  # a remote Parquet input, whose index ``dataset`` is
+    source: RemoteInput | None = None  # a remote input (Parquet, WebDataset), whose index ``dataset`` is
 
 
 def _clips(pairs: MediaPairs) -> datasets.Dataset:
@@ -119,28 +119,34 @@ def _read_folder(path: Path, config: InputConfig, exclude: Sequence[Path]) -> In
                      f"video: {', '.join(VIDEO_SUFFIXES)}){cannot}")
 
 
+def _find_remote(config: InputConfig) -> RemoteInput | None:
+    """The input's Parquet files, else its WebDataset shards, as listed; ``None`` where it has neither."""
+    return (RemoteParquet.find(config.path, config.split, config.config)
+            or RemoteTars.find(config.path, config.split, config.config))
+
+
 def _read_remote(config: InputConfig) -> Input:
-    """A URL or a Hub dataset id: its Parquet files indexed where they are. A Hub dataset of another format, or
-    one cut into segments (every clip's duration is read first), is loaded whole."""
+    """A URL or a Hub dataset id: its Parquet files or WebDataset shards indexed where they are. A Hub dataset of
+    another format, or one cut into segments (every clip's duration is read first), is loaded whole."""
     if config.path.startswith(REMOTE_PREFIXES):
         if config.segment_seconds is not None:
             raise InputError(f"input.segment_seconds reads every file's duration: download {config.path} and "
                              "give its folder as the input")
         try:
-            source = RemoteParquet.find(config.path, config.split, config.config)
+            source = _find_remote(config)
         except Exception as error:  # a missing fsspec backend (s3fs, gcsfs), credentials, no such bucket
             raise InputError(f"input {config.path!r} cannot be listed: "
                              f"{redact(f'{type(error).__name__}: {error}')}") from error
         if source is None:
-            raise InputError(f"input {config.path!r} holds no Parquet files")
+            raise InputError(f"input {config.path!r} holds no Parquet files or WebDataset shards (.tar)")
         return Input(source.index(), source=source)
     if config.segment_seconds is None and _HUB_ID.fullmatch(config.path):
         try:
-            source = RemoteParquet.find(config.path, config.split, config.config)
+            source = _find_remote(config)
         except UserError:  # a config or split its card does not declare
             raise
         except Exception as error:  # noqa: BLE001 - load_dataset below says why it cannot be read, in its words
-            logger.debug("cannot list %s as Parquet files: %s", config.path, error)
+            logger.debug("cannot list the files of %s: %s", config.path, error)
             source = None
         if source is not None:
             return Input(source.index(), source=source)

@@ -41,7 +41,7 @@ from fusion_datasets.pipeline.outputs import (
     publish_view,
 )
 from fusion_datasets.pipeline.plan import Plan
-from fusion_datasets.pipeline.remote import SOURCE_FILE, RemoteParquet
+from fusion_datasets.pipeline.remote import SOURCE_FILE, RemoteInput
 from fusion_datasets.pipeline.state import STATE, Part, RunState
 from fusion_datasets.pipeline.stats import add_up, failed_stages, summarize
 from fusion_datasets.pipeline.work import PartWork, WorkPlan, plan_work, redo_rows
@@ -98,7 +98,7 @@ class PipelineRunner:
         self.plan = Plan.from_config(config)
         self.state = RunState(self.root)
         self.input_unreadable = 0  # folders of the input that could not be read
-        self.source: RemoteParquet | None = None  # a remote Parquet input, read a part at a time
+        self.source: RemoteInput | None = None  # a remote input (Parquet, WebDataset), read a part at a time
         # an engine without its extra fails here, in one line saying how to install it, before any work
         self.executor = make_executor(self.plan, config, self.root)
 

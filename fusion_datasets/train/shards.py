@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import tarfile
 from bisect import bisect_right
 from collections import OrderedDict
@@ -33,11 +32,10 @@ from typing import Any
 
 from fusion_datasets.errors import UserError
 from fusion_datasets.media import MediaError
+from fusion_datasets.media_files import WEBDATASET_AUDIO, WEBDATASET_KEY
 
 SIZES = "sizes.json"
-AUDIO_SUFFIXES = ("flac", "wav", "mp3", "ogg")
 _OPEN_SHARDS = 2  # a batch may straddle two shards
-_KEY = re.compile(r"^((?:.*/|)[^./]+)\.([^/]*)$")  # WebDataset's rule: the key ends at the name's first dot
 
 
 def open_shards(root: str, split: str) -> ShardTable | None:
@@ -103,9 +101,9 @@ class ShardTable:
         shard = bisect_right(self.starts, index) - 1
         key, files = self._reader(shard).sample(index - self.starts[shard])
         where = f"{self.split}/{self.shards[shard]} sample {key}"
-        audio = next((files[suffix] for suffix in AUDIO_SUFFIXES if suffix in files), None)
+        audio = next((files[suffix] for suffix in WEBDATASET_AUDIO if suffix in files), None)
         if audio is None:
-            raise MediaError(f"{where} has no audio file ({', '.join(f'.{s}' for s in AUDIO_SUFFIXES)})")
+            raise MediaError(f"{where} has no audio file ({', '.join(f'.{s}' for s in WEBDATASET_AUDIO)})")
         try:
             text = json.loads(files["json"]) if "json" in files else {}
         except ValueError as error:
@@ -170,7 +168,7 @@ class _ShardReader:
         if member is None:
             self.ended = True
             return
-        parts = _KEY.match(member.name)
+        parts = WEBDATASET_KEY.match(member.name)
         if member.isfile() and parts:
             key, suffix = parts.groups()
             if not self.samples or self.samples[-1][0] != key:

@@ -8,6 +8,9 @@ folder, through fsspec as the Hub's ``HfFileSystem`` would be); the Parquet file
 from __future__ import annotations
 
 import io
+import json
+import pickle
+import tarfile
 from collections import Counter
 from pathlib import Path
 
@@ -20,6 +23,7 @@ from huggingface_hub import DatasetCard, DatasetCardData
 
 from fusion_datasets.cli import main
 from fusion_datasets.layout import config_files
+from fusion_datasets.pipeline.remote import RemoteTars
 from fusion_datasets.testing import media
 from fusion_datasets.testing.hub import local_hub_files, use_local_hub_files
 
@@ -138,6 +142,62 @@ def test_a_hub_dataset_with_configs_is_read_as_its_card_declares_them(tmp_path, 
     assert dry_run("--input", "org/clips", "--set", "input.config=loud") == 2  # its card declares no configs
     assert "declares no configs" in capsys.readouterr().err
     assert hub["reads"]["fetched"] == Counter()
+
+
+def _write_shards(folder: Path) -> dict[str, bytes]:
+    """Two WebDataset shards named as the Hub names a split's files; returns each clip's audio bytes by id.
+
+    A sample with a JSON ``id``, one without JSON (its id is its key), and one with text but no audio member."""
+    audio = {}
+    for number in range(2):
+        path = folder / "data" / f"train-{number:05d}-of-00002.tar"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(path, "w") as tar:
+            for index in range(3):
+                key = f"sample{number}{index}"
+                buffer = io.BytesIO()
+                soundfile.write(buffer, media.noise(1.0, RATE, seed=10 * number + index).T, RATE, format="FLAC")
+                members = {f"{key}.flac": buffer.getvalue()}
+                if index == 0:
+                    members[f"{key}.json"] = json.dumps({"id": f"clip-{number}", "text": "noise"}).encode()
+                elif index == 2:
+                    members = {f"{key}.txt": b"no audio here"}
+                for name, data in members.items():
+                    info = tarfile.TarInfo(name)
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+                if f"{key}.flac" in members:
+                    audio[f"clip-{number}" if index == 0 else key] = members[f"{key}.flac"]
+    return audio
+
+
+def test_a_webdataset_input_is_indexed_from_its_tar_headers_and_read_a_part_at_a_time(tmp_path, tiny_zoo, hub,
+                                                                                      capsys):
+    repo = tmp_path / "remote" / "datasets" / "org" / "shards"
+    audio = _write_shards(repo)
+    output = tmp_path / "out"
+    assert main(["run", "tiny", "--input", "org/shards", "--output", str(output), *FAST]) == 0
+    shards = [f"datasets/org/shards/data/train-{number:05d}-of-00002.tar" for number in range(2)]
+    reads = hub["reads"]
+    assert reads["fetched"] == Counter(shards)  # each shard once, whole, by the parts that read it
+    cues = {row["id"]: row for row in pq.read_table(config_files(output, "cues")).to_pylist()}
+    assert sorted(cues) == ["clip-0", "clip-1", "sample01", "sample02", "sample11", "sample12"]
+    assert {clip: cues[clip]["audio"]["bytes"] for clip in audio} == audio
+    assert all(not cues[clip]["errors"] and cues[clip]["sound_caption"] for clip in audio)
+    assert cues["clip-0"]["json"] == '{"id": "clip-0", "text": "noise"}' and cues["sample02"]["txt"] == "no audio here"
+    assert [error["stage"] for error in cues["sample02"]["errors"]] == ["decode"]  # recorded, the run went on
+
+    reads["fetched"].clear()
+    reads["opened"].clear()
+    assert main(["run", "tiny", "--input", "org/shards", "--output", str(output), *FAST]) == 0
+    assert "0 parts written" in capsys.readouterr().out and reads["fetched"] == reads["opened"] == Counter()
+
+    # as a Ray task reads a part: the source pickled to a worker, each audio member read by range
+    source = pickle.loads(pickle.dumps(RemoteTars.find("hf://datasets/org/shards/data/*.tar", "train")))
+    index = source.index().with_format("arrow")[:]
+    rows = source.read_rows(index).to_pylist()
+    assert {row["id"]: row["audio"]["bytes"] for row in rows if row["audio"]} == audio
+    assert reads["fetched"] == Counter() and not any(name.startswith("__source") for name in rows[0])
 
 
 def test_on_ray_each_part_reads_its_rows_media_in_a_task_and_the_driver_reads_none(tmp_path, tiny_zoo, hub, capsys):

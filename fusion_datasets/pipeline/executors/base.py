@@ -16,7 +16,7 @@ import datasets
 
 from fusion_datasets.pipeline.config import PipelineConfig
 from fusion_datasets.pipeline.plan import Plan
-from fusion_datasets.pipeline.remote import RemoteParquet
+from fusion_datasets.pipeline.remote import RemoteInput
 from fusion_datasets.pipeline.stats import add_up
 from fusion_datasets.pipeline.work import PartWork
 from fusion_datasets.steps import Step
@@ -38,7 +38,7 @@ class Executor(ABC):
         self.root = root
 
     @abstractmethod
-    def run(self, parts: Iterable[PartRows], progress: bool = True, source: RemoteParquet | None = None
+    def run(self, parts: Iterable[PartRows], progress: bool = True, source: RemoteInput | None = None
             ) -> Iterator[PartCues]:
         """Each part with its cues (its rows in order, the work done) and the counters of each stage that ran,
         as parts finish (not necessarily in the order given); ``progress``: progress bars. With ``source`` (a

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from fusion_datasets.experts.chain import COUNTERS, ExpertChain
 from fusion_datasets.pipeline.executors.base import Executor, PartCues, PartRows, media_batch_size, sum_counters
-from fusion_datasets.pipeline.remote import RemoteParquet
+from fusion_datasets.pipeline.remote import RemoteInput
 from fusion_datasets.pipeline.stats import add_up
 from fusion_datasets.pipeline.work import Work, replace_rows, with_plan_columns
 from fusion_datasets.runtime import progress_bars, raise_if_interrupted
@@ -29,12 +29,13 @@ from fusion_datasets.steps import Step
 
 INPUT_FILES = ".cache/input-files"  # under the output: the files of a remote input that parts in flight read
 
+
 class LocalExecutor(Executor):
     """Runs each part's :class:`~fusion_datasets.pipeline.work.Work` over its rows with the steps of ``plan``,
     one part after another (the runner's example runs it: :class:`~fusion_datasets.pipeline.runner.PipelineRunner`).
     """
 
-    def run(self, parts: Iterable[PartRows], progress: bool = True, source: RemoteParquet | None = None
+    def run(self, parts: Iterable[PartRows], progress: bool = True, source: RemoteInput | None = None
             ) -> Iterator[PartCues]:
         for item, table in tqdm(parts, desc="parts", unit="part", disable=not progress):
             if source is not None:  # each file fetched once, and removed after the last part that reads it

@@ -10,8 +10,8 @@ a media pass's audio is decoded by CPU tasks ahead of its actors, and a pass of 
 Each row carries its part, its place in the part and the stages it needs; a step runs only on the rows
 that need it. The driver gathers the rows of each part as they come out and hands the part back to the
 runner, which commits it exactly as for the local executor: the output cannot tell which engine made it.
-Of a remote input (:class:`~fusion_datasets.pipeline.remote.RemoteParquet`) the driver holds the index
-only: the first task of each part reads its rows' media from the row groups that hold them.
+Of a remote input (:class:`~fusion_datasets.pipeline.remote.RemoteInput`) the driver holds the index
+only: the first task of each part reads its rows' media (the row groups or tar members that hold them).
 
 Fault tolerance is Ray's: actors are restarted and their tasks retried, so a crashed actor loses no row;
 a row that fails inside a step is a recorded error, as everywhere.
@@ -40,7 +40,7 @@ from fusion_datasets.media import MediaError, decode_audio
 from fusion_datasets.pipeline.config import PipelineConfig
 from fusion_datasets.pipeline.executors.base import Executor, PartCues, PartRows, media_batch_size, sum_counters
 from fusion_datasets.pipeline.plan import Plan
-from fusion_datasets.pipeline.remote import SOURCE_FILE, SOURCE_ROW, RemoteParquet
+from fusion_datasets.pipeline.remote import SOURCE_COLUMNS, RemoteInput
 from fusion_datasets.pipeline.stats import add_up
 from fusion_datasets.pipeline.work import ROW, PartWork, with_plan_columns
 from fusion_datasets.steps import Step
@@ -191,7 +191,7 @@ class RayExecutor(Executor):
             items[item.name] = item
         return tables, items
 
-    def run(self, parts: Iterable[PartRows], progress: bool = True, source: RemoteParquet | None = None
+    def run(self, parts: Iterable[PartRows], progress: bool = True, source: RemoteInput | None = None
             ) -> Iterator[PartCues]:
         tables, items = self._rows(parts)
         if not tables:
@@ -206,7 +206,7 @@ class RayExecutor(Executor):
                 if self.leftovers:
                     self.leftovers.unlink(missing_ok=True)
 
-    def _stream(self, tables: list[Any], items: dict[str, PartWork], source: RemoteParquet | None
+    def _stream(self, tables: list[Any], items: dict[str, PartWork], source: RemoteInput | None
                 ) -> Iterator[PartCues]:
         data = self.ray.data
         features = _union_features(tables)
@@ -216,11 +216,11 @@ class RayExecutor(Executor):
             size = self.config.output.batch_size
             stream = data.from_arrow([_conform(table, features).slice(start, size) for table in tables
                                       for start in range(0, table.num_rows, size)])
-        else:  # rows of the input's index: a task per part reads their media, the row groups they are in once
+        else:  # rows of the input's index: a task per part reads their media
             stream = data.from_arrow([_conform(table, features) for table in tables]).map_batches(
                 source.read_rows, batch_format="pyarrow", batch_size=None, num_cpus=1)
             features = datasets.Features({name: feature for name, feature in features.items()
-                                          if name not in (SOURCE_FILE, SOURCE_ROW)})
+                                          if name not in SOURCE_COLUMNS})
         needed = {stage for item in items.values() for work in item.work for stage in work.stages}
         for steps in self.plan.passes(needed):
             stream = self._map_pass(stream, steps, features)
