@@ -168,8 +168,8 @@ class RemoteInput(ABC):
         self.fs = fsspec.core.url_to_fs(self.url)[0]
 
     def index(self) -> datasets.Dataset:
-        """Every row of the files less its media bytes, with its file and row (:data:`SOURCE_FILE`,
-        :data:`SOURCE_ROW`); kept in fusion_datasets' cache under the listing's fingerprint."""
+        """Every row of the files less its media bytes, with where its media are (:data:`SOURCE_COLUMNS`); kept in
+        fusion_datasets' cache under the listing's fingerprint."""
         key = hashlib.sha256(json.dumps([self.files, self.versions]).encode()).hexdigest()[:16]
         kept = cache_dir() / "inputs" / f"{key}.parquet"
         if not kept.is_file():
@@ -200,7 +200,7 @@ class RemoteInput(ABC):
 
     @abstractmethod
     def _index_file(self, name: str) -> pa.Table:
-        """File ``name``'s rows less their media bytes, with :data:`SOURCE_FILE` and :data:`SOURCE_ROW`."""
+        """File ``name``'s rows less their media bytes, with where their media are (:data:`SOURCE_COLUMNS`)."""
 
     def _joined(self, tables: list[pa.Table]) -> pa.Table:
         """The index: the files' rows (their columns may differ: a missing one is nulls)."""
