@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path, PurePath
 from typing import Any
 
@@ -43,6 +43,7 @@ _NUMBER = r"\d+(?:\.\d+)?"
 _YOUTUBE_CLIP = re.compile(rf"(?P<ytid>[\w-]{{11}})_(?P<start>{_NUMBER})_(?P<end>{_NUMBER})"
                            rf"(?:@(?P<cut>{_NUMBER})-(?P<to>{_NUMBER}))?")
 _FROM_YOUTUBE = ("audioset", "audiocaps", "vggsound")  # sources whose ids are <ytid>_<start>_<end>
+_ABSOLUTE_PATH = re.compile(r"(?<![\w:/.~-])/[^\s'\"(),;:]+")  # a POSIX path from the root, not a URL's
 
 
 class LocalPathsError(UserError):
@@ -64,16 +65,24 @@ def public_source(clip_id: str, source: str | None, audio: str | None, start: fl
 
 
 def local_rows(path: Path) -> tuple[int, str | None]:
-    """How many rows of a Parquet file name a file of this machine in ``audio`` or ``video``, and the first one."""
+    """How many rows of a Parquet file name a file of this machine in ``audio`` or ``video``, or in the messages
+    of their ``errors``, and the first such file."""
     names = pq.read_schema(path).names
     count, first = 0, None
-    for batch in pq.ParquetFile(path).iter_batches(columns=[name for name in ("audio", "video") if name in names]):
-        for column in batch.columns:
-            values = column.to_pylist() if not pa.types.is_struct(column.type) else \
-                [local_file(value) for value in column.to_pylist()]
-            found = [value for value in values if value]
-            count += len(found)
-            first = first or (found[0] if found else None)
+    columns = [name for name in ("audio", "video", "errors") if name in names]
+    for batch in pq.ParquetFile(path).iter_batches(columns=columns):
+        named: list[str | None] = [None] * batch.num_rows  # per row, the first local file it names
+        for name, column in zip(batch.schema.names, batch.columns):
+            values = column.to_pylist()
+            if name == "errors":
+                values = [next((match.group() for entry in errors or [] for match in
+                                [_ABSOLUTE_PATH.search(entry["message"] or "")] if match), None) for errors in values]
+            elif pa.types.is_struct(column.type):
+                values = [local_file(value) for value in values]
+            named = [current or value or None for current, value in zip(named, values)]
+        found = [value for value in named if value]
+        count += len(found)
+        first = first or (found[0] if found else None)
     return count, first
 
 
@@ -91,9 +100,35 @@ def check_publishable(files: Sequence[Path], mode: str) -> None:
                 "public source id and times, no audio) or none (no audio)")
 
 
+def without_paths(message: str, known: Iterable[str | None] = ()) -> str:
+    """``message`` with the paths of this machine it names cut to their file names: ``known`` ones whole (spaces
+    and all), then any other absolute path.
+
+    Example:
+        >>> without_paths("Could not open input file: /home/ana/My clips/a.wav", ["/home/ana/My clips/a.wav"])
+        'Could not open input file: a.wav'
+        >>> without_paths("no such file /data/x/y.flac (see https://example.org/a/b)")
+        'no such file y.flac (see https://example.org/a/b)'
+    """
+    for path in sorted(filter(None, known), key=len, reverse=True):
+        message = message.replace(path, PurePath(path).name)
+    return _ABSOLUTE_PATH.sub(lambda match: PurePath(match.group()).name, message)
+
+
+def _public_errors(errors: list[dict[str, Any]] | None, files: list[str | None]) -> list[dict[str, Any]] | None:
+    """A row's ``errors`` with the paths of this machine in their messages cut to file names (``files`` whole)."""
+    if errors is None:
+        return None
+    return [{**entry, "message": entry["message"] and without_paths(entry["message"], files)} for entry in errors]
+
+
 def _published_batch(batch: dict[str, list[Any]], mode: str) -> dict[str, list[Any]]:
     rows = len(batch["id"])
     batch = dict(batch)
+    if "errors" in batch:  # a decode error names the clip's file
+        files = zip(batch.get("audio") or [None] * rows, batch.get("video") or [None] * rows)
+        batch["errors"] = [_public_errors(errors, [local_file(audio), video])
+                           for errors, (audio, video) in zip(batch["errors"], files)]
     if "video" in batch:
         batch["video"] = [PurePath(video).name if video else None for video in batch["video"]]
     if mode == "source" and "audio" in batch:

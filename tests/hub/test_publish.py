@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from fusion_datasets.cli import main
-from fusion_datasets.hub.publish import LocalPathsError
+from fusion_datasets.hub.publish import LocalPathsError, check_publishable, local_rows
 from fusion_datasets.hub.push import push_folder
 from fusion_datasets.media import decode_audio
 from fusion_datasets.pipeline.outputs import publish_view
@@ -110,3 +110,34 @@ def test_an_hf_output_must_say_what_it_publishes(tmp_path, capsys):
     assert main(["run", "tiny", "--input", str(tmp_path / "clips"), "--output", "hf://datasets/me/clips",
                  *TAGGING_ONLY]) == 2
     assert "output.publish_audio" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("mode", ["embed", "source", "none"])
+def test_no_published_file_names_a_path_of_this_machine_not_even_an_error(tmp_path, tiny_zoo, mode):
+    """A clip that does not decode keeps its error, whose message named the file's path: published, its name."""
+    folder = tmp_path / "ana's clips"
+    media.write_audio(folder / "good.wav", media.speech(1.0, 16000), 16000)
+    (folder / "bad.wav").write_bytes(b"not audio at all" * 64)
+    output = tmp_path / "out"
+    assert main(["run", "tiny", "--input", str(folder), "--output", str(output), *TAGGING_ONLY]) == 0
+    local = pq.read_table(output / "data" / "cues", columns=["id", "errors"]).to_pylist()
+    assert any(str(folder) in error["message"] for row in local for error in row["errors"])  # as the run wrote it
+
+    hub = LocalHub(tmp_path / "remote")
+    push_folder(publish_view(output, mode), REPO, api=hub)
+    assert not any(str(tmp_path).encode() in path.read_bytes() for path in hub.remote.rglob("*") if path.is_file())
+    cues = datasets.load_dataset(str(hub.remote), "cues", split="train").select_columns(["id", "errors"])
+    (error,) = {row["id"]: row for row in cues}["bad"]["errors"]
+    assert error["stage"] == "decode" and "bad.wav" in error["message"]
+
+
+def test_auto_refuses_rows_whose_errors_name_files_of_this_machine(tmp_path):
+    """Embedded audio publishes as it is under ``auto``; an error naming a local file does not."""
+    error = {"stage": "visual", "message": "cannot open /home/ana/clips/a.mp4: No such file or directory"}
+    served = {"stage": "fusion", "message": "HTTP 500 from http://127.0.0.1:8000/v1/chat/completions"}
+    rows = {"id": ["a", "b", "c"], "audio": [{"bytes": b"RIFF", "path": "a.wav"}] * 3,
+            "errors": [[error], [served], []]}
+    pq.write_table(pa.Table.from_pydict(rows), tmp_path / "part.parquet")
+    assert local_rows(tmp_path / "part.parquet") == (1, "/home/ana/clips/a.mp4")
+    with pytest.raises(LocalPathsError, match="1 rows name files of this machine"):
+        check_publishable([tmp_path / "part.parquet"], "auto")
