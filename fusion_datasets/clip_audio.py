@@ -44,17 +44,27 @@ def local_file(audio: str | dict | None) -> str | None:
     return audio or None
 
 
+def seconds_label(seconds: float) -> str:
+    """A time in a segment's id or name: to the millisecond, without trailing zeros.
+
+    Example:
+        >>> seconds_label(20.0), seconds_label(603.25), seconds_label(1 / 3)
+        ('20', '603.25', '0.333')
+    """
+    return f"{seconds:.3f}".rstrip("0").rstrip(".")
+
+
 def segment_name(path: str | None, start: float | None, end: float | None) -> str:
-    """The file name an embedded clip keeps: its file's, with the range of a segment.
+    """The file name an embedded clip keeps: its file's, with the range of a segment as the segment's id has it.
 
     Example:
         >>> segment_name("/data/rec.wav", None, None), segment_name("/data/rec.wav", 10.0, 20.0)
-        ('rec.wav', 'rec@10-20.0.flac')
+        ('rec.wav', 'rec@10-20.flac')
     """
     name = PurePath(path or "clip.wav").name
     if start is None and end is None:
         return name
-    return f"{PurePath(name).stem}@{start or 0:g}-{end if end is not None else 'end'}.flac"
+    return f"{PurePath(name).stem}@{seconds_label(start or 0)}-{seconds_label(end) if end is not None else 'end'}.flac"
 
 
 def embedded(audio: str | dict | None, start: float | None = None, end: float | None = None) -> dict | None:

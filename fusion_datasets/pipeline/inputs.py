@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from fusion_datasets.clip_audio import seconds_label
 from fusion_datasets.errors import UserError
 from fusion_datasets.http_errors import redact
 from fusion_datasets.loading import undecoded
@@ -180,10 +181,6 @@ def _checked(ds: datasets.Dataset, where: str) -> datasets.Dataset:
     return undecoded(ds)  # decoded per batch by the experts
 
 
-def _offset(seconds: float) -> str:
-    return f"{seconds:.3f}".rstrip("0").rstrip(".")
-
-
 def segment_bounds(duration: float | None, seconds: float) -> list[tuple[float, float]]:
     """Where a file of ``duration`` is cut into clips of ``seconds``; ``[]`` when it stays whole.
 
@@ -215,8 +212,8 @@ def segment(ds: datasets.Dataset, seconds: float) -> datasets.Dataset:
             values = {"start": None, "end": None, **{name: column[row] for name, column in batch.items()}}
             whole = values["start"] is None and values["end"] is None
             bounds = segment_bounds(claimed_duration(values["audio"]), seconds) if whole else []
-            rows += [{**values, "id": f"{values['id']}@{_offset(start)}-{_offset(end)}", "start": start, "end": end}
-                     for start, end in bounds] or [values]
+            rows += [{**values, "id": f"{values['id']}@{seconds_label(start)}-{seconds_label(end)}", "start": start,
+                      "end": end} for start, end in bounds] or [values]
         return {name: [values[name] for values in rows] for name in features}
 
     return ds.map(cut, batched=True, batch_size=64, remove_columns=ds.column_names, features=features,

@@ -85,6 +85,8 @@ def test_embedded_audio_loads_where_the_clips_are_gone(output, tmp_path, monkeyp
         samples = row["audio"].get_all_samples().data.numpy()
         assert samples.shape == expected[row["id"]].shape  # a segment is embedded as the segment
         np.testing.assert_allclose(samples, expected[row["id"]], atol=2.0 / 2**16)
+    names = {row["id"]: row["audio"]["path"] for row in cues.cast_column("audio", datasets.Audio(decode=False))}
+    assert names == {YOUTUBE: f"{YOUTUBE}.wav", "rec@0-2.5": "rec@0-2.5.flac", "rec@2.5-5": "rec@2.5-5.flac"}
     published = [path.read_bytes() for path in hub.remote.rglob("*") if path.is_file()]
     assert not any(str(tmp_path).encode() in data for data in published)  # no path of this machine
     assert "embedded in the Parquet files" in (hub.remote / "README.md").read_text()
