@@ -56,7 +56,7 @@ class InputError(UserError):
 
 @dataclass(frozen=True)
 class Input:
-    """An input's clips, and the folders its scan could not read (counted as ``input_unreadable``)."""
+    """An input's clips, and the folders its scan (or the files its index) could not read (``input_unreadable``)."""
 
     dataset: datasets.Dataset
     unreadable: tuple[str, ...] = ()
@@ -140,7 +140,7 @@ def _read_remote(config: InputConfig) -> Input:
                              f"{redact(f'{type(error).__name__}: {error}')}") from error
         if source is None:
             raise InputError(f"input {config.path!r} holds no Parquet files or WebDataset shards (.tar)")
-        return Input(source.index(), source=source)
+        return Input(source.index(), tuple(source.unreadable), source=source)
     if config.segment_seconds is None and _HUB_ID.fullmatch(config.path):
         try:
             source = _find_remote(config)
@@ -150,7 +150,7 @@ def _read_remote(config: InputConfig) -> Input:
             logger.debug("cannot list the files of %s: %s", config.path, error)
             source = None
         if source is not None:
-            return Input(source.index(), source=source)
+            return Input(source.index(), tuple(source.unreadable), source=source)
     return Input(_load_hub(config))
 
 

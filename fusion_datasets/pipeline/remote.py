@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Sequence
 from contextlib import ExitStack
 from itertools import accumulate
 from pathlib import Path, PurePosixPath
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, TypeVar
 
 import datasets
 import pyarrow as pa
@@ -35,10 +35,13 @@ import pyarrow.parquet as pq
 
 from fusion_datasets.errors import UserError
 from fusion_datasets.files import temporary_path
+from fusion_datasets.http_errors import redact
 from fusion_datasets.media_files import WEBDATASET_AUDIO, WEBDATASET_KEY
 from fusion_datasets.runtime import cache_dir
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 SOURCE_FILE, SOURCE_ROW = "__source_file", "__source_row"  # where an index row's media are: file, row or offset
 SOURCE_SIZE = "__source_size"  # the size of a tar member
@@ -131,6 +134,7 @@ class RemoteInput(ABC):
         self.versions = list(versions)  # each file's size and version, as listed (what the index is keyed by)
         self.fetched: dict[str, Path] = {}  # file -> its local copy
         self.needed: Counter[str] = Counter()  # file -> the parts still to read it
+        self.unreadable: list[str] = []  # the files the index could not read (their clips are not in it)
 
     @classmethod
     def find(cls, path: str, split: str, config: str | None = None) -> Self | None:
@@ -169,15 +173,36 @@ class RemoteInput(ABC):
 
     def index(self) -> datasets.Dataset:
         """Every row of the files less its media bytes, with where its media are (:data:`SOURCE_COLUMNS`); kept in
-        fusion_datasets' cache under the listing's fingerprint."""
+        fusion_datasets' cache under the listing's fingerprint.
+
+        A file that cannot be read (corrupt, or the network failing) is left out, warned about and listed in
+        :attr:`unreadable`; the index is then kept apart from the cache, so that a rerun reads that file again.
+        """
         key = hashlib.sha256(json.dumps([self.files, self.versions]).encode()).hexdigest()[:16]
         kept = cache_dir() / "inputs" / f"{key}.parquet"
         if not kept.is_file():
+            tables = self._read_each(self.files, self._index_file)
+            self.unreadable = [name for name in self.files if name not in tables]
+            if not tables:
+                raise UserError(f"none of the {len(self.files)} files of the input {self.url} could be read "
+                                "(the warnings above say why)")
+            kept = kept.with_name(f"{key}-partial.parquet") if self.unreadable else kept
             staging = temporary_path(kept)
-            pq.write_table(self._joined([self._index_file(name) for name in self.files]), staging)
+            pq.write_table(self._joined(list(tables.values())), staging)
             os.replace(staging, kept)
-            logger.info("indexed %d files of the input (%s)", len(self.files), kept)
+            logger.info("indexed %d files of the input (%s)", len(tables), kept)
         return datasets.Dataset.from_parquet(str(kept))
+
+    def _read_each(self, files: Iterable[str], read: Callable[[str], T]) -> dict[str, T]:
+        """``read(file)`` of each of ``files``; a file that cannot be read is left out and warned about (the rows it
+        holds get no media: their decode fails, an error a ``--retry-errors`` rerun retries)."""
+        done = {}
+        for name in files:
+            try:
+                done[name] = read(name)
+            except Exception as error:  # noqa: BLE001 - corrupt, or the network: the run goes on without it
+                logger.warning("cannot read %s of the input: %s", name, redact(f"{type(error).__name__}: {error}"))
+        return done
 
     def expect(self, parts: Iterable[Sequence[str | None]]) -> None:
         """The files each part to run will read (its rows' :data:`SOURCE_FILE`): a file is kept until the last."""
@@ -242,7 +267,7 @@ class RemoteParquet(RemoteInput):
         table = rows.with_format("arrow")[:]
         media = _media_columns(table.schema)  # none: the files hold references only, and are not fetched
         files = _files(table) if media else []
-        read = {name: (pq.read_table(self._fetch(name, folder), columns=media), None) for name in files}
+        read = self._read_each(files, lambda name: (pq.read_table(self._fetch(name, folder), columns=media), None))
         table = _filled(table, media, read)
         for name in files:
             self._release(name)
@@ -256,7 +281,7 @@ class RemoteParquet(RemoteInput):
         for name, number in zip(table.column(SOURCE_FILE).to_pylist(), table.column(SOURCE_ROW).to_pylist()):
             if name is not None:
                 wanted.setdefault(name, set()).add(number)
-        read = {name: self._read_row_groups(name, numbers, media) for name, numbers in wanted.items()} if media else {}
+        read = self._read_each(wanted, lambda name: self._read_row_groups(name, wanted[name], media)) if media else {}
         return _filled(table, media, read)
 
     def _read_row_groups(self, name: str, numbers: set[int], media: list[str]) -> tuple[pa.Table, dict[int, int]]:
@@ -272,6 +297,7 @@ class RemoteParquet(RemoteInput):
         offsets = dict(zip(groups, accumulate((sizes[group] for group in groups), initial=0)))
         return table, {number: offsets[group] + number - starts[group] for number, group in group_of.items()}
 
+
 def _files(table: pa.Table) -> list[str]:
     """The files an index table's rows are in, in order, once each."""
     return [name for name in dict.fromkeys(table.column(SOURCE_FILE).to_pylist()) if name is not None]
@@ -282,14 +308,14 @@ def _filled(table: pa.Table, media: Sequence[str], read: dict[str, tuple[pa.Tabl
     """``table`` with each media cell that has no bytes taken from ``read`` (per file: its media rows, and the
     position there of each row number, ``None`` for the whole file), less :data:`SOURCE_FILE`/:data:`SOURCE_ROW`.
 
-    A row of no file (a clip no longer in the input, in a part a rerun rewrites) or whose media are there already
-    (a kept part's embedded audio) keeps its cell.
+    A row of no file (a clip no longer in the input, in a part a rerun rewrites), of a file that could not be read,
+    or whose media are there already (a kept part's embedded audio) keeps its cell.
     """
     files, numbers = table.column(SOURCE_FILE).to_pylist(), table.column(SOURCE_ROW).to_pylist()
     for column in media:
         cells = table.column(column).to_pylist()
         for row, (name, number) in enumerate(zip(files, numbers)):
-            if name is not None and not (cells[row] or {}).get("bytes"):
+            if name in read and not (cells[row] or {}).get("bytes"):
                 rows, positions = read[name]
                 cells[row] = rows.column(column)[number if positions is None else positions[number]].as_py()
         table = table.set_column(table.schema.get_field_index(column), column,
@@ -345,8 +371,9 @@ class RemoteTars(RemoteInput):
     def materialize(self, rows: datasets.Dataset, folder: Path) -> datasets.Dataset:
         table = rows.with_format("arrow")[:]
         files = _files(table)
+        fetched = self._read_each(files, lambda name: self._fetch(name, folder))
         with ExitStack() as stack:
-            handles = {name: stack.enter_context(open(self._fetch(name, folder), "rb")) for name in files}
+            handles = {name: stack.enter_context(open(path, "rb")) for name, path in fetched.items()}
 
             def read(name: str, offset: int, size: int) -> bytes:
                 handles[name].seek(offset)
@@ -386,8 +413,9 @@ def _with_members(table: pa.Table, read: Callable[[str, int, int], bytes]) -> pa
         if name is not None and not (cells[row] or {}).get("bytes"):
             try:
                 cells[row] = {**cells[row], "bytes": read(name, offset, size)}
-            except OSError as error:
-                logger.warning("cannot read %s of %s: %s", cells[row]["path"], name, error)
+            except Exception as error:  # noqa: BLE001 - its clip's decode fails: a recorded error, retried later
+                logger.warning("cannot read %s of %s: %s", cells[row]["path"], name,
+                               redact(f"{type(error).__name__}: {error}"))
     table = table.set_column(table.schema.get_field_index("audio"), "audio",
                              pa.array(cells, table.schema.field("audio").type))
     return _without_source(table)

@@ -14,7 +14,7 @@ import json
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -97,7 +97,7 @@ class PipelineRunner:
                                   "none (no audio)")
         self.plan = Plan.from_config(config)
         self.state = RunState(self.root)
-        self.input_unreadable = 0  # folders of the input that could not be read
+        self.input_unreadable = 0  # folders (or remote files) of the input that could not be read
         self.source: RemoteInput | None = None  # a remote input (Parquet, WebDataset), read a part at a time
         # an engine without its extra fails here, in one line saying how to install it, before any work
         self.executor = make_executor(self.plan, config, self.root)
@@ -116,8 +116,12 @@ class PipelineRunner:
         if (self.root / "data").is_dir():
             with self.state.lock():
                 parts = self.state.load()
-        work = plan_work(self.state, parts, ids, files, self.plan, self.config.output, self.world_size,
-                         self.retry_errors)
+        output = self.config.output
+        if self.source is not None and self.input_unreadable and output.removed_clips == "drop":
+            logger.warning("%d files of the input could not be read: their clips look removed from it, so no clip "
+                           "is dropped this run", self.input_unreadable)
+            output = replace(output, removed_clips="keep")
+        work = plan_work(self.state, parts, ids, files, self.plan, output, self.world_size, self.retry_errors)
         return ds, ids, work
 
     def run(self) -> RunResult:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import pickle
 import tarfile
 from collections import Counter
@@ -60,13 +61,16 @@ def hub(tmp_path):
     """A Hub dataset ``org/clips`` (train: 3 files of 2 clips; test: 1 file), and the reads of its files."""
     repo = tmp_path / "remote" / "datasets" / "org" / "clips"
     train, test = _write_split(repo, "train", 3, 2), _write_split(repo, "test", 1, 2)
-    reads = {"fetched": Counter(), "opened": Counter()}
+    reads = {"fetched": Counter(), "opened": Counter(), "failing": set()}
     with local_hub_files(tmp_path / "remote"):
         hub_files = fsspec.get_filesystem_class("hf")
 
-        class Counting(hub_files):  # counts what a run reads of each file
+        class Counting(hub_files):  # counts what a run reads of each file; fails to fetch the "failing" ones
             def get_file(self, path, *args, **kwargs):
-                reads["fetched"][str(path).rsplit("clips/", 1)[-1]] += 1
+                name = str(path).rsplit("clips/", 1)[-1]
+                if name in reads["failing"]:
+                    raise ConnectionError(f"the connection was reset while fetching {name}")
+                reads["fetched"][name] += 1
                 return super().get_file(path, *args, **kwargs)
 
             def open(self, path, *args, **kwargs):
@@ -104,6 +108,36 @@ def test_a_hub_input_is_read_a_part_at_a_time_and_a_rerun_reads_nothing(tmp_path
 
     assert _run(output, "--set", "input.split=test", "--dry-run") == 0
     assert "2 new clips to do" in capsys.readouterr().out
+
+
+def test_a_file_that_cannot_be_read_costs_its_clips_an_error_and_a_rerun_retries_them(tmp_path, tiny_zoo, hub,
+                                                                                       caplog):
+    """A train file corrupt when indexed is left out and counted; one that cannot be fetched mid-run gives its
+    clips a decode error; a rerun reads the first again and ``--retry-errors`` the second."""
+    repo, (first, second, _) = tmp_path / "remote" / "datasets" / "org" / "clips", hub["train"]
+    good = (repo / first).read_bytes()
+    (repo / first).write_bytes(b"PAR1 not a parquet file PAR1")
+    hub["reads"]["failing"].add(second)
+    output = tmp_path / "out"
+    assert _run(output) == 0
+    stats = json.loads((output / "stats.json").read_text())
+    assert stats["clips"] == 4 and stats["input_unreadable"] == 1 and stats["errors_by_stage"] == {"decode": 2}
+    cues = {row["id"]: row for row in pq.read_table(config_files(output, "cues")).to_pylist()}
+    assert [error["stage"] for error in cues["train-1-0"]["errors"]] == ["decode"]
+
+    (repo / first).write_bytes(good)  # mended: indexed again, its clips done; a retry fetches the other file
+    hub["reads"]["failing"].clear()
+    assert _run(output, "--retry-errors") == 0
+    stats = json.loads((output / "stats.json").read_text())
+    assert stats["clips"] == 6 and stats["input_unreadable"] == 0 and stats["clips_with_errors"] == 0
+    assert stats["complete"]
+
+    (repo / first).write_bytes(b"PAR1 corrupt again PAR1")  # its clips look removed: not dropped all the same
+    with caplog.at_level(logging.WARNING, logger="fusion_datasets"):
+        assert _run(output, "--set", "output.removed_clips=drop") == 0
+    stats = json.loads((output / "stats.json").read_text())
+    assert stats["clips"] == 6 and stats["clips_not_in_input"] == 2 and stats["input_unreadable"] == 1
+    assert "1 files of the input could not be read" in caplog.text
 
 
 def test_a_url_input_is_read_in_place_and_one_that_cannot_be_listed_is_a_user_error(tmp_path, hub, capsys):
@@ -228,7 +262,7 @@ def test_on_ray_each_part_reads_its_rows_media_in_a_task_and_the_driver_reads_no
 
         reads["opened"].clear()  # every part redone on Ray: its kept rows meet the index's, media read again
         assert _run(output, *ray, "--set", "fusion.max_new_tokens=97") == 0
-        assert "2 parts written" in capsys.readouterr().out and reads == {"fetched": Counter(), "opened": Counter()}
+        assert "2 parts written" in capsys.readouterr().out and reads["fetched"] == reads["opened"] == Counter()
         cues = pq.read_table(config_files(output, "cues")).to_pylist()
         assert {row["id"]: row["audio"]["bytes"] for row in cues} == expected
         assert all(not row["errors"] for row in cues)
