@@ -64,7 +64,7 @@ COUNT_LABELS = {
     "llm_usage": "LLM usage",
     "clips_to_do": "input clips not done yet",
     "clips_not_in_input": "clips no longer in the input",
-    "input_unreadable": "input folders that could not be read",
+    "input_unreadable": "input folders or remote files that could not be read",
     "parts_with_another_plan": "parts made with another config",
 }
 # stats.json's per-stage work counters: the card shows their seconds and LLM usage, not every counter

@@ -94,7 +94,7 @@ def test_counts_on_the_card_equal_stats_json(run_output):
 
 def test_every_count_is_named_in_words(run_output):
     counts = _table((run_output / "README.md").read_text(), "Counts")
-    assert counts["input folders that could not be read"] == "0" and "input_unreadable" not in counts
+    assert counts["input folders or remote files that could not be read"] == "0" and "input_unreadable" not in counts
     labels = [label for label, _ in count_rows(json.loads((run_output / "stats.json").read_text()))]
     derived = {"filter removal rate, percent", "QA pairs per kept caption"}
     assert set(labels) <= set(counts)
