@@ -18,7 +18,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -36,6 +36,7 @@ T = TypeVar("T")
 _HUB_OUTPUT = re.compile(r"hf://datasets/(?P<org>[A-Za-z0-9][\w.-]*)/(?P<name>[A-Za-z0-9][\w.-]*)/?")
 # the runner's atomic writes leave ".<name>.<pid>.tmp" behind when killed; caches are never part of a dataset,
 # nor are reviewers' judgements (`fusion-datasets review`: they name the clips by their paths on this machine)
+PART_FOLDERS = ("data/", "state/")  # where an output's parts are: their Parquet files and their state
 IGNORED = [".*.tmp", "*/.*.tmp", ".cache/*", "*/.cache/*", "__pycache__/*", "*/__pycache__/*", "review/*"]
 
 
@@ -117,6 +118,12 @@ class HubPublisher:
     def pushed_files(self) -> list[str]:
         """The paths already in the repository (listed from the Hub once, and again after each commit)."""
         return sorted(self._remote_files())
+
+    def stale_parts(self, root: Path, left_out: Collection[str] = ()) -> list[str]:
+        """The data and state files of parts the repository holds and the output ``root`` no longer has (or
+        leaves out): a redo's replaced parts, to take out in the commit that brings their new generation in."""
+        return [name for name in self.pushed_files() if name.startswith(PART_FOLDERS)
+                and (name in left_out or not (root / name).is_file())]
 
     def publish(self, root: Path, files: Sequence[Path], message: str, deleted: Sequence[str] = ()) -> None:
         """Commit ``files`` (their paths in the repository are relative to ``root``) in one commit, and the
@@ -227,9 +234,7 @@ def push_folder(folder: str | Path, repo_id: str, private: bool = False, api: Hf
     publisher.call("upload the folder to", publisher.api.upload_folder, repo_id=repo_id, folder_path=folder,
                    repo_type="dataset", ignore_patterns=[*IGNORED, CARD, *left_out],
                    commit_message=f"Upload {folder.name} with fusion-datasets")
-    stale = [name for name in publisher.pushed_files() if name.startswith(("data/", "state/"))
-             and (name in left_out or not (folder / name).is_file())]
-    publisher.publish(folder, [folder / CARD], "Dataset card", deleted=stale)
+    publisher.publish(folder, [folder / CARD], "Dataset card", deleted=publisher.stale_parts(folder, left_out))
     logger.info("pushed %s to %s", folder, publisher.url)
     return publisher.url
 

@@ -213,10 +213,21 @@ class RemoteInput(ABC):
         if name not in self.fetched:
             local = folder / hashlib.sha256(name.encode()).hexdigest()[:16]
             staging = temporary_path(local)
-            self.fs.get_file(name, str(staging))
+            try:
+                self.fs.get_file(name, str(staging))
+            except BaseException:  # a download cut short leaves nothing behind in the output's cache
+                staging.unlink(missing_ok=True)
+                raise
             os.replace(staging, local)
             self.fetched[name] = local
         return self.fetched[name]
+
+    def _part_rows(self, rows: datasets.Dataset, table: pa.Table, files: Iterable[str]) -> datasets.Dataset:
+        """``table`` (``rows`` with their media) typed as ``rows`` are; the part is done with ``files``."""
+        for name in files:
+            self._release(name)
+        return datasets.Dataset(table).cast(
+            datasets.Features({name: rows.features[name] for name in table.column_names}))
 
     def _release(self, name: str) -> None:
         self.needed[name] -= 1
@@ -269,10 +280,7 @@ class RemoteParquet(RemoteInput):
         files = _files(table) if media else []
         read = self._read_each(files, lambda name: (pq.read_table(self._fetch(name, folder), columns=media), None))
         table = _filled(table, media, read)
-        for name in files:
-            self._release(name)
-        return datasets.Dataset(table).cast(
-            datasets.Features({name: rows.features[name] for name in table.column_names}))
+        return self._part_rows(rows, table, files)
 
     def read_rows(self, table: pa.Table) -> pa.Table:
         """Only the row groups that hold the rows are read."""
@@ -380,10 +388,7 @@ class RemoteTars(RemoteInput):
                 return handles[name].read(size)
 
             table = _with_members(table, read)
-        for name in files:
-            self._release(name)
-        return datasets.Dataset(table).cast(
-            datasets.Features({name: rows.features[name] for name in table.column_names}))
+        return self._part_rows(rows, table, files)
 
     def read_rows(self, table: pa.Table) -> pa.Table:
         """One ranged read per sample."""

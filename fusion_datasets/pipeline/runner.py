@@ -42,7 +42,7 @@ from fusion_datasets.pipeline.outputs import (
 )
 from fusion_datasets.pipeline.plan import Plan
 from fusion_datasets.pipeline.remote import SOURCE_FILE, RemoteInput
-from fusion_datasets.pipeline.state import STATE, Part, RunState
+from fusion_datasets.pipeline.state import Part, RunState
 from fusion_datasets.pipeline.stats import add_up, failed_stages, summarize
 from fusion_datasets.pipeline.work import PartWork, WorkPlan, plan_work, redo_rows
 from fusion_datasets.public import local_models, public_config
@@ -284,8 +284,7 @@ class PipelineRunner:
     def _publish(self, publisher: HubPublisher, files: list[Path], message: str, whole: bool = False) -> None:
         """Push ``files`` as ``output.publish_audio`` publishes them (``whole``: with the card of every part as
         published), and remove from the Hub the parts this folder no longer has (replaced ones)."""
-        stale = [name for name in publisher.pushed_files() if name.startswith(("data/", f"{STATE}/"))
-                 and not (self.root / name).exists()]
+        stale = publisher.stale_parts(self.root)
         folder, files = published_files(self.root, files, self.config.output.publish_audio)
         if whole and folder != self.root:  # every part in the view, and the card rendered from it
             publish_view(self.root, self.config.output.publish_audio)
